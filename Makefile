@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (each creates .venv if missing).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export LITELLM_MODE := PRODUCTION
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# core install: enough for `regret run` on the built-in suite
+$(VENV)/.core: pyproject.toml | $(PY)
+	$(PIP) -e .
+	touch $@
+
+# everything the tests need; torch pinned first so nothing pulls a CUDA build
+$(VENV)/.dev: pyproject.toml | $(PY)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[dev,finetune]"
+	touch $(VENV)/.core $@
+
+demo: $(VENV)/.core
+	$(VENV)/bin/regret run
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.dev
+	$(PY) -m pytest benchmarks -q --benchmark-only
+
+clean:
+	rm -rf $(VENV) runs

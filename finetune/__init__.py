@@ -1,0 +1,1 @@
+"""From runs to better models: regret-ranked datasets, fine-tuning backends and the RMFT loop."""

@@ -1,0 +1,217 @@
+"""The scenario contract: an instance is (family, params, instance seed); reset(seed) pre-draws an episode.
+
+Common random numbers: `reset(seed)` draws every random outcome of the episode up front from
+`numpy.random.default_rng(seed)`, so two agents reset with the same seed face the same world,
+whatever they do. The scenario, not the agent, computes each decision's exact expected regret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from scenarios._registry import Registry
+
+
+class ScenarioError(ValueError):
+    """Bad scenario input: unknown parameter, out-of-range value, invalid action."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the agent sees before deciding in round `t` (0-based)."""
+
+    t: int
+    context: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The outcome of one decision.
+
+    `regret` is the increment of the scenario's regret measure R_t, so the cumulative sum of
+    `regret` over an episode is exactly the episode's regret (pseudo-regret for stochastic
+    bandits, dynamic regret for non-stationary ones, external regret for experts).
+    """
+
+    t: int
+    reward: float  # what the agent earned this round (experts: minus its expected loss)
+    regret: float
+    optimal_action: int  # the best action this round (experts: best fixed expert so far)
+    feedback: Mapping[str, Any]  # what the agent is told: {"reward": r} or {"losses": [...]}
+    done: bool
+    observation: Observation | None  # the next round's observation, None when done
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """A scenario instance: family, its parameters and the seed that draws the world."""
+
+    family: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    instance_seed: int = 0
+
+
+def parse_params(params_cls: type, values: Mapping[str, Any], family: str) -> Any:
+    """Build a family's params dataclass from a mapping, naming unknown keys clearly."""
+    known = {f.name for f in dataclasses.fields(params_cls)}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ScenarioError(
+                f"{family}: unknown parameter {key!r}{hint} (parameters: {', '.join(sorted(known))})"
+            )
+    try:
+        return params_cls(**values)
+    except TypeError as exc:
+        raise ScenarioError(f"{family}: {exc}") from None
+
+
+def require(condition: bool, family: str, message: str) -> None:
+    if not condition:
+        raise ScenarioError(f"{family}: {message}")
+
+
+class Scenario(ABC):
+    """Base class of every scenario family.
+
+    Subclasses set `family`, `kind` ("bandit", "contextual" or "experts"), `feedback`
+    ("bandit": only the chosen action's reward; "full": every action's loss) and a `Params`
+    dataclass whose fields carry `metadata={"help": ...}`.
+    """
+
+    family: ClassVar[str]
+    kind: ClassVar[str]
+    feedback: ClassVar[str] = "bandit"
+    accepts_policy: ClassVar[bool] = False  # may the agent answer with a probability vector?
+    Params: ClassVar[type]
+
+    def __init__(self, params: Mapping[str, Any] | None = None, instance_seed: int = 0) -> None:
+        self.params = parse_params(self.Params, dict(params or {}), self.family)
+        self.instance_seed = int(instance_seed)
+        require(self.instance_seed >= 0, self.family, f"instance seed must be >= 0, got {instance_seed}")
+        self._validate()
+        self._build_world(np.random.default_rng([self.instance_seed, 0xC0FFEE]))
+        self._t = 0
+        self._episode_ready = False
+
+    # --- what a subclass provides -------------------------------------------------------
+    @property
+    @abstractmethod
+    def n_actions(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def horizon(self) -> int: ...
+
+    def _validate(self) -> None:
+        """Check parameter ranges; raise ScenarioError naming the problem."""
+
+    @abstractmethod
+    def _build_world(self, rng: np.random.Generator) -> None:
+        """Draw the instance (arm means, expert weights, ...) from the instance seed."""
+
+    @abstractmethod
+    def _draw_episode(self, rng: np.random.Generator) -> None:
+        """Pre-draw every random outcome of one episode."""
+
+    @abstractmethod
+    def expected_rewards(self, t: int) -> np.ndarray:
+        """Expected reward of each action in round t (experts: minus the loss)."""
+
+    @abstractmethod
+    def _outcome(self, t: int, action: int | None, policy: np.ndarray | None) -> tuple[float, float, int, dict]:
+        """Return (reward, regret increment, optimal action, feedback) for round t."""
+
+    def context(self, t: int) -> tuple[float, ...] | None:
+        return None
+
+    def difficulty(self) -> dict[str, float]:
+        """Numbers a curriculum orders tasks by (larger is harder)."""
+        return {"horizon": float(self.horizon), "n_actions": float(self.n_actions)}
+
+    def summary(self) -> dict[str, Any]:
+        """The instance's hidden facts, for logs and reports (never shown to agents)."""
+        return {}
+
+    # --- the Gymnasium-style loop -------------------------------------------------------
+    def reset(self, seed: int) -> Observation:
+        """Start an episode whose random outcomes are all drawn now from `seed`."""
+        if seed < 0:
+            raise ScenarioError(f"{self.family}: episode seed must be >= 0, got {seed}")
+        self._draw_episode(np.random.default_rng(seed))
+        self._t = 0
+        self._episode_ready = True
+        return Observation(0, self.context(0))
+
+    def step(self, action: int | Sequence[float]) -> Step:
+        if not self._episode_ready:
+            raise ScenarioError(f"{self.family}: call reset(seed) before step()")
+        t = self._t
+        if t >= self.horizon:
+            raise ScenarioError(f"{self.family}: episode is over (horizon {self.horizon})")
+        index, policy = self.validate_action(action)
+        reward, regret, optimal, feedback = self._outcome(t, index, policy)
+        self._t = t + 1
+        done = self._t >= self.horizon
+        next_obs = None if done else Observation(self._t, self.context(self._t))
+        return Step(t, reward, regret, optimal, feedback, done, next_obs)
+
+    def validate_action(self, action: int | Sequence[float]) -> tuple[int | None, np.ndarray | None]:
+        """Return (action index, None) or (None, probability vector); raise on anything else."""
+        if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+            if not 0 <= action < self.n_actions:
+                raise ScenarioError(f"{self.family}: action {action} out of range 0..{self.n_actions - 1}")
+            return int(action), None
+        if not self.accepts_policy:
+            raise ScenarioError(f"{self.family}: expected an action index 0..{self.n_actions - 1}, got {action!r}")
+        policy = np.asarray(action, dtype=float)
+        if policy.shape != (self.n_actions,):
+            raise ScenarioError(f"{self.family}: policy must have {self.n_actions} entries, got shape {policy.shape}")
+        if np.any(policy < -1e-9) or not np.isfinite(policy).all():
+            raise ScenarioError(f"{self.family}: policy has negative or non-finite entries: {policy.tolist()}")
+        if abs(policy.sum() - 1.0) > 1e-6:
+            raise ScenarioError(f"{self.family}: policy must sum to 1, sums to {policy.sum():.6f}")
+        return None, np.clip(policy, 0.0, None) / policy.sum()
+
+    def optimal_action(self, t: int) -> int:
+        return int(np.argmax(self.expected_rewards(t)))
+
+
+SCENARIOS: Registry[type[Scenario]] = Registry("scenario family", "regret_harness.scenarios")
+
+
+def scenario(family: str):
+    """Class decorator registering a scenario family under `family` (e.g. "bandit/bernoulli")."""
+
+    def decorator(cls: type[Scenario]) -> type[Scenario]:
+        cls.family = family
+        return SCENARIOS.register(family)(cls)
+
+    return decorator
+
+
+def make(family: str | ScenarioSpec, params: Mapping[str, Any] | None = None, instance_seed: int = 0) -> Scenario:
+    """Instantiate a registered family: `make("bandit/bernoulli", {"n_arms": 5}, 3)`."""
+    if isinstance(family, ScenarioSpec):
+        family, params, instance_seed = family.family, family.params, family.instance_seed
+    _import_builtin_families()
+    return SCENARIOS.get(family)(params, instance_seed)
+
+
+def list_scenarios() -> list[str]:
+    _import_builtin_families()
+    return SCENARIOS.names()
+
+
+def _import_builtin_families() -> None:
+    import scenarios.bandits  # noqa: F401  (registers on import)
+    import scenarios.contextual  # noqa: F401
+    import scenarios.experts  # noqa: F401
