@@ -1,0 +1,19 @@
+"""Fine-tuning backends: one contract, `fit(base, dataset, config) -> Checkpoint` (see finetune._backend)."""
+
+from finetune._backend import (
+    Backend,
+    BackendConfig,
+    BackendError,
+    BaseBackend,
+    Checkpoint,
+    TrainingSet,
+    get_backend,
+    list_backends,
+    make_config,
+    register_backend,
+)
+
+__all__ = [
+    "Backend", "BackendConfig", "BackendError", "BaseBackend", "Checkpoint", "TrainingSet",
+    "get_backend", "list_backends", "make_config", "register_backend",
+]
