@@ -1,0 +1,259 @@
+"""Rendering chosen trajectories as chat examples.
+
+Two sources of text:
+
+- **LLM decisions** (rows with `messages`): the assistant turn is exactly the model's
+  `raw_output`. Per decision, an example is the exact messages the model saw (final attempt)
+  plus that output. Per episode, when every round's messages extend the previous round's
+  messages plus the model's answer ("chat" mode), the episode is the last round's messages
+  plus its answer, unchanged. Otherwise (a stateless per-round prompt) the chat is rebuilt
+  from the framing ("rebuilt" mode, below) with the model's outputs as assistant turns.
+- **Algorithm decisions** (no `messages`): verbalised through the episode's framing: a short
+  rationale from the decision's logged `info` (for UCB, the indices) and the final answer line
+  in the form LLM agents are asked for (`ANSWER: <option name>`, or a distribution for experts).
+
+Rebuilt chats: a system turn (the framing's task description and answer instructions), then
+per round a user turn (the previous round's feedback line, then the round line with any
+context numbers) and an assistant turn.
+
+RISE (multi-turn self-correction, arXiv 2407.18219): `rise_examples` takes episodes of the
+shape documented on `RiseEpisode` and writes one example per attempt, the attempt as the
+target (`"train": true`), earlier attempts kept as context but marked `"train": false`, and a
+top-level `weight = exp(reward / tau)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scenarios.framing import ANSWER_PREFIX, Framing, format_number
+
+CHAT, REBUILT, VERBALISED = "chat", "rebuilt", "verbalised"
+DEFAULT_FRAMING = "buttons"  # the runner's default when an episode has none
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# --- algorithm rationales --------------------------------------------------------------
+def _listing(fr: Framing, values: Sequence[float]) -> str:
+    return ", ".join(f"{fr.option_name(i)} {format_number(v)}" for i, v in enumerate(values))
+
+
+def baseline_rationale(fr: Framing, row: Mapping[str, Any]) -> str:
+    """One or two sentences stating the algorithm's reason, from the decision's `info` column."""
+    info = _loads(row.get("info")) or {}
+    action, policy = row.get("action"), _loads(row.get("policy"))
+    noun, plural, reward, loss = fr.option_noun, fr.option_plural, fr.reward_noun, fr.loss_noun
+    chosen = fr.phrase(action) if action is not None else ""
+    cap = chosen[:1].upper() + chosen[1:]
+    if info.get("oracle"):
+        return f"I know which {noun} is best (privileged oracle), so I choose {chosen}."
+    if info.get("initial"):
+        counts = info.get("counts")
+        tried = f" (times chosen so far: {_listing(fr, counts)})" if counts else ""
+        return f"Not every {noun} has been tried yet{tried}, so I try {chosen}."
+    if "index" in info:
+        text = (f"Upper confidence bound of each {noun} (average {reward} plus an exploration bonus that "
+                f"shrinks the more often it is chosen): {_listing(fr, info['index'])}.")
+        if "means" in info and "counts" in info:
+            text += f" Average {reward}s: {_listing(fr, info['means'])}; times chosen: {_listing(fr, info['counts'])}."
+        return text + f" {cap} has the highest bound, so I choose it."
+    if "samples" in info:
+        return (f"I draw one plausible average {reward} for each {noun} from what I have seen so far "
+                f"(Thompson sampling): {_listing(fr, info['samples'])}. {cap} drew the highest, so I choose it.")
+    if "explore" in info:
+        means = f"Average {reward}s so far: {_listing(fr, info['means'])}. " if "means" in info else ""
+        if info["explore"]:
+            return f"{means}This round I explore: a {noun} chosen at random, {chosen}."
+        return f"{means}{cap} has the highest average, so I exploit it."
+    if "means" in info:
+        return f"Average {reward}s so far: {_listing(fr, info['means'])}. {cap} has the highest, so I choose it."
+    if "probs" in info:
+        return (f"Exponential weights over the {plural} (favouring high past {reward}s, with some exploration) "
+                f"give the probabilities {_listing(fr, info['probs'])}; my random draw picked {chosen}.")
+    if "perturbed" in info:
+        return (f"Total {loss} of each {noun} so far: {_listing(fr, info['cum_loss'])}; after a random "
+                f"perturbation: {_listing(fr, info['perturbed'])}. {cap} has the lowest perturbed total.")
+    if "cum_loss" in info:
+        totals = f"Total {loss} of each {noun} so far: {_listing(fr, info['cum_loss'])}."
+        if policy is not None:
+            return (f"{totals} I weight each {noun} by exp(-eta x its total {loss}), so {plural} with lower "
+                    f"totals get more probability.")
+        return f"{totals} {cap} has the lowest total, so I follow it."
+    if "probability" in info:
+        return f"I choose a {noun} uniformly at random: {chosen}."
+    if policy is not None:
+        return f"I choose a distribution over the {plural}."
+    return f"I choose {chosen}."
+
+
+def answer_line(fr: Framing, row: Mapping[str, Any]) -> str:
+    policy = _loads(row.get("policy"))
+    if policy is not None:
+        return f"{ANSWER_PREFIX} {fr.policy_text(policy)}"
+    return f"{ANSWER_PREFIX} {fr.option_name(int(row['action']))}"
+
+
+def verbalise_decision(fr: Framing, row: Mapping[str, Any]) -> str:
+    """An algorithm's decision as an assistant turn: its rationale, then the answer line."""
+    return f"{baseline_rationale(fr, row)}\n{answer_line(fr, row)}"
+
+
+# --- chats ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EpisodeText:
+    """What the framing needs to retell an episode: the story, the scenario, its kind."""
+
+    framing: Framing
+    description: str
+    kind: str
+    horizon: int
+    n_actions: int
+
+    def system(self) -> dict[str, str]:
+        instructions = self.framing.answer_instructions(self.kind, True, self.n_actions)
+        return {"role": "system", "content": f"{self.description}\n\n{instructions}"}
+
+    def user(self, t: int, previous: Mapping[str, Any] | None, row: Mapping[str, Any]) -> dict[str, str]:
+        parts = []
+        if previous is not None:
+            feedback = _loads(previous.get("feedback")) or {"reward": previous["reward"]}
+            parts.append(self.framing.feedback_text(previous["t"], previous.get("action"),
+                                                    _loads(previous.get("policy")), feedback))
+        parts.append(self.framing.round_text(t, self.horizon, _loads(row.get("context"))))
+        return {"role": "user", "content": "\n".join(parts)}
+
+
+def is_llm_episode(rows: Sequence[Mapping[str, Any]]) -> bool:
+    return bool(rows) and all(r.get("messages") is not None for r in rows)
+
+
+def _assistant(content: str) -> dict[str, str]:
+    return {"role": "assistant", "content": content}
+
+
+def _is_chat(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """True when each round's messages are the previous round's plus the model's answer and more."""
+    previous: list | None = None
+    for row in rows:
+        messages = _loads(row["messages"])
+        if previous is not None and messages[: len(previous)] != previous:
+            return False
+        previous = [*messages, _assistant(row["raw_output"])]
+    return True
+
+
+def _rebuilt(text: EpisodeText, rows: Sequence[Mapping[str, Any]], answers: Sequence[str]) -> list[dict]:
+    messages = [text.system()]
+    previous = None
+    for row, answer in zip(rows, answers):
+        messages.append(text.user(row["t"], previous, row))
+        messages.append(_assistant(answer))
+        previous = row
+    return messages
+
+
+def episode_chat(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict], str]:
+    """The whole episode as one chat, and the mode used (chat, rebuilt or verbalised).
+
+    `text` is called only when the chat has to be told through the framing.
+    """
+    if is_llm_episode(rows):
+        if _is_chat(rows):
+            return [*_loads(rows[-1]["messages"]), _assistant(rows[-1]["raw_output"])], CHAT
+        return _rebuilt(text(), rows, [r["raw_output"] for r in rows]), REBUILT
+    told = text()
+    return _rebuilt(told, rows, [verbalise_decision(told.framing, r) for r in rows]), VERBALISED
+
+
+def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict]], str]:
+    """One chat per decision, each with its full context and ending in that decision's answer."""
+    if is_llm_episode(rows):
+        return [[*_loads(r["messages"]), _assistant(r["raw_output"])] for r in rows], CHAT
+    told = text()
+    whole = _rebuilt(told, rows, [verbalise_decision(told.framing, r) for r in rows])
+    # system + (user, assistant) per round: decision t ends at index 2 + 2t
+    return [whole[: 3 + 2 * i] for i in range(len(rows))], VERBALISED
+
+
+# --- output formats --------------------------------------------------------------------
+FORMATS = ("messages", "openai", "prompt-completion")
+OPENAI_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def format_example(messages: list[dict], fmt: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """One output row.
+
+    - messages: TRL conversational `{"messages": [...]}` plus provenance columns;
+    - openai: `{"messages": [...]}` only, roles system/user/assistant with string contents;
+    - prompt-completion: TRL conversational prompt-completion, `{"prompt": [...], "completion":
+      [final assistant turn]}` plus provenance (earlier assistant turns stay in the prompt).
+    """
+    if fmt == "messages":
+        return {"messages": messages, **provenance}
+    if fmt == "openai":
+        for m in messages:
+            if m.get("role") not in OPENAI_ROLES or not isinstance(m.get("content"), str):
+                raise ValueError(f"openai format: message with role {m.get('role')!r} and "
+                                 f"{type(m.get('content')).__name__} content is not allowed")
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+    if fmt == "prompt-completion":
+        if messages[-1]["role"] != "assistant":
+            raise ValueError("prompt-completion format: the example does not end with an assistant turn")
+        return {"prompt": messages[:-1], "completion": messages[-1:], **provenance}
+    raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+
+
+# --- RISE -------------------------------------------------------------------------------
+RETRY_PROMPT = "The answer is incorrect. Please try again."
+
+
+@dataclass(frozen=True)
+class RiseTurn:
+    """One attempt of a self-correction episode: the model's response and its reward."""
+
+    response: str
+    reward: float
+    # the user turn that follows this attempt when there is a next one (RISE's fixed retry prompt)
+    feedback: str = RETRY_PROMPT
+
+
+@dataclass(frozen=True)
+class RiseEpisode:
+    """A multi-turn self-correction episode: the prompt (system/user turns), then the attempts.
+
+    `turns[i].response` is the (improved) response at attempt i: the model's own (self-
+    distillation) or a stronger model's (distillation).
+    """
+
+    prompt: Sequence[Mapping[str, str]]
+    turns: Sequence[RiseTurn]
+    task_id: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4) -> list[dict[str, Any]]:
+    """Reward-weighted SFT rows: per attempt, the history with earlier attempts not trained on.
+
+    Each row: `messages` (every message has `train`: true only on the final, target attempt),
+    `weight` = exp(reward / tau), `reward`, `turn` (0-based) and `task_id`.
+    """
+    if not (isinstance(tau, (int, float)) and tau > 0):
+        raise ValueError(f"tau must be > 0, got {tau!r}")
+    rows = []
+    for episode in episodes:
+        if not episode.prompt or not episode.turns:
+            raise ValueError(f"RISE episode {episode.task_id!r} needs a prompt and at least one turn")
+        history = [{"role": m["role"], "content": m["content"], "train": False} for m in episode.prompt]
+        for i, turn in enumerate(episode.turns):
+            target = {"role": "assistant", "content": turn.response, "train": True}
+            rows.append({"messages": [*history, target], "weight": math.exp(turn.reward / tau),
+                         "reward": float(turn.reward), "turn": i, "task_id": episode.task_id, **episode.extra})
+            history = [*history, {**target, "train": False}, {"role": "user", "content": turn.feedback, "train": False}]
+    return rows

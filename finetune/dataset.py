@@ -1,0 +1,344 @@
+"""Regret-ranked datasets: from run directories to fine-tuning data (Iterative RMFT, distillation, RISE).
+
+    from finetune.dataset import KLowestRegret, DatasetConfig, build_dataset
+    result = build_dataset(["runs/a"], KLowestRegret(k=2), "data/rmft-1")
+
+`out` becomes a directory with `train.jsonl`, `validation.jsonl` (and `.parquet` twins) and
+`metadata.json` (source runs, selector, counts before and after, per-task acceptance rates,
+mean regret of kept vs all, a sha256 of the JSONL bytes). The split is by task: every
+trajectory of a task lands on the same side. Two builds from the same runs with the same
+settings write byte-identical JSONL files.
+
+Row formats (`DatasetConfig.format`):
+
+- `messages`: TRL conversational, `{"messages": [{"role", "content"}, ...], run, agent,
+  task_id, rollout, final_regret[, t]}` (the provenance columns let you audit any row; drop
+  them with `dataset.select_columns(["messages"])` if a trainer complains);
+- `openai`: OpenAI fine-tuning JSONL, `{"messages": [...]}` only;
+- `prompt-completion`: TRL conversational prompt-completion, `{"prompt": [...], "completion":
+  [final assistant turn]}` plus provenance.
+
+`per="episode"` writes each trajectory as one multi-turn chat (what RMFT trains on);
+`per="decision"` writes one example per decision with its full context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from finetune._render import (
+    CHAT,
+    DEFAULT_FRAMING,
+    FORMATS,
+    REBUILT,
+    RETRY_PROMPT,
+    VERBALISED,
+    EpisodeText,
+    RiseEpisode,
+    RiseTurn,
+    answer_line,
+    baseline_rationale,
+    decision_chats,
+    episode_chat,
+    format_example,
+    rise_examples,
+    verbalise_decision,
+)
+from finetune._select import (
+    EPISODE_KEY,
+    KLowestRegret,
+    LowestRegretFraction,
+    RegretThreshold,
+    Selector,
+    TopReward,
+    eligible_episodes,
+    rank_episodes,
+    select_decisions,
+    select_episodes,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = [
+    "FORMATS",
+    "RETRY_PROMPT",
+    "DatasetConfig",
+    "DatasetResult",
+    "EpisodeText",
+    "KLowestRegret",
+    "LowestRegretFraction",
+    "RegretThreshold",
+    "RiseEpisode",
+    "RiseTurn",
+    "Selector",
+    "TopReward",
+    "answer_line",
+    "baseline_rationale",
+    "build_dataset",
+    "eligible_episodes",
+    "load_runs",
+    "rank_episodes",
+    "rise_examples",
+    "select_decisions",
+    "select_episodes",
+    "split_tasks",
+    "verbalise_decision",
+    "write_rise",
+]
+
+PERS = ("episode", "decision")
+# decision columns the renderer reads (projection pushdown keeps the rest on disk)
+_RENDER_COLUMNS = ("t", "action", "policy", "context", "feedback", "reward", "raw_output", "messages", "info")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How kept trajectories are rendered and split."""
+
+    format: str = field(default="messages", metadata={"help": f"row format: {', '.join(FORMATS)}"})
+    per: str = field(default="episode", metadata={"help": "one example per 'episode' (multi-turn) or per 'decision'"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of tasks (never of trajectories) held out"})
+    seed: int = field(default=0, metadata={"help": "seed of the task split"})
+    drop_invalid: bool = field(default=True, metadata={"help": "exclude trajectories with parse failures or fallbacks"})
+    agents: tuple[str, ...] | None = field(default=None, metadata={"help": "only these agents' trajectories"})
+    parquet: bool = field(default=True, metadata={"help": "also write train/validation .parquet files"})
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r} (formats: {', '.join(FORMATS)})")
+        if self.per not in PERS:
+            raise ValueError(f"per must be 'episode' or 'decision', got {self.per!r}")
+        if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.agents is not None:
+            object.__setattr__(self, "agents", tuple(self.agents))
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    directory: Path
+    train_path: Path
+    validation_path: Path
+    metadata_path: Path
+    n_train: int
+    n_validation: int
+    metadata: dict[str, Any]
+
+
+def load_runs(run_dirs: Sequence[str | Path]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Decisions and episodes of several runs as LazyFrames, with a `run` column (directory name)."""
+    import polars as pl
+
+    from harness import load_run
+
+    if not run_dirs:
+        raise ValueError("no run directory given")
+    names = [Path(d).name for d in run_dirs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"several run directories are named {duplicates[0]!r}; runs are told apart by "
+                         "directory name, so rename one")
+    frames = [load_run(d) for d in run_dirs]
+    return pl.concat([f[0] for f in frames]), pl.concat([f[1] for f in frames])
+
+
+def split_tasks(task_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Assign whole tasks to train or validation: order tasks by a seeded hash, hold out the first.
+
+    round(val_fraction * n) tasks are held out, at least one when val_fraction > 0 and there
+    are two or more tasks, and never all of them.
+    """
+    tasks = sorted(set(task_ids))
+    n = len(tasks)
+    n_val = round(val_fraction * n)
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    else:
+        n_val = 0
+    order = sorted(tasks, key=lambda t: hashlib.blake2b(f"{seed}\x00{t}".encode(), digest_size=8).digest())
+    validation = set(order[:n_val])
+    return [t for t in tasks if t not in validation], [t for t in tasks if t in validation]
+
+
+class _Stories:
+    """Rebuilds scenario instances from each run's plan to tell episodes through their framing."""
+
+    def __init__(self, run_dirs: Sequence[str | Path]) -> None:
+        self._plans = {Path(d).name: Path(d) for d in run_dirs}
+        self._params: dict[str, dict[str, Any]] = {}
+        self._cache: dict[tuple, EpisodeText] = {}
+
+    def _scenario_params(self, run: str, scenario_id: str) -> dict[str, Any]:
+        if run not in self._params:
+            plan = json.loads((self._plans[run] / "plan.json").read_text())["plan"]
+            self._params[run] = {entry["id"]: entry.get("params", {}) for entry in plan["scenarios"]}
+        try:
+            return self._params[run][scenario_id]
+        except KeyError:
+            raise ValueError(f"run {run!r}: scenario {scenario_id!r} is not in its plan.json") from None
+
+    def __call__(self, episode: dict[str, Any]) -> EpisodeText:
+        from scenarios import make
+        from scenarios.framing import get_framing
+
+        key = (episode["run"], episode["scenario_id"], episode["instance_seed"], episode["framing"])
+        if key not in self._cache:
+            scenario = make(episode["family"], self._scenario_params(episode["run"], episode["scenario_id"]),
+                            episode["instance_seed"])
+            framing = get_framing(episode["framing"] or DEFAULT_FRAMING)
+            self._cache[key] = EpisodeText(framing, framing.describe(scenario), scenario.kind,
+                                           int(scenario.horizon), int(scenario.n_actions))
+        return self._cache[key]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> bytes:
+    data = "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows).encode()
+    path.write_bytes(data)
+    return data
+
+
+def _write_parquet(path: Path, rows: list[dict[str, Any]], like: list[dict[str, Any]]) -> None:
+    import polars as pl
+
+    frame = pl.DataFrame(rows) if rows else pl.DataFrame(like).clear()
+    frame.write_parquet(path)
+
+
+def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str | Path,
+                  config: DatasetConfig | None = None) -> DatasetResult:
+    """Select trajectories from `run_dirs` with `selector`, render them and write the dataset to `out`."""
+    import polars as pl
+
+    config = config or DatasetConfig()
+    run_dirs = [Path(d) for d in run_dirs]
+    decisions, episodes = load_runs(run_dirs)
+
+    candidates = episodes.filter(pl.col("status") == "finished")
+    if config.agents:
+        candidates = candidates.filter(pl.col("agent").is_in(list(config.agents)))
+    eligible = eligible_episodes(episodes, drop_invalid=config.drop_invalid, agents=config.agents)
+    ranked = rank_episodes(eligible, selector).collect()
+    candidates = candidates.select("task_id", "final_regret", "total_reward").collect()
+    all_episodes = episodes.select(pl.len()).collect().item()
+    kept = ranked.filter(pl.col("kept"))
+    if kept.height == 0:
+        raise ValueError(f"selector {selector.name!r} kept no trajectory ({ranked.height} eligible of "
+                         f"{candidates.height} finished episodes)")
+
+    columns = [*EPISODE_KEY, *_RENDER_COLUMNS]
+    kept_rows = select_decisions(decisions.select(columns), kept.lazy()).collect()
+    by_episode: dict[tuple, list[dict[str, Any]]] = {}
+    for row in kept_rows.iter_rows(named=True):
+        by_episode.setdefault(tuple(row[k] for k in EPISODE_KEY), []).append(row)
+
+    train_tasks, validation_tasks = split_tasks(kept["task_id"].to_list(), config.val_fraction, config.seed)
+    held_out = set(validation_tasks)
+    stories = _Stories(run_dirs)
+    train: list[dict[str, Any]] = []
+    validation: list[dict[str, Any]] = []
+    modes = {CHAT: 0, REBUILT: 0, VERBALISED: 0}
+    for episode in kept.iter_rows(named=True):  # ordered by task, then by rank
+        key = tuple(episode[k] for k in EPISODE_KEY)
+        rows = by_episode.get(key, [])
+        if not rows:
+            raise ValueError(f"episode {key} has no decision rows in its run")
+        provenance = {k: episode[k] for k in EPISODE_KEY} | {"final_regret": episode["final_regret"]}
+        text = lambda episode=episode: stories(episode)  # noqa: E731  (told through the framing only if needed)
+        target = validation if episode["task_id"] in held_out else train
+        if config.per == "episode":
+            chat, mode = episode_chat(text, rows)
+            target.append(format_example(chat, config.format, provenance))
+        else:
+            chats, mode = decision_chats(text, rows)
+            for row, chat in zip(rows, chats):
+                target.append(format_example(chat, config.format, provenance | {"t": row["t"]}))
+        modes[mode] += 1
+
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    train_path, validation_path = directory / "train.jsonl", directory / "validation.jsonl"
+    train_bytes = _write_jsonl(train_path, train)
+    validation_bytes = _write_jsonl(validation_path, validation)
+    if config.parquet:
+        _write_parquet(directory / "train.parquet", train, train or validation)
+        _write_parquet(directory / "validation.parquet", validation, train or validation)
+
+    per_task_candidates = dict(candidates.group_by("task_id").len().iter_rows())
+    per_task_kept = dict(kept.group_by("task_id").len().iter_rows())
+    metadata = {
+        "format": config.format,
+        "per": config.per,
+        "config": asdict(config) | {"agents": list(config.agents) if config.agents else None},
+        "selector": selector.describe(),
+        "sources": [{"path": str(d), "run": d.name} for d in run_dirs],
+        "counts": {
+            "episodes": all_episodes,
+            "finished": candidates.height,
+            "eligible": ranked.height,
+            "kept": kept.height,
+            "decisions_kept": kept_rows.height,
+            "tasks": len(per_task_candidates),
+            "tasks_kept": len(per_task_kept),
+            "examples": {"train": len(train), "validation": len(validation)},
+        },
+        "acceptance_rate": {
+            "overall": kept.height / candidates.height,
+            "per_task": {t: per_task_kept.get(t, 0) / n for t, n in sorted(per_task_candidates.items())},
+        },
+        "mean_regret": {"kept": _mean(kept["final_regret"].to_list()),
+                        "eligible": _mean(ranked["final_regret"].to_list()),
+                        "all": _mean(candidates["final_regret"].to_list())},
+        "mean_reward": {"kept": _mean(kept["total_reward"].to_list()),
+                        "all": _mean(candidates["total_reward"].to_list())},
+        "episode_modes": {k: v for k, v in modes.items() if v},
+        "split": {"by": "task_id", "val_fraction": config.val_fraction, "seed": config.seed,
+                  "train_tasks": train_tasks, "validation_tasks": validation_tasks},
+        "sha256": {"train.jsonl": hashlib.sha256(train_bytes).hexdigest(),
+                   "validation.jsonl": hashlib.sha256(validation_bytes).hexdigest(),
+                   "content": hashlib.sha256(train_bytes + validation_bytes).hexdigest()},
+    }
+    metadata_path = directory / "metadata.json"
+    metadata_path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return DatasetResult(directory, train_path, validation_path, metadata_path, len(train), len(validation), metadata)
+
+
+def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float = 0.4,
+               val_fraction: float = 0.1, seed: int = 0) -> DatasetResult:
+    """Write RISE reward-weighted self-correction data (see `rise_examples`), split by task.
+
+    Awaits the self-correction scenarios: until they exist, callers build `RiseEpisode`s themselves.
+    """
+    rows = rise_examples(episodes, tau)
+    train_tasks, validation_tasks = split_tasks([r["task_id"] for r in rows], val_fraction, seed)
+    held_out = set(validation_tasks)
+    train = [r for r in rows if r["task_id"] not in held_out]
+    validation = [r for r in rows if r["task_id"] in held_out]
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    train_bytes = _write_jsonl(directory / "train.jsonl", train)
+    validation_bytes = _write_jsonl(directory / "validation.jsonl", validation)
+    _write_parquet(directory / "train.parquet", train, rows)
+    _write_parquet(directory / "validation.parquet", validation, rows)
+    metadata = {
+        "format": "rise", "tau": tau, "retry_prompt": RETRY_PROMPT,
+        "counts": {"episodes": len(episodes), "examples": {"train": len(train), "validation": len(validation)}},
+        "split": {"by": "task_id", "val_fraction": val_fraction, "seed": seed,
+                  "train_tasks": train_tasks, "validation_tasks": validation_tasks},
+        "sha256": {"train.jsonl": hashlib.sha256(train_bytes).hexdigest(),
+                   "validation.jsonl": hashlib.sha256(validation_bytes).hexdigest(),
+                   "content": hashlib.sha256(train_bytes + validation_bytes).hexdigest()},
+    }
+    metadata_path = directory / "metadata.json"
+    metadata_path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return DatasetResult(directory, directory / "train.jsonl", directory / "validation.jsonl", metadata_path,
+                         len(train), len(validation), metadata)
