@@ -59,10 +59,13 @@ def baseline_rationale(fr: Framing, row: Mapping[str, Any]) -> str:
         tried = f" (times chosen so far: {_listing(fr, counts)})" if counts else ""
         return f"Not every {noun} has been tried yet{tried}, so I try {chosen}."
     if "index" in info:
-        text = (f"Upper confidence bound of each {noun} (average {reward} plus an exploration bonus that "
+        estimate = "predicted" if row.get("context") is not None else "average"
+        text = (f"Upper confidence bound of each {noun} ({estimate} {reward} plus an exploration bonus that "
                 f"shrinks the more often it is chosen): {_listing(fr, info['index'])}.")
         if "means" in info and "counts" in info:
-            text += f" Average {reward}s: {_listing(fr, info['means'])}; times chosen: {_listing(fr, info['counts'])}."
+            means = (f"Predicted {reward}s for this {fr.context_noun}" if row.get("context") is not None
+                     else f"Average {reward}s")
+            text += f" {means}: {_listing(fr, info['means'])}; times chosen: {_listing(fr, info['counts'])}."
         return text + f" {cap} has the highest bound, so I choose it."
     if "samples" in info:
         return (f"I draw one plausible average {reward} for each {noun} from what I have seen so far "
