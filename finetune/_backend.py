@@ -31,8 +31,9 @@ Writing a backend (the text backends `hf`, `unsloth`, `api` live in
   default yields `checkpoint.agent_spec()` (enough for `torch:PATH` or a hosted fine-tune).
   A backend whose checkpoints are local weights overrides it to start an OpenAI-compatible
   server on 127.0.0.1 (`transformers serve`, vLLM) and stop it on exit;
-- `initial_checkpoint(agent, params, base_model, output_dir)` says what iteration 0 plays; the
-  default wraps the `--agent` string unchanged.
+- `initial_checkpoint(agent, params, base_model, output_dir, plan=None)` says what iteration 0
+  plays (`plan` is the training suite's harness Plan, so a backend can size a new model); the
+  default wraps the `--agent` string and its settings unchanged.
 
 Third-party backends register with `register_backend(name, "package.module:Class")` or
 through the `regret_harness.backends` entry-point group.
@@ -140,7 +141,7 @@ class Backend(Protocol):
     def serve(self, checkpoint: Checkpoint) -> contextlib.AbstractContextManager[AgentSpec]: ...
 
     def initial_checkpoint(self, agent: str, params: Mapping[str, Any], base_model: str | None,
-                           output_dir: str | Path) -> Checkpoint: ...
+                           output_dir: str | Path, plan: Any = None) -> Checkpoint: ...
 
 
 class BaseBackend:
@@ -157,7 +158,7 @@ class BaseBackend:
         yield checkpoint.agent_spec()
 
     def initial_checkpoint(self, agent: str, params: Mapping[str, Any], base_model: str | None,
-                           output_dir: str | Path) -> Checkpoint:
+                           output_dir: str | Path, plan: Any = None) -> Checkpoint:
         return Checkpoint(base_model or agent, agent, self.name, dict(params))
 
 

@@ -1,0 +1,279 @@
+"""A numeric Transformer policy (the paper's numeric RMFT model), played as `torch:PATH`.
+
+The history is a sequence of tokens: token 0 is a start token, token j >= 1 encodes round
+j - 1's outcome (bandits: one-hot action times reward and the one-hot action; experts: the
+full loss vector), each with a time feature log(1 + j) / log(1 + horizon_scale). Causal
+self-attention (one layer by default) and a ReLU MLP, both residual, then a linear head gives
+logits over actions at token t: the policy for round t. The head starts at zero, so an
+untrained policy is exactly uniform.
+
+Checkpoint directory: `config.json` (PolicyConfig), `model.pt` (torch state_dict, for
+training) and `model.npz` (the same weights for inference). Playing needs only numpy: each
+decision runs one incremental attention step over cached keys and values, so an episode of
+100 rounds costs a few milliseconds and the policy plays through the ordinary runner.
+
+Agent settings: `play` = "sample" (default: sample an action from the policy each round with
+the episode's seed) or "policy" (answer with the probability vector where the scenario
+accepts one, e.g. experts; this plays the policy's expectation). Each Decision logs the
+probabilities in `info["probs"]`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents._base import Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
+from scenarios import Observation, Step
+
+CONFIG_FILE = "config.json"
+NUMPY_WEIGHTS = "model.npz"
+TORCH_WEIGHTS = "model.pt"
+KINDS = ("bandit", "experts")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The network's shape and what it reads."""
+
+    kind: str = field(default="bandit", metadata={"help": "scenario kind it plays: bandit or experts"})
+    n_actions: int = field(default=5, metadata={"help": "arms or experts"})
+    d_model: int = field(default=32, metadata={"help": "width of the token embeddings"})
+    n_heads: int = field(default=2, metadata={"help": "attention heads"})
+    n_layers: int = field(default=1, metadata={"help": "Transformer layers"})
+    d_mlp: int = field(default=64, metadata={"help": "hidden width of each layer's MLP"})
+    horizon_scale: int = field(default=100, metadata={"help": "horizon the time feature is scaled by"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"torch policy: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        for name in ("n_actions", "d_model", "n_heads", "n_layers", "d_mlp", "horizon_scale"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"torch policy: {name} must be >= 1, got {getattr(self, name)}")
+        if self.n_actions < 2:
+            raise ValueError(f"torch policy: n_actions must be >= 2, got {self.n_actions}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"torch policy: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    @property
+    def n_features(self) -> int:
+        # bandit: reward-weighted one-hot, one-hot, start flag, time; experts: losses, start flag, time
+        return (2 * self.n_actions if self.kind == "bandit" else self.n_actions) + 2
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PolicyConfig:
+        path = Path(directory) / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"torch policy: {directory} is not a policy checkpoint (no {CONFIG_FILE})") from None
+        return cls(**data["policy"])
+
+
+def time_feature(j: Any, scale: int) -> Any:
+    return np.log1p(j) / math.log1p(scale)
+
+
+def history_features(config: PolicyConfig, actions, rewards, losses):
+    """Token features (batch, T, F) of whole episodes, as torch tensors (training side).
+
+    `actions` (B, T) long (the played action, or -1 when a policy vector was played),
+    `rewards` (B, T), `losses` (B, T, K) or None. Token j describes round j - 1.
+    """
+    import torch
+
+    batch, horizon = actions.shape
+    k = config.n_actions
+    feats = torch.zeros(batch, horizon, config.n_features)
+    if config.kind == "bandit":
+        onehot = torch.nn.functional.one_hot(actions.clamp(min=0), k).float() * (actions >= 0).unsqueeze(-1)
+        feats[:, 1:, :k] = (onehot * rewards.unsqueeze(-1))[:, :-1]
+        feats[:, 1:, k:2 * k] = onehot[:, :-1]
+    else:
+        feats[:, 1:, :k] = losses[:, :-1]
+    feats[:, 0, -2] = 1.0
+    feats[:, :, -1] = torch.as_tensor(time_feature(np.arange(horizon), config.horizon_scale), dtype=torch.float32)
+    return feats
+
+
+def build_module(config: PolicyConfig):
+    """The torch network for `config` (head initialised to zero: an exactly uniform policy)."""
+    import torch
+    from torch import nn
+
+    class Layer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+            self.proj = nn.Linear(config.d_model, config.d_model)
+            self.up = nn.Linear(config.d_model, config.d_mlp)
+            self.down = nn.Linear(config.d_mlp, config.d_model)
+
+        def forward(self, x):
+            batch, length, d = x.shape
+            heads, dh = config.n_heads, d // config.n_heads
+            q, k, v = self.qkv(x).view(batch, length, 3, heads, dh).permute(2, 0, 3, 1, 4)
+            attn = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(attn.transpose(1, 2).reshape(batch, length, d))
+            return x + self.down(torch.relu(self.up(x)))
+
+    class PolicyNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(config.n_features, config.d_model)
+            self.layers = nn.ModuleList(Layer() for _ in range(config.n_layers))
+            self.head = nn.Linear(config.d_model, config.n_actions)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+        def forward(self, feats):
+            x = self.embed(feats)
+            for layer in self.layers:
+                x = layer(x)
+            return self.head(x)  # logits (batch, T, n_actions)
+
+    return PolicyNet()
+
+
+def save_policy(module, config: PolicyConfig, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write config.json, model.pt and model.npz into `directory`."""
+    import torch
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    torch.save(state, directory / TORCH_WEIGHTS)
+    np.savez(directory / NUMPY_WEIGHTS, **{k: v.numpy().astype(np.float64) for k, v in state.items()})
+    (directory / CONFIG_FILE).write_text(json.dumps({"policy": asdict(config), **(extra or {})}, indent=2))
+    return directory
+
+
+def load_module(directory: str | Path):
+    """(module, config) of a checkpoint directory, for training."""
+    import torch
+
+    config = PolicyConfig.load(directory)
+    module = build_module(config)
+    module.load_state_dict(torch.load(Path(directory) / TORCH_WEIGHTS, weights_only=True))
+    return module, config
+
+
+class NumpyPolicy:
+    """Inference with numpy only: one incremental attention step per decision."""
+
+    def __init__(self, config: PolicyConfig, weights: dict[str, np.ndarray]) -> None:
+        self.config = config
+        w = weights
+        self.embed = (w["embed.weight"].T.copy(), w["embed.bias"])
+        self.layers = [
+            tuple(w[f"layers.{i}.{name}"].T.copy() if name.endswith("weight") else w[f"layers.{i}.{name}"]
+                  for name in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
+                               "up.weight", "up.bias", "down.weight", "down.bias"))
+            for i in range(config.n_layers)
+        ]
+        self.head = (w["head.weight"].T.copy(), w["head.bias"])
+
+    @classmethod
+    def load(cls, directory: str | Path) -> NumpyPolicy:
+        config = PolicyConfig.load(directory)
+        with np.load(Path(directory) / NUMPY_WEIGHTS) as data:
+            return cls(config, {k: data[k] for k in data.files})
+
+    def start(self, horizon: int) -> list[list[np.ndarray]]:
+        """Fresh key/value caches for an episode: per layer [keys (H, T, dh), values, length]."""
+        c = self.config
+        dh = c.d_model // c.n_heads
+        return [[np.zeros((c.n_heads, horizon, dh)), np.zeros((c.n_heads, horizon, dh)), 0] for _ in self.layers]
+
+    def step(self, cache: list, features: np.ndarray) -> np.ndarray:
+        """Append one token and return the logits at it."""
+        c = self.config
+        heads, dh = c.n_heads, c.d_model // c.n_heads
+        x = features @ self.embed[0] + self.embed[1]
+        for (wqkv, bqkv, wp, bp, wu, bu, wd, bd), layer_cache in zip(self.layers, cache):
+            keys, values, n = layer_cache
+            q, k, v = (x @ wqkv + bqkv).reshape(3, heads, dh)
+            keys[:, n] = k
+            values[:, n] = v
+            n += 1
+            layer_cache[2] = n
+            scores = np.einsum("hd,htd->ht", q, keys[:, :n]) / math.sqrt(dh)
+            scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores /= scores.sum(axis=1, keepdims=True)
+            attended = np.einsum("ht,htd->hd", scores, values[:, :n]).reshape(-1)
+            x = x + attended @ wp + bp
+            x = x + np.maximum(x @ wu + bu, 0.0) @ wd + bd
+        return x @ self.head[0] + self.head[1]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max())
+    return z / z.sum()
+
+
+class TorchPolicyAgent(Agent):
+    """Plays a numeric policy checkpoint: samples (or plays) its policy every round."""
+
+    def __init__(self, policy: NumpyPolicy, play: str = "sample") -> None:
+        self.policy = policy
+        self.play = play
+        config = policy.config
+        self._feature_dim = config.n_features
+        self._scale = config.horizon_scale
+
+    def reset(self, episode: EpisodeInfo) -> None:
+        super().reset(episode)
+        config = self.policy.config
+        if episode.n_actions != config.n_actions:
+            raise ValueError(f"torch policy plays {config.n_actions} actions, the scenario has {episode.n_actions}")
+        self.rng = np.random.default_rng(episode.seed)
+        self.cache = self.policy.start(episode.horizon)
+        self.next_features = np.zeros(self._feature_dim)
+        self.next_features[-2] = 1.0  # the start token
+        self.use_policy = self.play == "policy" and episode.accepts_policy
+
+    def decide(self, observation: Observation) -> Decision:
+        self.next_features[-1] = time_feature(observation.t, self._scale)
+        probs = softmax(self.policy.step(self.cache, self.next_features))
+        info = {"probs": [round(float(p), 4) for p in probs]}
+        if self.use_policy:
+            return Decision(policy=tuple(float(p) for p in probs), info=info)
+        action = int(self.rng.choice(len(probs), p=probs))
+        return Decision(action=action, info=info)
+
+    def update(self, observation: Observation, decision: Decision, step: Step) -> None:
+        k = self.policy.config.n_actions
+        features = np.zeros(self._feature_dim)
+        if self.policy.config.kind == "bandit":
+            features[decision.action] = step.reward
+            features[k + decision.action] = 1.0
+        else:
+            features[:k] = step.feedback["losses"]
+        self.next_features = features
+
+
+def checkpoint_path(agent: str) -> Path:
+    """The directory named by `torch:PATH`."""
+    path = agent.removeprefix("torch:")
+    if not path:
+        raise ValueError("torch policy: name a checkpoint directory, e.g. torch:runs/iterate/iter-001/checkpoint")
+    return Path(path)
+
+
+def torch_policy_factory(spec: AgentSpec) -> AgentFactory:
+    """Factory for `torch:PATH` agents (see agents._base.resolve)."""
+    directory = checkpoint_path(spec.agent)
+    unknown = set(spec.params) - {"play", "framing"}
+    if unknown:
+        raise ValueError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} (settings: play)")
+    play = spec.params.get("play", "sample")
+    if play not in ("sample", "policy"):
+        raise ValueError(f"agent {spec.agent!r}: play must be 'sample' or 'policy', got {play!r}")
+    policy = NumpyPolicy.load(directory)
+    kinds = frozenset({policy.config.kind})
+    return AgentFactory(spec, lambda: TorchPolicyAgent(policy, play), kinds)
