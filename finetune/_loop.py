@@ -1,0 +1,432 @@
+"""The Iterative RMFT loop: rollouts -> k lowest-regret trajectories per task -> fine-tune -> repeat.
+
+Per iteration i = 0..N (model 0 is the base; model i + 1 is fine-tuned from model i):
+
+1. `eval`: model i plays the held-out instances (seeds never used for training; the same
+   instances and episode seeds every iteration, so iterations compare on common random
+   numbers) -> one table row per (iteration, scenario);
+2. for i < N, `rollout`: model i plays L rollouts of every training task (fresh training
+   instances each iteration unless `resample_tasks` is off; a curriculum orders them easy to
+   hard across iterations by `Scenario.difficulty()`);
+3. `select`: the selector keeps trajectories per task (k lowest regrets; or k highest rewards
+   for the ablation) -> `dataset/episodes.parquet`;
+4. `fit`: the backend fine-tunes model i on them -> `iter-{i+1}/checkpoint`.
+
+Output directory::
+
+    state.json            settings, held-out and training seeds, finished steps (resume point)
+    iter-000/eval/        a harness run directory (and rollouts/, dataset/ for i < N)
+    iter-001/checkpoint/  the backend's checkpoint (+ checkpoint.json)
+    baselines/            optional: reference agents on the same held-out instances
+    iterations.parquet, iterations.csv, iterations.png, baselines.csv
+
+Every step is recorded in state.json when it finishes; calling `iterate` again with the same
+settings skips finished steps (and resumes a half-finished run directory), so an interruption
+costs at most the step in flight. `iterations` may be raised on a later call to continue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents import AgentSpec
+from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
+from harness._plan import Plan, ScenarioEntry, derive_seed
+
+STATE_FILE = "state.json"
+MODEL_LABEL = "model"
+SELECTORS = ("k-lowest", "top-reward")
+_SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest"}
+SEED_SPACE = 2**31
+ROW_COLUMNS = (
+    "iteration", "scenario_id", "episodes", "mean_regret", "ci_low", "ci_high", "std_regret", "median_regret",
+    "p90_regret", "beta", "invalid_rate", "rollout_regret", "dataset_size", "acceptance_rate", "train_loss",
+    "wall_s", "cpu_s",
+)
+# settings that may change between calls on the same directory
+_RESUMABLE = {"iterations", "baselines", "concurrency"}
+
+
+@dataclass(frozen=True)
+class IterateConfig:
+    """Settings of one RMFT loop (the CLI's flags)."""
+
+    out: str = field(metadata={"help": "output directory (resumed when it exists)"})
+    suite: Any = field(metadata={"help": "a Plan, a suite TOML path or a built-in suite name; its scenarios are the tasks"})
+    agent: str = field(default="torch:new", metadata={"help": "the base model's agent string"})
+    agent_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "settings of the base agent"})
+    base_model: str | None = field(default=None, metadata={"help": "what the first fit starts from (default: agent)"})
+    backend: str = field(default="torch", metadata={"help": "fine-tuning backend: torch, hf, unsloth, api"})
+    backend_config: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "the backend's Config settings"})
+    iterations: int = field(default=5, metadata={"help": "fine-tuning rounds N (N + 1 evaluated models)"})
+    rollouts: int = field(default=20, metadata={"help": "L: rollouts per training task"})
+    k: int = field(default=6, metadata={"help": "trajectories kept per task"})
+    selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT) or top-reward (reward-filtered ablation)"})
+    train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
+    resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
+    eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
+    eval_rollouts: int = field(default=1, metadata={"help": "episodes per held-out instance"})
+    eval_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "agent settings for evaluation only"})
+    curriculum: bool = field(default=False, metadata={"help": "order training tasks easy to hard across iterations"})
+    baselines: tuple[str, ...] = field(default=(), metadata={"help": "reference agents evaluated on the held-out instances"})
+    seed: int = field(default=0, metadata={"help": "master seed of instances, episodes and training"})
+    concurrency: int = field(default=4, metadata={"help": "episodes in flight (LLM agents)"})
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("iterations", 0), ("rollouts", 1), ("k", 1), ("eval_instances", 1),
+                              ("eval_rollouts", 1), ("seed", 0), ("concurrency", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
+        if self.train_instances is not None and self.train_instances < 1:
+            raise ValueError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
+        if self.k > self.rollouts:
+            raise ValueError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
+        selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
+        if selector not in SELECTORS:
+            raise ValueError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
+        object.__setattr__(self, "selector", selector)
+
+    def frozen_settings(self, plan: Plan) -> dict[str, Any]:
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}
+        settings["suite"] = plan.to_dict()
+        return json.loads(json.dumps(settings, default=list))
+
+
+@dataclass
+class IterateResult:
+    directory: Path
+    rows: Any  # polars DataFrame of iterations.parquet
+    baselines: Any | None
+    checkpoint: Checkpoint
+    steps_run: list[str]
+
+
+# --- seeds and tasks ---------------------------------------------------------------------
+def heldout_entries(plan: Plan, config: IterateConfig) -> tuple[ScenarioEntry, ...]:
+    """Held-out instances: odd seeds, derived apart from training, and never one of the suite's."""
+    suite_seeds = {s for e in plan.scenarios for s in e.instance_seeds}
+    entries = []
+    for entry in plan.scenarios:
+        seeds, j = [], 0
+        while len(seeds) < config.eval_instances:
+            seed = (derive_seed(config.seed, "heldout", entry.id, j) % SEED_SPACE) | 1
+            j += 1
+            if seed not in suite_seeds and seed not in seeds:
+                seeds.append(seed)
+        entries.append(dataclasses.replace(entry, instance_seeds=tuple(seeds), rollouts=config.eval_rollouts))
+    return tuple(entries)
+
+
+def training_entries(plan: Plan, config: IterateConfig, iteration: int) -> tuple[ScenarioEntry, ...]:
+    """Training instances of one iteration: even seeds (so disjoint from held-out), or the suite's."""
+    entries = []
+    for entry in plan.scenarios:
+        count = config.train_instances or len(entry.instance_seeds)
+        if config.resample_tasks:
+            seeds = tuple((derive_seed(config.seed, "train", entry.id, iteration, j) % SEED_SPACE) & ~1
+                          for j in range(count))
+        else:
+            seeds = tuple(entry.instance_seeds[j % len(entry.instance_seeds)] for j in range(count))
+            seeds = tuple(dict.fromkeys(seeds))
+        entries.append(dataclasses.replace(entry, instance_seeds=seeds, rollouts=config.rollouts))
+    if config.curriculum:
+        entries = _curriculum_stage(entries, iteration, config.iterations)
+    return tuple(entries)
+
+
+def _curriculum_stage(entries: list[ScenarioEntry], iteration: int, iterations: int) -> list[ScenarioEntry]:
+    """The iteration's share of the tasks sorted easy to hard (stage i of N contiguous stages)."""
+    from scenarios import make
+
+    def difficulty(entry: ScenarioEntry, seed: int) -> tuple:
+        values = make(entry.family, entry.params, seed).difficulty()
+        return tuple(float(values[k]) for k in sorted(values) if isinstance(values[k], (int, float)))
+
+    tasks = sorted(((difficulty(e, s), e.id, s) for e in entries for s in e.instance_seeds))
+    stages = max(iterations, 1)
+    lo = len(tasks) * min(iteration, stages - 1) // stages
+    hi = max(len(tasks) * (min(iteration, stages - 1) + 1) // stages, lo + 1)
+    chosen = tasks[lo:hi]
+    staged = []
+    for entry in entries:
+        seeds = tuple(s for _, eid, s in chosen if eid == entry.id)
+        if seeds:
+            staged.append(dataclasses.replace(entry, instance_seeds=seeds))
+    return staged
+
+
+def check_disjoint(heldout: Sequence[ScenarioEntry], training: Sequence[ScenarioEntry]) -> None:
+    held = {(e.family, json.dumps(dict(e.params), sort_keys=True), s) for e in heldout for s in e.instance_seeds}
+    for entry in training:
+        for seed in entry.instance_seeds:
+            if (entry.family, json.dumps(dict(entry.params), sort_keys=True), seed) in held:
+                raise AssertionError(f"held-out instance {entry.id}#{seed} would be used for training")
+
+
+# --- the loop ----------------------------------------------------------------------------
+class _State:
+    def __init__(self, directory: Path, settings: dict[str, Any]) -> None:
+        self.path = directory / STATE_FILE
+        if self.path.exists():
+            data = json.loads(self.path.read_text())
+            old = {k: v for k, v in data["settings"].items() if k not in _RESUMABLE}
+            new = {k: v for k, v in settings.items() if k not in _RESUMABLE}
+            if old != new:
+                changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise ValueError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
+                                 "use another --out or the same settings")
+            self.data = data
+            self.data["settings"] = settings
+        else:
+            self.data = {"settings": settings, "done": {}, "checkpoints": {}, "seeds": {}}
+
+    def done(self, step: str) -> bool:
+        return step in self.data["done"]
+
+    def finish(self, step: str, **record: Any) -> None:
+        self.data["done"][step] = record
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=_json_default))
+        tmp.replace(self.path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _timed(function: Callable[[], Any]) -> tuple[Any, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def load_plan(suite: Any) -> Plan:
+    if isinstance(suite, Plan):
+        return suite
+    from harness._suites import load_suite_or_builtin
+
+    return load_suite_or_builtin(str(suite))
+
+
+def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
+            log: Callable[[str], None] | None = None) -> IterateResult:
+    """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
+    from harness._runner import run_plan
+
+    log = log or (lambda message: None)
+    plan = load_plan(config.suite)
+    directory = Path(config.out)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = _State(directory, config.frozen_settings(plan))
+    backend = get_backend(config.backend)
+    heldout = heldout_entries(plan, config)
+    eval_seed = derive_seed(config.seed, "eval")
+    eval_plan = Plan((), heldout, eval_seed, config.eval_rollouts, f"{plan.name}-heldout")
+    state.data["seeds"]["heldout"] = {e.id: list(e.instance_seeds) for e in heldout}
+    state.save()
+    steps_run: list[str] = []
+
+    def step_done(step: str, **record: Any) -> None:
+        state.finish(step, **record)
+        steps_run.append(step)
+        log(f"{step}: done" + "".join(f", {k} {v:.4g}" if isinstance(v, float) else "" for k, v in record.items()))
+        if on_step is not None:
+            on_step(step)
+
+    def run_dir(path: Path, run: Plan) -> None:
+        run_plan(run, path, resume=(path / "plan.json").exists(), concurrency=config.concurrency)
+
+    if config.baselines and not state.done("baselines"):
+        specs = tuple(AgentSpec(name) for name in config.baselines)
+        _, wall, cpu = _timed(lambda: run_dir(directory / "baselines", eval_plan.replace(agents=specs)))
+        step_done("baselines", wall_s=wall, cpu_s=cpu)
+
+    # model 0
+    if "0" in state.data["checkpoints"]:
+        current = Checkpoint.from_dict(state.data["checkpoints"]["0"])
+    else:
+        current = backend.initial_checkpoint(config.agent, dict(config.agent_params), config.base_model,
+                                             directory / "iter-000" / "checkpoint", plan=plan)
+        state.data["checkpoints"]["0"] = current.to_dict()
+        state.save()
+    base_for_fit = config.base_model or current.path
+
+    for i in range(config.iterations + 1):
+        folder = directory / f"iter-{i:03d}"
+        if str(i) in state.data["checkpoints"]:
+            current = Checkpoint.from_dict(state.data["checkpoints"][str(i)])
+        if not state.done(f"{i}/eval"):
+            def evaluate() -> None:
+                with backend.serve(current) as spec:
+                    spec = AgentSpec(spec.agent, {**dict(spec.params), **dict(config.eval_params)}, MODEL_LABEL)
+                    run_dir(folder / "eval", eval_plan.replace(agents=(spec,)))
+            _, wall, cpu = _timed(evaluate)
+            step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
+        if i == config.iterations:
+            break
+        training = training_entries(plan, config, i)
+        check_disjoint(heldout, training)
+        state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
+        if not state.done(f"{i}/rollout"):
+            rollout_plan = Plan((), training, derive_seed(config.seed, "rollouts", i), config.rollouts,
+                                f"{plan.name}-train-{i}")
+
+            def rollout() -> None:
+                with backend.serve(current) as spec:
+                    run_dir(folder / "rollouts", rollout_plan.replace(agents=(AgentSpec(spec.agent, spec.params, MODEL_LABEL),)))
+            _, wall, cpu = _timed(rollout)
+            step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
+        if not state.done(f"{i}/select"):
+            record, wall, cpu = _timed(lambda: _select(folder, config))
+            step_done(f"{i}/select", wall_s=wall, cpu_s=cpu, **record)
+        if not state.done(f"{i}/fit"):
+            def fit() -> Checkpoint:
+                training_set = _training_set(folder, config)
+                fit_config = make_config(backend, config.backend_config,
+                                         output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
+                                         seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
+                return backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
+            new, wall, cpu = _timed(fit)
+            new.save(directory / f"iter-{i + 1:03d}")
+            state.data["checkpoints"][str(i + 1)] = new.to_dict()
+            step_done(f"{i}/fit", wall_s=wall, cpu_s=cpu, train_loss=float(new.metrics.get("train_loss", math.nan)))
+            current = new
+        else:
+            current = Checkpoint.from_dict(state.data["checkpoints"][str(i + 1)])
+
+    rows = write_table(directory, state.data, config.iterations)
+    baselines = write_baselines(directory) if (directory / "baselines").exists() else None
+    plot_iterations(directory, rows, baselines)
+    return IterateResult(directory, rows, baselines, current, steps_run)
+
+
+def _selector(config: IterateConfig):
+    from finetune._select import KLowestRegret, TopReward
+
+    return KLowestRegret(k=config.k) if config.selector == "k-lowest" else TopReward(k=config.k)
+
+
+def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
+    """Keep trajectories per task and write dataset/episodes.parquet (with a `weight` column)."""
+    import polars as pl
+
+    from finetune._select import select_episodes
+    from harness._store import load_run
+
+    _, episodes = load_run(folder / "rollouts")
+    kept = select_episodes(episodes, _selector(config)).with_columns(weight=pl.lit(1.0)).collect()
+    total = episodes.select(pl.len()).collect().item()
+    (folder / "dataset").mkdir(parents=True, exist_ok=True)
+    kept.write_parquet(folder / "dataset" / "episodes.parquet")
+    finished = episodes.filter(pl.col("status") == "finished")
+    return {"dataset_size": float(kept.height), "acceptance_rate": kept.height / total if total else math.nan,
+            "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan),
+            "kept_regret": float(kept["final_regret"].mean()) if kept.height else math.nan}
+
+
+def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
+    import polars as pl
+
+    from finetune._select import select_decisions
+    from harness._store import load_run
+
+    decisions, _ = load_run(folder / "rollouts")
+    kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
+    rows = select_decisions(decisions, kept.lazy()).collect()
+    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector)
+
+
+# --- table and plot ----------------------------------------------------------------------
+def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
+    """iterations.parquet/.csv: one row per (iteration, scenario) from the eval runs and step records."""
+    import polars as pl
+
+    from harness._store import load_run
+    from harness.metrics import leaderboard
+
+    done = state["done"]
+    rows = []
+    for i in range(iterations + 1):
+        if f"{i}/eval" not in done:
+            break
+        decisions, episodes = load_run(directory / f"iter-{i:03d}" / "eval")
+        board = leaderboard(decisions, episodes)
+        previous = done.get(f"{i - 1}/select", {}) if i else {}
+        fit = done.get(f"{i - 1}/fit", {}) if i else {}
+        steps = [done.get(f"{i - 1}/{s}", {}) for s in ("rollout", "select", "fit")] if i else []
+        steps.append(done[f"{i}/eval"])
+        wall = sum(float(s.get("wall_s", 0.0)) for s in steps)
+        cpu = sum(float(s.get("cpu_s", 0.0)) for s in steps)
+        for row in board.iter_rows(named=True):
+            rows.append({
+                "iteration": i, "scenario_id": row["scenario_id"], "episodes": row["episodes"],
+                "mean_regret": row["mean_regret"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "std_regret": row["std_regret"], "median_regret": row["median_regret"], "p90_regret": row["p90_regret"],
+                "beta": row["beta"], "invalid_rate": row["invalid_rate"],
+                "rollout_regret": _num(previous.get("rollout_regret")), "dataset_size": _num(previous.get("dataset_size")),
+                "acceptance_rate": _num(previous.get("acceptance_rate")), "train_loss": _num(fit.get("train_loss")),
+                "wall_s": wall, "cpu_s": cpu,
+            })
+    schema = {c: (pl.Int64 if c in ("iteration", "episodes") else pl.String if c == "scenario_id" else pl.Float64)
+              for c in ROW_COLUMNS}
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    frame = frame.with_columns(cumulative_cpu_s=pl.col("cpu_s").cum_sum().over("scenario_id"))
+    frame.write_parquet(directory / "iterations.parquet")
+    frame.write_csv(directory / "iterations.csv")
+    return frame
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def write_baselines(directory: Path):
+    from harness._store import load_run
+    from harness.metrics import leaderboard
+
+    board = leaderboard(*load_run(directory / "baselines"))
+    board.write_csv(directory / "baselines.csv")
+    return board
+
+
+def plot_iterations(directory: Path, rows, baselines=None) -> Path:
+    """iterations.png: held-out mean regret (95% CI) per iteration, baselines as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = rows["scenario_id"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(1, max(len(scenarios), 1), figsize=(5 * max(len(scenarios), 1), 3.6), squeeze=False)
+    for ax, scenario_id in zip(axes[0], scenarios):
+        part = rows.filter(rows["scenario_id"] == scenario_id).sort("iteration")
+        x = part["iteration"].to_numpy()
+        ax.plot(x, part["mean_regret"].to_numpy(), marker="o", label="model")
+        low, high = part["ci_low"].to_numpy(), part["ci_high"].to_numpy()
+        ax.fill_between(x, low, high, alpha=0.2)
+        if baselines is not None:
+            for row in baselines.filter(baselines["scenario_id"] == scenario_id).iter_rows(named=True):
+                ax.axhline(row["mean_regret"], linestyle="--", linewidth=1)
+                ax.annotate(row["agent"], (x.max() if len(x) else 0, row["mean_regret"]), fontsize=7,
+                            ha="right", va="bottom")
+        ax.set_title(scenario_id, fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("held-out mean regret")
+    fig.tight_layout()
+    path = directory / "iterations.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
