@@ -1,0 +1,38 @@
+"""LLM agents through litellm: any provider, reasoning plus actions, robust at scale.
+
+`llm_factory(spec)` turns an AgentSpec whose `agent` is a litellm model string
+(`openai/gpt-4o-mini`, `anthropic/...`, `hosted_vllm/NAME`, `ollama/NAME`, `openai/NAME` with
+an `api_base`) into an AgentFactory; `agents.resolve()` calls it for any name with a "/".
+The settings (`LLMSettings`) come from the spec's params: the suite file's agent table or
+`regret run` flags. litellm and langchain-core are imported only when first needed.
+"""
+
+from agents.llm._agent import LLMAgent, llm_factory
+from agents.llm._cache import CACHE_ENV, ResponseCache, default_cache_dir, request_key
+from agents.llm._client import Completion, LLMClient, ProviderError, retry_after_s
+from agents.llm._cost import Pricer, is_self_hosted, load_price_file
+from agents.llm._parse import ParsedAnswer, parse_answer, split_reasoning
+from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts
+from agents.llm._settings import LLMSettings
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_SYSTEM_PROMPT",
+    "Completion",
+    "EpisodePrompts",
+    "LLMAgent",
+    "LLMClient",
+    "LLMSettings",
+    "ParsedAnswer",
+    "Pricer",
+    "ProviderError",
+    "ResponseCache",
+    "default_cache_dir",
+    "is_self_hosted",
+    "llm_factory",
+    "load_price_file",
+    "parse_answer",
+    "request_key",
+    "retry_after_s",
+    "split_reasoning",
+]

@@ -1,0 +1,90 @@
+"""An on-disk response cache (SQLite): a re-run costs nothing, sampled rollouts stay distinct.
+
+The key is a hash of the full request (model, api_base, messages, every sampling parameter;
+never the API key) plus the rollout index and the decision attempt, so rollouts sampled at a
+temperature do not collapse into one. Only successful responses are stored; errors never are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "REGRET_CACHE_DIR"
+CACHE_FILE = "responses.sqlite"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "regret-harness")
+
+
+def request_key(request: dict[str, Any], rollout: int, slot: str = "") -> str:
+    """A stable key for a request; `request` must not contain the API key."""
+    payload = json.dumps([request, rollout, slot], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
+
+
+class ResponseCache:
+    """get(key) -> dict | None and put(key, value); thread-safe, one connection per cache file."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.path = Path(directory or default_cache_dir()) / CACHE_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a repeated call
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, value TEXT)")
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(row[0])
+
+    def put(self, key: str, model: str, value: dict) -> None:
+        text = json.dumps(value, separators=(",", ":"))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, model, text))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+_OPEN: dict[Path, tuple[ResponseCache, int]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_cache(directory: str | Path | None = None) -> ResponseCache:
+    """A shared cache per file (several agents of one run use one connection); release it when done."""
+    path = (Path(directory) if directory else default_cache_dir()).resolve()
+    with _OPEN_LOCK:
+        cache, users = _OPEN.get(path, (None, 0))
+        if cache is None:
+            cache = ResponseCache(path)
+        _OPEN[path] = (cache, users + 1)
+        return cache
+
+
+def release_cache(cache: ResponseCache) -> None:
+    path = cache.path.parent.resolve()
+    with _OPEN_LOCK:
+        held, users = _OPEN.get(path, (None, 0))
+        if held is not cache:
+            cache.close()
+            return
+        if users <= 1:
+            del _OPEN[path]
+            cache.close()
+        else:
+            _OPEN[path] = (cache, users - 1)

@@ -1,0 +1,124 @@
+"""Prompts from a scenario's framing, built with langchain-core chat prompt templates.
+
+Single-turn mode (default): every round is one self-contained request, a system message plus
+one user message holding the task description, the history (full: one line per past round;
+summary: per option, times chosen and mean reward, or total loss for experts) and the question
+for this round with the answer instructions. Multi-turn mode: the whole episode is one chat;
+each user turn reports the last round's outcome and asks the next question, each assistant
+turn is the model's own earlier reply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents._base import EpisodeInfo
+from scenarios.framing import Framing
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a decision-making agent playing a repeated game. Use what you have observed to choose well, "
+    "balancing trying options you know little about against choosing the option that looks best. "
+    "Always end your reply with the final answer line in exactly the requested form."
+)
+
+_SINGLE_TURN = None
+_MULTI_TURN = None
+
+
+def _templates():
+    """The two langchain templates, built once per process (langchain-core is imported lazily)."""
+    global _SINGLE_TURN, _MULTI_TURN
+    if _SINGLE_TURN is None:
+        from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+
+        _SINGLE_TURN = ChatPromptTemplate.from_messages([
+            ("system", "{system}"),
+            ("human", "{task}\n\n{history}\n\n{question}"),
+        ])
+        _MULTI_TURN = ChatPromptTemplate.from_messages([
+            ("system", "{system}"),
+            MessagesPlaceholder("conversation"),
+        ])
+    return _SINGLE_TURN, _MULTI_TURN
+
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+def _to_dicts(messages) -> list[dict[str, str]]:
+    return [{"role": _ROLES[m.type], "content": m.content} for m in messages]
+
+
+class EpisodePrompts:
+    """The history of one episode and the messages each round shows the model."""
+
+    def __init__(self, episode: EpisodeInfo, framing: Framing, *, history: str = "full", reasoning: bool = True,
+                 multi_turn: bool = False, system_prompt: str | None = None) -> None:
+        self.episode, self.framing = episode, framing
+        self.history_mode, self.multi_turn = history, multi_turn
+        self.system = system_prompt or DEFAULT_SYSTEM_PROMPT
+        self.task = episode.description
+        self.instructions = framing.answer_instructions(episode.kind, reasoning=reasoning, n_options=episode.n_actions)
+        n = episode.n_actions
+        self.lines: list[str] = []  # one feedback line per past round
+        self.counts = [0.0] * n
+        self.values = [0.0] * n  # reward sums (bandits) or cumulative losses (experts)
+        self.conversation: list[tuple[str, str]] = []  # multi-turn: (role, text)
+        self._pending_feedback = ""
+
+    # --- what the model sees -----------------------------------------------------------------
+    def question(self, t: int, context: Any = None) -> str:
+        return f"{self.framing.round_text(t, self.episode.horizon, context)}\n{self.instructions}"
+
+    def history_text(self) -> str:
+        if not self.lines:
+            return "No rounds have been played yet."
+        if self.history_mode == "summary":
+            kind = self.episode.kind
+            if kind == "experts":
+                values = list(self.values)
+            else:
+                values = [s / c if c else None for s, c in zip(self.values, self.counts)]
+            return self.framing.summary_text(kind, self.episode.n_actions, self.counts, values, rounds=len(self.lines))
+        return "History of the rounds so far:\n" + "\n".join(self.lines)
+
+    def messages(self, t: int, context: Any = None) -> list[dict[str, str]]:
+        single, multi = _templates()
+        question = self.question(t, context)
+        if not self.multi_turn:
+            return _to_dicts(single.format_messages(system=self.system, task=self.task,
+                                                    history=self.history_text(), question=question))
+        if not self.conversation:
+            turn = f"{self.task}\n\n{question}"
+        else:
+            turn = self._pending_feedback
+            if self.history_mode == "summary":
+                turn += "\n\n" + self.history_text()
+            turn += "\n\n" + question
+        return _to_dicts(multi.format_messages(system=self.system, conversation=[*self.conversation, ("human", turn)]))
+
+    def correction(self, error: str) -> str:
+        return f"Your reply could not be used: {error}.\n{self.instructions}"
+
+    # --- learning the outcome ----------------------------------------------------------------
+    def record(self, t: int, action: int | None, policy: tuple[float, ...] | None, feedback: dict,
+               sent: list[dict[str, str]] | None, reply: str) -> None:
+        """Add round t's outcome; `sent`/`reply` are the round's question and the model's reply (multi-turn)."""
+        line = self.framing.feedback_text(t, action=action, policy=policy, feedback=feedback)
+        self.lines.append(line)
+        if "losses" in feedback:
+            losses = feedback["losses"]
+            for i, loss in enumerate(losses):
+                self.values[i] += float(loss)
+            if policy is not None:
+                for i, p in enumerate(policy):
+                    self.counts[i] += p
+            elif action is not None:
+                self.counts[action] += 1
+        elif action is not None:
+            self.counts[action] += 1
+            self.values[action] += float(feedback["reward"])
+        if self.multi_turn and sent:
+            self.conversation.append(("human", sent[-1]["content"]))
+            self.conversation.append(("ai", reply))
+            self._pending_feedback = line

@@ -1,0 +1,102 @@
+"""LLMSettings: every per-agent setting of an LLM agent, validated with clear errors."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+HISTORY_MODES = ("full", "summary")
+
+
+def _help(default: Any, text: str) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Settings of an LLM agent: from the suite file's agent table, or from `regret run` flags."""
+
+    model: str = _help("", "litellm model string, e.g. openai/gpt-4o-mini, hosted_vllm/NAME, ollama/NAME")
+    api_base: str | None = _help(None, "base URL of an OpenAI-compatible server (self-hosted models)")
+    api_key_env: str | None = _help(None, "name of the environment variable holding the API key "
+                                          "(the key itself never goes in a suite file)")
+    temperature: float | None = _help(None, "sampling temperature (None: the provider's default)")
+    max_tokens: int | None = _help(None, "maximum completion tokens per call")
+    seed: int | None = _help(None, "sampling seed sent to providers that accept one")
+    system_prompt: str | None = _help(None, "system message (default: a short decision-maker instruction)")
+    history: str = _help("full", "history shown to the model: 'full' (every round) or 'summary' "
+                                 "(per option: times chosen and mean reward; experts: total loss)")
+    framing: str | None = _help(None, "story the scenario is told in (default: the scenario's, else buttons)")
+    reasoning: bool = _help(True, "ask for brief reasoning before the final answer (False: the answer alone)")
+    multi_turn: bool = _help(False, "play the episode as one growing multi-turn chat instead of one "
+                                    "self-contained prompt per round")
+    max_invalid_retries: int = _help(2, "re-asks with a correction message after an invalid answer, "
+                                        "before the recorded uniform-random fallback")
+    max_retries: int = _help(6, "retries of a failed provider call (429, 5xx, timeout, malformed response)")
+    timeout: float = _help(60.0, "seconds before one provider call times out")
+    backoff_base: float = _help(1.0, "first retry delay in seconds; doubles each retry, with full jitter")
+    backoff_max: float = _help(60.0, "longest delay between retries (Retry-After included)")
+    max_concurrency: int | None = _help(None, "requests in flight to this provider at once (shared by "
+                                              "every agent of the run with the same provider and api_base)")
+    rpm: float | None = _help(None, "requests per minute allowed to this provider")
+    tpm: float | None = _help(None, "tokens per minute allowed to this provider")
+    cache: bool = _help(True, "reuse cached responses (keyed by the full request and rollout index)")
+    cache_dir: str | None = _help(None, "response cache folder (default $REGRET_CACHE_DIR, else "
+                                        "~/.cache/regret-harness)")
+    price_file: str | None = _help(None, "TOML or JSON file of per-model prices overriding litellm's table")
+    input_cost_per_token: float | None = _help(None, "USD per prompt token (overrides every price table)")
+    output_cost_per_token: float | None = _help(None, "USD per completion token (overrides every price table)")
+    extra: dict = _help({}, "further keyword arguments passed to litellm.acompletion as they are")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.model or "/" not in self.model:
+            problems.append(f"model must be a litellm model string such as 'openai/gpt-4o-mini', got {self.model!r}")
+        if self.history not in HISTORY_MODES:
+            problems.append(f"history must be one of {', '.join(HISTORY_MODES)}, got {self.history!r}")
+        for name in ("max_invalid_retries", "max_retries"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                problems.append(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        for name in ("timeout", "backoff_base", "backoff_max"):
+            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
+                problems.append(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+        for name in ("max_concurrency", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                problems.append(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                problems.append(f"{name} must be a number > 0, got {value!r}")
+        if self.temperature is not None and not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            problems.append(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if not isinstance(self.extra, Mapping):
+            problems.append(f"extra must be a table of litellm keyword arguments, got {self.extra!r}")
+        elif "api_key" in self.extra:
+            problems.append("extra.api_key: never put a key in a suite file; name its environment variable "
+                            "with api_key_env")
+        if problems:
+            raise ValueError(f"LLM agent {self.model!r}: " + "; ".join(problems))
+
+    @classmethod
+    def from_params(cls, model: str, params: Mapping[str, Any]) -> LLMSettings:
+        """Build from an AgentSpec's params, naming unknown keys (with a suggestion) and bad values."""
+        known = {f.name for f in fields(cls)} - {"model"}
+        for key in params:
+            if key == "api_key":
+                raise ValueError(f"LLM agent {model!r}: never put an API key in a suite file or flag; put it in an "
+                                 "environment variable and name that variable with api_key_env")
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"LLM agent {model!r}: unknown setting {key!r}{hint} "
+                                 f"(settings: {', '.join(sorted(known))})")
+        return cls(model=model, **dict(params))
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

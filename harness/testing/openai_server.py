@@ -1,0 +1,335 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1, for tests, benchmarks and demos.
+
+It speaks enough of the OpenAI chat-completions API for litellm (`openai/NAME` or
+`hosted_vllm/NAME` with `api_base=server.api_base`) and answers with a *policy*: a Python
+function of the request's messages, so a test knows exactly what the "model" plays and hence
+the exact regret it must get. It runs an aiohttp server in a background thread on an
+ephemeral port, with a fixed latency and seeded fault injection.
+
+API::
+
+    from harness.testing.openai_server import ScriptedServer, Faults, round_robin_policy
+
+    with ScriptedServer(round_robin_policy(), latency=0.05,
+                        faults=Faults(rate_limit=0.1, server_error=0.05, retry_after=0.2), seed=0) as server:
+        server.api_base      # "http://127.0.0.1:PORT/v1"
+        server.stats         # Counter: "requests", "ok", "rate_limit", "server_error", "hang", ...
+        server.requests      # every request body received (a list of dicts), in arrival order
+
+- A policy is `policy(messages, request) -> str | dict`: the assistant's text, or a dict with
+  `content` and optionally `reasoning_content` (a provider's separate reasoning field).
+  Built-in policies: `round_robin_policy()` (round t plays option (t-1) mod K, reading
+  "Round t of T" and the option names from the prompt), `fixed_policy(i)`,
+  `uniform_vector_policy()` (experts: the uniform distribution as a JSON list), and
+  `erring_policy(inner, rate, seed)` which replaces a seeded fraction of answers by
+  unparseable text (a "model that errs more often").
+- `Faults` gives the rate of each fault, drawn per request from a seeded RNG keyed by the
+  request body and how many times that body was seen (so a retried request can succeed):
+  `rate_limit` (429 with a `Retry-After: retry_after` header), `server_error` (500),
+  `hang` (no answer for `hang_s` seconds: past the client's timeout), `malformed` (200 with
+  a body that is not JSON), `empty` (an empty message), `garbage` (an unparseable answer).
+- `api_key`: when set, requests must carry `Authorization: Bearer <api_key>` (else 401,
+  whose body never echoes what was sent).
+- Usage: `prompt_tokens` = words in the messages, `completion_tokens` = words in the reply.
+
+From a shell (prints the api_base on its first line, serves until killed)::
+
+    python -m harness.testing.openai_server --policy round-robin --latency 0.05 [--port 0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+Policy = Callable[[list[dict], dict], "str | dict"]
+
+_ROUND = re.compile(r"Round (\d+) of (\d+)")
+_OPTIONS = re.compile(r"There are (\d+) ([^:]+): (.*?)\. The game lasts")
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
+    return str(content)
+
+
+def prompt_round(messages: list[dict]) -> tuple[int, int]:
+    """(round, horizon) of the question in the last user message (1-based round)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            found = _ROUND.findall(_text(message))
+            if found:
+                return int(found[-1][0]), int(found[-1][1])
+    raise ValueError("no 'Round t of T' in the user messages")
+
+
+def prompt_options(messages: list[dict]) -> list[str]:
+    """The option names listed in the task description ("There are 3 buttons: blue, green, red.")."""
+    for message in messages:
+        match = _OPTIONS.search(_text(message))
+        if match:
+            names = [name.strip() for name in match.group(3).split(",")]
+            if len(names) == int(match.group(1)):
+                return names
+    raise ValueError("no option list ('There are K ...: a, b, c.') in the messages")
+
+
+def round_robin_policy(reasoning: str = "I will try every option in turn.") -> Policy:
+    """Round t plays option (t-1) mod K, answering `<reasoning>\\nANSWER: <name>`."""
+
+    def policy(messages: list[dict], request: dict) -> str:
+        t, _ = prompt_round(messages)
+        names = prompt_options(messages)
+        return f"{reasoning}\nANSWER: {names[(t - 1) % len(names)]}"
+
+    return policy
+
+
+def fixed_policy(index: int = 0, reasoning: str = "I always choose the same option.") -> Policy:
+    def policy(messages: list[dict], request: dict) -> str:
+        return f"{reasoning}\nANSWER: {prompt_options(messages)[index]}"
+
+    return policy
+
+
+def uniform_vector_policy() -> Policy:
+    def policy(messages: list[dict], request: dict) -> dict:
+        k = len(prompt_options(messages))
+        return {"content": f"ANSWER: {json.dumps([1 / k] * k)}",
+                "reasoning_content": "Spreading the weight evenly hedges against every option."}
+
+    return policy
+
+
+def erring_policy(inner: Policy, rate: float, seed: int = 0) -> Policy:
+    """`inner`, except that a seeded fraction `rate` of replies (keyed by the messages) is unparseable."""
+
+    def policy(messages: list[dict], request: dict) -> str | dict:
+        digest = hashlib.blake2b(json.dumps([seed, messages], sort_keys=True).encode(), digest_size=8).digest()
+        if random.Random(digest).random() < rate:
+            return "Hmm, every option looks about the same to me; hard to say."
+        return inner(messages, request)
+
+    return policy
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Rate of each fault per request (their sum must be <= 1)."""
+
+    rate_limit: float = 0.0
+    server_error: float = 0.0
+    hang: float = 0.0
+    malformed: float = 0.0
+    empty: float = 0.0
+    garbage: float = 0.0
+    retry_after: float = 1.0  # seconds, sent in the 429's Retry-After header
+    hang_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        rates = [getattr(self, f.name) for f in fields(self) if f.name not in ("retry_after", "hang_s")]
+        if any(r < 0 for r in rates) or sum(rates) > 1 + 1e-12:
+            raise ValueError(f"fault rates must be >= 0 and sum to <= 1, got {rates}")
+
+    def draw(self, u: float) -> str | None:
+        for name in ("rate_limit", "server_error", "hang", "malformed", "empty", "garbage"):
+            u -= getattr(self, name)
+            if u < 0:
+                return name
+        return None
+
+
+class ScriptedServer:
+    """See the module docstring. Use as a context manager, or call start()/stop()."""
+
+    def __init__(self, policy: Policy | None = None, *, latency: float = 0.0, faults: Faults | None = None,
+                 seed: int = 0, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.policy = policy or round_robin_policy()
+        self.latency = float(latency)
+        self.faults = faults or Faults()
+        self.seed = seed
+        self.api_key = api_key
+        self.host, self.port = host, port
+        self.stats: Counter[str] = Counter()
+        self.requests: list[dict] = []
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+
+    @property
+    def api_base(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> ScriptedServer:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve(ready))
+            except BaseException as exc:  # surfaced to start()'s caller
+                failure.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=serve, name="scripted-openai-server", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise RuntimeError(f"scripted server failed to start: {failure[0]}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # the ephemeral port chosen
+        self._stopping = asyncio.Event()
+        ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()
+
+    # --- requests ----------------------------------------------------------------------
+    async def _models(self, request):
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        raw = await request.read()
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            self._count("unauthorized")
+            return web.json_response({"error": {"message": "invalid api key", "type": "invalid_request_error"}},
+                                     status=401)
+        try:
+            body = json.loads(raw)
+            messages = list(body["messages"])
+        except (ValueError, KeyError, TypeError):
+            self._count("bad_request")
+            return web.json_response({"error": {"message": "expected a JSON body with 'messages'"}}, status=400)
+        digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+        with self._lock:
+            self.requests.append(body)
+            self.stats["requests"] += 1
+            occurrence = self._seen[digest]
+            self._seen[digest] += 1
+        fault = self.faults.draw(random.Random(f"{self.seed}:{digest}:{occurrence}").random())
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault == "rate_limit":
+            self._count(fault)
+            return web.json_response({"error": {"message": "rate limit exceeded", "type": "rate_limit_error"}},
+                                     status=429, headers={"Retry-After": f"{self.faults.retry_after:g}"})
+        if fault == "server_error":
+            self._count(fault)
+            return web.json_response({"error": {"message": "internal error", "type": "server_error"}}, status=500)
+        if fault == "hang":
+            self._count(fault)
+            await asyncio.sleep(self.faults.hang_s)
+        if fault == "malformed":
+            self._count(fault)
+            return web.Response(body=b'{"id": "chatcmpl-x", "choices": [{"message": ', status=200,
+                                content_type="application/json")
+        if fault == "empty":
+            self._count(fault)
+            reply: str | dict = ""
+        elif fault == "garbage":
+            self._count(fault)
+            reply = "I cannot decide between them, they all seem fine!"
+        else:
+            try:
+                reply = self.policy(messages, body)
+            except Exception as exc:  # a broken policy is a test bug: make it loud, not a hang
+                self._count("policy_error")
+                return web.json_response({"error": {"message": f"policy failed: {exc!r}"}}, status=400)
+            self._count("ok")
+        if isinstance(reply, str):
+            reply = {"content": reply}
+        message = {"role": "assistant", "content": reply.get("content", "")}
+        if reply.get("reasoning_content"):
+            message["reasoning_content"] = reply["reasoning_content"]
+        prompt_tokens = sum(len(_text(m).split()) for m in messages)
+        completion_tokens = len(str(message["content"]).split()) + len(str(reply.get("reasoning_content") or "").split())
+        with self._lock:
+            number = self.stats["responses"]
+            self.stats["responses"] += 1
+        return web.json_response({
+            "id": f"chatcmpl-{number}", "object": "chat.completion", "created": 0,
+            "model": str(body.get("model", "scripted")),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self.stats[name] += 1
+
+
+_POLICIES = {"round-robin": round_robin_policy, "fixed": fixed_policy, "uniform-vector": uniform_vector_policy}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(description="Serve a scripted OpenAI-compatible model on 127.0.0.1.")
+    parser.add_argument("--policy", choices=sorted(_POLICIES), default="round-robin")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of unparseable answers")
+    args = parser.parse_args(argv)
+    policy = _POLICIES[args.policy]()
+    if args.error_rate:
+        policy = erring_policy(policy, args.error_rate)
+    with ScriptedServer(policy, latency=args.latency, port=args.port) as server:
+        print(server.api_base, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
