@@ -102,7 +102,7 @@ class AgentSpec:
         return self.label or self.agent
 
     def to_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent, "params": dict(self.params), "label": self.name}
+        return {"agent": self.agent, "params": dict(self.params), "label": self.label}
 
 
 class AgentFactory:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, resolve
 from harness._plan import Episode, Plan, scenario_kind
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
@@ -53,7 +55,8 @@ def redact(text: str) -> str:
 
 
 def _json(value) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    # orjson: the decision rows' JSON columns are on the hot path
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 async def play_episode(episode: Episode, factory: AgentFactory, framing: str | None = None):
@@ -148,7 +151,7 @@ async def execute(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     started = time.perf_counter()
     progress = progress or Progress()
-    store = RunStore(directory)
+    store = RunStore(directory, create=not resume)
     try:
         if store.plan_path.exists():
             saved = Plan.from_dict(store.read_plan(), str(store.plan_path))
@@ -194,7 +197,6 @@ async def execute(
         for factory in factories.values():
             await factory.aclose()
         progress.stop()
-        store.export()
         result.wall_s = time.perf_counter() - started
         return result
     finally:

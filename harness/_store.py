@@ -105,15 +105,16 @@ def package_versions() -> dict[str, str]:
 class RunStore:
     """Append-only, crash-safe store of one run's decisions and episodes."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, create: bool = True) -> None:
         self.directory = Path(directory)
+        if not create and not (self.directory / DB_FILE).exists():
+            raise RunStoreError(f"{self.directory} is not a run directory (no {DB_FILE})")
         self.directory.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.directory / DB_FILE, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
         columns = ", ".join(f"{name} {sql}" for name, sql, _ in DECISION_COLUMNS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS decisions ({columns})")
-        self._db.execute("CREATE INDEX IF NOT EXISTS decisions_key ON decisions (agent, task_id, rollout)")
         columns = ", ".join(f"{name} {sql}" for name, sql, _ in EPISODE_COLUMNS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS episodes ({columns}, PRIMARY KEY (agent, task_id, rollout))")
         # a commit counter tells whether the Parquet exports are stale
@@ -145,12 +146,14 @@ class RunStore:
         return {tuple(r) for r in rows}
 
     def commit_episode(self, episode_row: Sequence[Any], decision_rows: Iterable[Sequence[Any]]) -> None:
-        """Write one episode and its decisions atomically, replacing any earlier failed attempt."""
-        key = (episode_row[0], episode_row[2], episode_row[7])  # agent, task_id, rollout
+        """Write one episode and its decisions atomically, replacing any earlier failed attempt.
+
+        Failed attempts are stored without decision rows, and finished episodes are never run
+        again, so a key's decision rows are written exactly once.
+        """
         db = self._db
         db.execute("BEGIN")
         try:
-            db.execute("DELETE FROM decisions WHERE agent = ? AND task_id = ? AND rollout = ?", key)
             db.executemany(self._insert_decision, decision_rows)
             db.execute(self._insert_episode, episode_row)
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
@@ -212,10 +215,8 @@ def load_run(directory: str | Path, refresh: bool = True):
     import polars as pl
 
     directory = Path(directory)
-    if not (directory / DB_FILE).exists():
-        raise RunStoreError(f"{directory} is not a run directory (no {DB_FILE})")
-    if refresh:
-        with RunStore(directory) as store:
+    with RunStore(directory, create=False) as store:
+        if refresh:
             try:
                 exported = json.loads((directory / EXPORT_MARKER).read_text())["commits"]
             except (FileNotFoundError, ValueError, KeyError):

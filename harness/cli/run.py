@@ -125,7 +125,7 @@ def handle(args: argparse.Namespace) -> int:
         raise CommandError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.resume:
         directory = Path(args.resume)
-        with RunStore(directory) as store:
+        with RunStore(directory, create=False) as store:
             plan = Plan.from_dict(store.read_plan(), str(store.plan_path))
     else:
         plan = select_plan(args)
