@@ -117,7 +117,7 @@ def _decide(visible: str, framing: Framing, n: int, accepts_policy: bool, tolera
         if len(set(meanings)) > 1:
             raise InvalidAnswer(f"several different answers ({len(set(meanings))}); give exactly one")
         action, policy = meanings[0]
-        return action, policy, visible[: chosen[0].start()]
+        return action, policy, visible[: chosen[0].start()].rstrip().rstrip("*#>_`").rstrip()
     obj = _json_object(visible)
     if obj is not None:
         action, policy = _from_mapping(obj, framing, n, accepts_policy, tolerance)

@@ -28,8 +28,8 @@ API::
   `rate_limit` (429 with a `Retry-After: retry_after` header), `server_error` (500),
   `hang` (no answer for `hang_s` seconds: past the client's timeout), `malformed` (200 with
   a body that is not JSON), `empty` (an empty message), `garbage` (an unparseable answer).
-- `api_key`: when set, requests must carry `Authorization: Bearer <api_key>` (else 401,
-  whose body never echoes what was sent).
+- `api_key`: when set, requests must carry `Authorization: Bearer <api_key>` (else 401; with
+  `echo_key_in_errors=True` its message quotes the key sent, as some providers do, to test redaction).
 - Usage: `prompt_tokens` = words in the messages, `completion_tokens` = words in the reply.
 
 From a shell (prints the api_base on its first line, serves until killed)::
@@ -153,12 +153,14 @@ class ScriptedServer:
     """See the module docstring. Use as a context manager, or call start()/stop()."""
 
     def __init__(self, policy: Policy | None = None, *, latency: float = 0.0, faults: Faults | None = None,
-                 seed: int = 0, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+                 seed: int = 0, api_key: str | None = None, echo_key_in_errors: bool = False,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.policy = policy or round_robin_policy()
         self.latency = float(latency)
         self.faults = faults or Faults()
         self.seed = seed
         self.api_key = api_key
+        self.echo_key_in_errors = echo_key_in_errors
         self.host, self.port = host, port
         self.stats: Counter[str] = Counter()
         self.requests: list[dict] = []
@@ -214,7 +216,9 @@ class ScriptedServer:
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/chat/completions", self._handle)
         app.router.add_get("/v1/models", self._models)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a hung answer stops when the client times out and disconnects
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5,
+                               handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -238,8 +242,9 @@ class ScriptedServer:
         raw = await request.read()
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             self._count("unauthorized")
-            return web.json_response({"error": {"message": "invalid api key", "type": "invalid_request_error"}},
-                                     status=401)
+            sent = request.headers.get("Authorization", "")
+            message = f"Incorrect API key provided: {sent}" if self.echo_key_in_errors else "invalid api key"
+            return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=401)
         try:
             body = json.loads(raw)
             messages = list(body["messages"])
