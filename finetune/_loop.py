@@ -383,7 +383,7 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     schema = {c: (pl.Int64 if c in ("iteration", "episodes") else pl.String if c == "scenario_id" else pl.Float64)
               for c in ROW_COLUMNS}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    frame = frame.with_columns(cumulative_cpu_s=pl.col("cpu_s").cum_sum().over("scenario_id"))
+    frame = frame.with_columns(cumulative_cpu_s=pl.col("cpu_s").cum_sum().over("scenario_id")).fill_nan(None)
     frame.write_parquet(directory / "iterations.parquet")
     frame.write_csv(directory / "iterations.csv")
     return frame

@@ -1,0 +1,128 @@
+"""`regret iterate`: the Iterative RMFT loop (rollouts -> k lowest-regret per task -> fine-tune -> repeat).
+
+With no arguments it trains the numeric Transformer from an untrained (uniform) policy on a
+Bernoulli bandit and on an experts mix, on CPU, printing held-out regret per iteration next to
+reference algorithms on the same held-out instances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+DEMO_SUITES = ("iterate-bandit", "iterate-experts")
+DEMO_BASELINES = {"iterate-bandit": ("uniform", "ucb1", "thompson"), "iterate-experts": ("uniform", "hedge", "ftl")}
+TABLE_COLUMNS = ("iteration", "scenario_id", "mean_regret", "ci_low", "ci_high", "median_regret", "p90_regret",
+                 "beta", "invalid_rate", "dataset_size", "acceptance_rate", "train_loss", "wall_s", "cumulative_cpu_s")
+
+
+def register(subparsers) -> None:
+    from harness.cli.run import add_agent_options
+
+    parser = subparsers.add_parser("iterate", help="Iterative RMFT: fine-tune a model on its own lowest-regret rollouts",
+                                   description=__doc__)
+    parser.add_argument("--agent", metavar="BASE", help="base model: torch:new (default), torch:PATH or a litellm model string")
+    parser.add_argument("--base-model", metavar="PATH", help="what the first fit starts from (default: the agent)")
+    parser.add_argument("--backend", metavar="B", help="fine-tuning backend: torch (default), hf, unsloth, api")
+    parser.add_argument("--suite", metavar="S", help="suite TOML or built-in name whose scenarios are the tasks "
+                        f"(default: the demo, {' and '.join(DEMO_SUITES)})")
+    parser.add_argument("--iterations", type=int, metavar="N", help="fine-tuning rounds")
+    parser.add_argument("--rollouts", type=int, metavar="L", help="rollouts per training task")
+    parser.add_argument("--k", type=int, metavar="K", help="trajectories kept per task")
+    parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered"),
+                        help="k-lowest regret (RMFT, default) or k highest reward (ablation)")
+    parser.add_argument("--train-instances", type=int, metavar="M", help="training tasks per scenario and iteration")
+    parser.add_argument("--eval-instances", type=int, metavar="M", help="held-out instances per scenario")
+    parser.add_argument("--eval-rollouts", type=int, metavar="R", help="episodes per held-out instance")
+    parser.add_argument("--curriculum", action="store_true", help="order training tasks easy to hard across iterations")
+    parser.add_argument("--baselines", metavar="A,B", help="reference agents on the held-out instances (comma-separated)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="backend setting (repeatable), e.g. --set epochs=10 --set learning_rate=0.005")
+    parser.add_argument("--seed", type=int, metavar="S", help="master seed")
+    parser.add_argument("--out", metavar="DIR", help="output directory, resumed when it exists (default: runs/iterate-<time>)")
+    add_agent_options(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _parse_set(items: list[str]) -> dict:
+    import json
+
+    values = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def handle(args: argparse.Namespace) -> int:
+    from harness.cli import CommandError
+    from harness.cli.run import agent_settings
+
+    out = args.out or f"runs/iterate-{time.strftime('%Y%m%d-%H%M%S')}"
+    common = {name: getattr(args, name) for name in ("iterations", "rollouts", "k", "train_instances",
+                                                      "eval_instances", "eval_rollouts", "seed")
+              if getattr(args, name) is not None}
+    if args.selector:
+        common["selector"] = args.selector
+    if args.curriculum:
+        common["curriculum"] = True
+    backend_config = _parse_set(args.set)
+    settings = agent_settings(args)
+    if args.suite is None:
+        if args.agent or args.backend not in (None, "torch"):
+            raise CommandError("give --suite with --agent/--backend (the no-argument demo trains the numeric Transformer)")
+        for suite in DEMO_SUITES:
+            print(f"== {suite}: numeric Transformer from a uniform policy ==", flush=True)
+            config = _config(f"{out}/{suite.removeprefix('iterate-')}", suite, "torch:new", {}, "torch", backend_config,
+                             args, {**_demo_defaults(suite), **common})
+            _run(config)
+        return 0
+    config = _config(out, args.suite, args.agent or "torch:new", settings, args.backend or "torch", backend_config,
+                     args, common)
+    _run(config)
+    return 0
+
+
+def _demo_defaults(suite: str) -> dict:
+    from finetune._demo import DEMO_SETTINGS
+
+    return dict(DEMO_SETTINGS[suite])
+
+
+def _config(out, suite, agent, settings, backend, backend_config, args, values):
+    from finetune.iterate import IterateConfig
+
+    values = dict(values)
+    backend_config = {**values.pop("backend_config", {}), **backend_config}
+    eval_params = values.pop("eval_params", {})
+    baselines = tuple(b for b in (args.baselines or "").split(",") if b) or values.pop("baselines", ())
+    values.pop("baselines", None)
+    return IterateConfig(out=out, suite=suite, agent=agent, agent_params=settings, base_model=args.base_model,
+                         backend=backend, backend_config=backend_config, eval_params=eval_params,
+                         baselines=tuple(baselines), **values)
+
+
+def _run(config) -> None:
+    from finetune.iterate import iterate
+
+    started = time.perf_counter()
+    result = iterate(config, log=lambda message: print(f"  {message}", flush=True))
+    print_table(result)
+    print(f"wrote {result.directory}/iterations.csv, iterations.png ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def print_table(result) -> None:
+    import polars as pl
+
+    with pl.Config(tbl_rows=200, tbl_cols=30, float_precision=3, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, tbl_width_chars=220):
+        print(result.rows.select(TABLE_COLUMNS))
+        if result.baselines is not None:
+            print("reference agents on the same held-out instances:")
+            print(result.baselines.select("agent", "scenario_id", "mean_regret", "ci_low", "ci_high",
+                                          "median_regret", "p90_regret", "beta"))
