@@ -68,10 +68,43 @@ def parse_params(params_cls: type, values: Mapping[str, Any], family: str) -> An
             raise ScenarioError(
                 f"{family}: unknown parameter {key!r}{hint} (parameters: {', '.join(sorted(known))})"
             )
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    values = {key: _check_type(family, key, _annotation(fields[key].type), value) for key, value in values.items()}
     try:
         return params_cls(**values)
     except TypeError as exc:
         raise ScenarioError(f"{family}: {exc}") from None
+
+
+def _annotation(tp: Any) -> str:
+    return tp if isinstance(tp, str) else getattr(tp, "__name__", str(tp))
+
+
+def _check_type(family: str, key: str, annotation: str, value: Any) -> Any:
+    """Reject a wrongly typed parameter (e.g. horizon = "100") with a message naming it.
+
+    Understands the annotations the families use: int, float, str, tuple[float, ...], each
+    optionally "| None"; lists become tuples (so params stay hashable). Others pass unchecked.
+    """
+    base = annotation.replace(" ", "").removesuffix("|None")
+    if value is None and base != annotation.replace(" ", ""):
+        return value
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    is_real = is_int or (isinstance(value, (float, np.floating)))
+    if base == "int" and not is_int:
+        raise ScenarioError(f"{family}: parameter {key!r} must be an integer, got {value!r}")
+    if base == "float" and not is_real:
+        raise ScenarioError(f"{family}: parameter {key!r} must be a number, got {value!r}")
+    if base == "str" and not isinstance(value, str):
+        raise ScenarioError(f"{family}: parameter {key!r} must be a string, got {value!r}")
+    if base.startswith("tuple[float"):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)) or not all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            for v in value
+        ):
+            raise ScenarioError(f"{family}: parameter {key!r} must be a list of numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    return int(value) if base == "int" else value
 
 
 def require(condition: bool, family: str, message: str) -> None:
