@@ -43,7 +43,7 @@ class Step:
     t: int
     reward: float  # what the agent earned this round (experts: minus its expected loss)
     regret: float
-    optimal_action: int  # the best action this round (experts: best fixed expert so far)
+    optimal_action: int  # the best action this round (experts: the best fixed expert over the episode)
     feedback: Mapping[str, Any]  # what the agent is told: {"reward": r} or {"losses": [...]}
     done: bool
     observation: Observation | None  # the next round's observation, None when done
