@@ -35,7 +35,7 @@ def complete(server, **settings):
 def test_429_waits_for_retry_after_then_gives_up_with_the_reason():
     with ScriptedServer(faults=Faults(rate_limit=1.0, retry_after=0.25)) as server:
         started = time.perf_counter()
-        with pytest.raises(ProviderError, match=r"gave up after 2 call\(s\): RateLimitError"):
+        with pytest.raises(ProviderError, match=r"gave up after 3 call\(s\): RateLimitError"):
             complete(server, max_retries=2, backoff_base=0.001)
         elapsed = time.perf_counter() - started
     assert server.stats["rate_limit"] == 3
