@@ -602,8 +602,18 @@ class CheckReport:
     def __str__(self) -> str:
         return self.table()
 
-    def __repr__(self) -> str:  # pytest shows this when `assert report` fails
-        return "CheckReport:\n" + self.table()
+    def __repr__(self) -> str:
+        # one line, failures first: pytest shows (and truncates) this when `assert report` fails
+        if self.passed:
+            return f"<regret check passed: {len(self.checks)} check(s)>"
+        shown = "; ".join(f"{c.agent} x {c.scenario_id}: {c.verdict} ({_change_cell(c)}, p={_p_cell(c)})"
+                          for c in self.failures)
+        return f"<regret check FAILED {len(self.failures)}/{len(self.checks)}: {shown}>"
+
+    def raise_if_failed(self) -> None:
+        """Raise AssertionError with the whole table when a check failed (for tests)."""
+        if not self.passed:
+            raise AssertionError("regret check failed\n" + self.table())
 
 
 def compare(current: Baseline, baseline: Baseline, settings: CheckSettings | None = None) -> CheckReport:

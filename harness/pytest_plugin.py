@@ -6,7 +6,7 @@
     def test_agent_quality(regret_run):
         result = regret_run("ci.toml", agent="ucb1", rollouts=10, seed=0)
         assert result.mean_regret("bandit/bernoulli-k5") < 15
-        assert result.no_worse_than("regret-baseline.json")
+        assert result.no_worse_than("regret-baseline.json")      # or result.assert_no_worse_than(...)
 
 `regret_run(suite, agent=None, rollouts=None, seed=None, scenario=None)` runs a suite (a
 TOML path, a built-in suite name, a suite mapping or a `harness.Plan`) into the test's
@@ -75,6 +75,12 @@ class RegretResult:
         if not values:
             raise ValueError(f"no finished episodes of {self._agent(agent)!r} x {scenario_id!r}")
         return sum(values) / len(values)
+
+    def assert_no_worse_than(self, baseline: str | Path | RegretResult | Any, **settings: Any):
+        """Like `no_worse_than`, but raise AssertionError carrying the whole check table."""
+        report = self.no_worse_than(baseline, **settings)
+        report.raise_if_failed()
+        return report
 
     def baseline(self):
         """This run as a `harness.check.Baseline`."""
