@@ -345,7 +345,7 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
 
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
-    rows = select_decisions(decisions, kept.lazy()).collect()
+    rows = select_decisions(decisions, kept).collect()
     return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector)
 
 

@@ -42,7 +42,7 @@ def _run(checkpoint, scenario, directory, rollouts=4, **params):
 
 def _training_set(decisions, episodes, directory, k=2):
     kept = select_episodes(episodes.lazy(), KLowestRegret(k=k)).with_columns(weight=pl.lit(1.0)).collect()
-    rows = select_decisions(decisions.lazy(), kept.lazy()).collect()
+    rows = select_decisions(decisions.lazy(), kept).collect()
     return TrainingSet(kept, rows, directory)
 
 
