@@ -11,15 +11,16 @@ whose parse failed or fell back (`n_invalid == 0`); optionally only some agents.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # polars is imported lazily: `import finetune` stays light
     import polars as pl
 
-# the columns that identify an episode across several runs
-EPISODE_KEY = ("run", "agent", "task_id", "rollout")
+# the columns that identify an episode within one run, and across several runs
+RUN_EPISODE_KEY = ["agent", "task_id", "rollout"]
+EPISODE_KEY = ("run", *RUN_EPISODE_KEY)
 # deterministic tie-break after a selector's own sort key
 TIE_BREAK = ("agent", "rollout", "run")
 
@@ -152,7 +153,24 @@ def select_episodes(episodes: pl.LazyFrame, selector: Selector, *, drop_invalid:
     return rank_episodes(eligible, selector).filter(pl.col("kept"))
 
 
-def select_decisions(decisions: pl.LazyFrame, kept_episodes: pl.LazyFrame) -> pl.LazyFrame:
-    """The decision rows of the kept episodes (a semi join on the episode key), in play order."""
-    keys = kept_episodes.select(EPISODE_KEY)
-    return decisions.join(keys, on=list(EPISODE_KEY), how="semi").sort([*EPISODE_KEY, "t"])
+def select_decisions(decisions: Mapping[str, pl.LazyFrame] | pl.LazyFrame, kept_episodes: pl.DataFrame) -> pl.LazyFrame:
+    """The decision rows of the kept episodes, in the order of each run's `decisions` frame.
+
+    `decisions` maps each run's name to its LazyFrame (as `load_runs` gives them), or is one
+    run's frame. The kept keys become a filter, per run, on (agent, task_id, rollout): a
+    predicate polars pushes into the Parquet scan, which then decodes the wide text columns
+    (messages, outputs, info) only for the kept rows. A run's `decisions.parquet` is sorted by
+    (agent, task_id, rollout, t), so the rows come out in play order without a sort.
+    """
+    import polars as pl
+
+    frames = {None: decisions} if isinstance(decisions, pl.LazyFrame) else dict(decisions)
+    parts = []
+    for run, frame in frames.items():
+        keys = kept_episodes if run is None else kept_episodes.filter(pl.col("run") == run)
+        if keys.height:
+            wanted = keys.select(pl.struct(RUN_EPISODE_KEY)).to_series().implode()
+            parts.append(frame.filter(pl.struct(RUN_EPISODE_KEY).is_in(wanted)))
+    if not parts:
+        return next(iter(frames.values())).filter(pl.lit(False))
+    return pl.concat(parts)

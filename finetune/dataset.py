@@ -131,8 +131,11 @@ class DatasetResult:
     metadata: dict[str, Any]
 
 
-def load_runs(run_dirs: Sequence[str | Path]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Decisions and episodes of several runs as LazyFrames, with a `run` column (directory name)."""
+def load_runs(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pl.LazyFrame], pl.LazyFrame]:
+    """Each run's decisions (a LazyFrame per run name) and all runs' episodes, with a `run` column.
+
+    A run is named by its directory's name, so several runs must have distinct names.
+    """
     import polars as pl
 
     from harness import load_run
@@ -145,7 +148,7 @@ def load_runs(run_dirs: Sequence[str | Path]) -> tuple[pl.LazyFrame, pl.LazyFram
         raise ValueError(f"several run directories are named {duplicates[0]!r}; runs are told apart by "
                          "directory name, so rename one")
     frames = [load_run(d) for d in run_dirs]
-    return pl.concat([f[0] for f in frames]), pl.concat([f[1] for f in frames])
+    return {name: f[0] for name, f in zip(names, frames)}, pl.concat([f[1] for f in frames])
 
 
 def split_tasks(task_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -236,10 +239,12 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
                          f"{candidates.height} finished episodes)")
 
     columns = [*EPISODE_KEY, *_RENDER_COLUMNS]
-    kept_rows = select_decisions(decisions.select(columns), kept.lazy()).collect()
+    kept_rows = select_decisions({run: frame.select(columns) for run, frame in decisions.items()}, kept).collect()
     by_episode: dict[tuple, list[dict[str, Any]]] = {}
     for row in kept_rows.iter_rows(named=True):
         by_episode.setdefault(tuple(row[k] for k in EPISODE_KEY), []).append(row)
+    for rows in by_episode.values():  # already in play order in a run's export; linear when sorted
+        rows.sort(key=lambda row: row["t"])
 
     train_tasks, validation_tasks = split_tasks(kept["task_id"].to_list(), config.val_fraction, config.seed)
     held_out = set(validation_tasks)
