@@ -123,7 +123,10 @@ def print_leaderboard(frame: pl.DataFrame, console: Console | None = None) -> No
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or logged: 80 columns would wrap every cell
+            console = Console(width=160)
     table = Table(title="Leaderboard: final regret (lower is better)", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
     longest = max((len(a) for a in frame["agent"].to_list()), default=5)
