@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,14 @@ def request_key(request: dict[str, Any], rollout: int, slot: str = "") -> str:
 
 
 class ResponseCache:
-    """get(key) -> dict | None and put(key, value); thread-safe, one connection per cache file."""
+    """get(key) -> dict | None and put(key, value); thread-safe, one connection per cache file.
 
-    def __init__(self, directory: str | Path | None = None) -> None:
+    Writes are batched (one transaction per `batch` entries or `flush_s` seconds, and on close):
+    a commit per response would block the event loop for a millisecond or more on a busy disk,
+    and an entry lost to a crash only costs one repeated call.
+    """
+
+    def __init__(self, directory: str | Path | None = None, batch: int = 256, flush_s: float = 2.0) -> None:
         self.path = Path(directory or default_cache_dir()) / CACHE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -41,10 +47,15 @@ class ResponseCache:
         self._db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a repeated call
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, value TEXT)")
         self.hits = self.misses = 0
+        self._pending: dict[str, tuple[str, str]] = {}
+        self._batch, self._flush_s = batch, flush_s
+        self._last_flush = time.monotonic()
 
     def get(self, key: str) -> dict | None:
         with self._lock:
-            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+            pending = self._pending.get(key)
+            row = (pending[1],) if pending else self._db.execute(
+                "SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         if row is None:
             self.misses += 1
             return None
@@ -54,10 +65,26 @@ class ResponseCache:
     def put(self, key: str, model: str, value: dict) -> None:
         text = json.dumps(value, separators=(",", ":"))
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, model, text))
+            self._pending[key] = (model, text)
+            if len(self._pending) >= self._batch or time.monotonic() - self._last_flush >= self._flush_s:
+                self._flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+                                     [(k, m, v) for k, (m, v) in self._pending.items()])
+            self._pending.clear()
+        self._last_flush = time.monotonic()
 
     def close(self) -> None:
         with self._lock:
+            self._flush()
             self._db.close()
 
 
