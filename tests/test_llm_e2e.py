@@ -321,3 +321,33 @@ instances = 2
     assert resumed.drop(volatile).equals(reference.drop(volatile))
     assert resumed_episodes.height == 6 and set(resumed_episodes["status"]) == {"finished"}
     assert resumed_episodes.drop("latency_s").equals(reference_episodes.drop("latency_s"))
+
+
+def test_cli_runs_an_llm_beside_a_baseline_and_reports(tmp_path, server, capsys):
+    from harness.cli import main
+
+    suite_file = tmp_path / "suite.toml"
+    suite_file.write_text('seed = 3\nrollouts = 2\n[[scenarios]]\nid = "bern"\nfamily = "bandit/bernoulli"\n'
+                          'params = {n_arms = 3, horizon = 4}\n')
+    out = tmp_path / "run"
+    code = main(["run", "--suite", str(suite_file), "--agent", "openai/rr", "--agent", "ucb1",
+                 "--api-base", server.api_base, "--history", "summary", "--multi-turn", "--timeout", "5",
+                 "--max-retries", "1", "--temperature", "0", "--no-progress", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "openai/rr" in printed and "ucb1" in printed
+    plan = json.loads((out / "plan.json").read_text())
+    params = next(a["params"] for a in plan["plan"]["agents"] if a["agent"] == "openai/rr")
+    assert params == {"api_base": server.api_base, "history": "summary", "multi_turn": True, "timeout": 5.0,
+                      "max_retries": 1, "temperature": 0.0}
+    assert all(r["temperature"] == 0.0 for r in server.requests)
+    assert (out / "report.html").exists() and "openai/rr" in (out / "leaderboard.csv").read_text()
+
+
+def test_cli_names_a_bad_llm_setting(tmp_path, server, capsys):
+    from harness.cli import main
+
+    code = main(["run", "--agent", "openai/rr", "--api-base", server.api_base, "--max-retries", "-1",
+                 "--out", str(tmp_path / "bad"), "--no-progress"])
+    assert code == 2
+    assert "max_retries must be an integer >= 0" in capsys.readouterr().err

@@ -37,6 +37,10 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--history", choices=("full", "summary"), help="history shown to the model")
     group.add_argument("--reasoning", choices=("on", "off"), help="ask for reasoning before the answer (default on)")
     group.add_argument("--no-cache", action="store_true", help="bypass the response cache")
+    group.add_argument("--multi-turn", action="store_true", help="play each episode as one multi-turn chat")
+    group.add_argument("--timeout", type=float, metavar="S", help="seconds before a provider call times out")
+    group.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed provider call")
+    group.add_argument("--price-file", metavar="FILE", help="TOML/JSON per-model prices overriding litellm's table")
 
 
 def agent_settings(args: argparse.Namespace) -> dict:
@@ -45,6 +49,9 @@ def agent_settings(args: argparse.Namespace) -> dict:
         "framing": args.framing, "history": args.history,
         "reasoning": None if args.reasoning is None else args.reasoning == "on",
         "cache": False if args.no_cache else None,
+        "multi_turn": True if getattr(args, "multi_turn", False) else None,
+        "timeout": getattr(args, "timeout", None), "max_retries": getattr(args, "max_retries", None),
+        "price_file": getattr(args, "price_file", None),
     }
     return {k: v for k, v in settings.items() if v is not None}
 
