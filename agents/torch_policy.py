@@ -48,11 +48,16 @@ class PolicyConfig:
     n_layers: int = field(default=1, metadata={"help": "Transformer layers"})
     d_mlp: int = field(default=64, metadata={"help": "hidden width of each layer's MLP"})
     horizon_scale: int = field(default=100, metadata={"help": "horizon the time feature is scaled by"})
+    d_context: int = field(default=8, metadata={"help": "width of the Transformer context each action's scorer reads"})
+    d_arm: int = field(default=32, metadata={"help": "hidden width of the shared per-action scorer"})
+    decay: float = field(default=0.8, metadata={"help": "discount of the recency-weighted per-action statistics"})
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"torch policy: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        for name in ("n_actions", "d_model", "n_heads", "n_layers", "d_mlp", "horizon_scale"):
+        if not 0.0 < self.decay < 1.0:
+            raise ValueError(f"torch policy: decay must be in (0, 1), got {self.decay}")
+        for name in ("n_actions", "d_model", "n_heads", "n_layers", "d_mlp", "horizon_scale", "d_context", "d_arm"):
             if getattr(self, name) < 1:
                 raise ValueError(f"torch policy: {name} must be >= 1, got {getattr(self, name)}")
         if self.n_actions < 2:
@@ -101,8 +106,43 @@ def history_features(config: PolicyConfig, actions, rewards, losses):
     return feats
 
 
+ARM_STATS = 11  # per-action statistics the shared scorer reads (see arm_statistics)
+
+
+def token_values(config: PolicyConfig, feats, ones):
+    """(value, count) per action of each token: bandits the reward of the pulled arm and a pull
+    count; experts minus every expert's loss and a count of 1 (0 at the start token)."""
+    k = config.n_actions
+    if config.kind == "bandit":
+        return feats[..., :k], feats[..., k:2 * k]
+    return -feats[..., :k], (1.0 - feats[..., -2:-1]) * ones
+
+
+def arm_statistics(value, sums, counts, dsums, dcounts, t, log_t, time, scale: int, amax, stack):
+    """Per-action sufficient statistics after a token, shape (..., K, ARM_STATS); numpy or torch.
+
+    The explicit causal pooling makes "which action looks best so far, and how sure is that"
+    directly readable: smoothed mean, its gap to the best mean and a leader flag, the same for
+    a recency-weighted (discounted) mean, pull fraction, 1/sqrt(pulls), an exploration bonus
+    sqrt(log t / pulls), the cumulative gap to the best total, the last value, and time.
+    """
+    counts, dcounts = abs(counts), abs(dcounts)  # non-negative by construction; abs keeps junk input finite
+    mean = (sums + 0.5) / (counts + 1.0)
+    gap = mean - amax(mean)
+    dmean = (dsums + 0.5) / (dcounts + 1.0)
+    dgap = dmean - amax(dmean)
+    columns = [mean, gap, (gap >= -1e-9) * 1.0, dmean, dgap, counts / (t + 1.0), (counts + 1.0) ** -0.5,
+               (log_t / (counts + 1.0)) ** 0.5, (sums - amax(sums)) / math.sqrt(scale), value, time + 0.0 * mean]
+    return stack(columns)
+
+
 def build_module(config: PolicyConfig):
-    """The torch network for `config` (head initialised to zero: an exactly uniform policy)."""
+    """The torch network for `config` (head initialised to zero: an exactly uniform policy).
+
+    A causal Transformer over the history tokens gives a context vector per round; each action's
+    logit comes from one shared MLP reading that action's statistics (arm_statistics) and the
+    context, so what is learnt about one arm applies to every arm.
+    """
     import torch
     from torch import nn
 
@@ -127,15 +167,34 @@ def build_module(config: PolicyConfig):
             super().__init__()
             self.embed = nn.Linear(config.n_features, config.d_model)
             self.layers = nn.ModuleList(Layer() for _ in range(config.n_layers))
-            self.head = nn.Linear(config.d_model, config.n_actions)
+            self.context = nn.Linear(config.d_model, config.d_context)
+            self.arm_in = nn.Linear(ARM_STATS + config.d_context, config.d_arm)
+            self.arm_hidden = nn.Linear(config.d_arm, config.d_arm)
+            self.head = nn.Linear(config.d_arm, 1)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+
+        def statistics(self, feats):
+            length = feats.shape[1]
+            value, count = token_values(config, feats, torch.ones(config.n_actions))
+            j = torch.arange(length, dtype=feats.dtype)
+            lag = j[:, None] - j[None, :]
+            discount = torch.where(lag >= 0, config.decay ** lag.clamp(min=0), torch.zeros(()))
+            t = j[None, :, None]
+            return arm_statistics(
+                value, value.cumsum(1), count.cumsum(1), torch.einsum("ts,bsk->btk", discount, value),
+                torch.einsum("ts,bsk->btk", discount, count), t, torch.log1p(t), feats[..., -1:],
+                config.horizon_scale, lambda x: x.amax(-1, keepdim=True), lambda c: torch.stack(c, -1))
 
         def forward(self, feats):
             x = self.embed(feats)
             for layer in self.layers:
                 x = layer(x)
-            return self.head(x)  # logits (batch, T, n_actions)
+            stats = self.statistics(feats)  # (batch, T, K, ARM_STATS)
+            context = self.context(x).unsqueeze(2).expand(-1, -1, config.n_actions, -1)
+            h = torch.relu(self.arm_in(torch.cat([stats, context], -1)))
+            h = torch.relu(self.arm_hidden(h))
+            return self.head(h).squeeze(-1)  # logits (batch, T, n_actions)
 
     return PolicyNet()
 
@@ -176,7 +235,8 @@ class NumpyPolicy:
                                "up.weight", "up.bias", "down.weight", "down.bias"))
             for i in range(config.n_layers)
         ]
-        self.head = (w["head.weight"].T.copy(), w["head.bias"])
+        self.context = (w["context.weight"].T.copy(), w["context.bias"])
+        self.arm = [(w[f"{name}.weight"].T.copy(), w[f"{name}.bias"]) for name in ("arm_in", "arm_hidden", "head")]
 
     @classmethod
     def load(cls, directory: str | Path) -> NumpyPolicy:
@@ -188,14 +248,28 @@ class NumpyPolicy:
         """Fresh key/value caches for an episode: per layer [keys (H, T, dh), values, length]."""
         c = self.config
         dh = c.d_model // c.n_heads
-        return [[np.zeros((c.n_heads, horizon, dh)), np.zeros((c.n_heads, horizon, dh)), 0] for _ in self.layers]
+        layers = [[np.zeros((c.n_heads, horizon, dh)), np.zeros((c.n_heads, horizon, dh)), 0] for _ in self.layers]
+        k = c.n_actions
+        return layers + [{"sums": np.zeros(k), "counts": np.zeros(k), "dsums": np.zeros(k), "dcounts": np.zeros(k),
+                          "t": 0}]
 
     def step(self, cache: list, features: np.ndarray) -> np.ndarray:
         """Append one token and return the logits at it."""
         c = self.config
         heads, dh = c.n_heads, c.d_model // c.n_heads
         x = features @ self.embed[0] + self.embed[1]
-        for (wqkv, bqkv, wp, bp, wu, bu, wd, bd), layer_cache in zip(self.layers, cache):
+        running = cache[-1]
+        value, count = token_values(c, features, np.ones(c.n_actions))
+        running["sums"] += value
+        running["counts"] += count
+        running["dsums"] = c.decay * running["dsums"] + value
+        running["dcounts"] = c.decay * running["dcounts"] + count
+        t = running["t"]
+        running["t"] += 1
+        stats = arm_statistics(value, running["sums"], running["counts"], running["dsums"], running["dcounts"],
+                               float(t), math.log1p(t), features[-1:], c.horizon_scale,
+                               lambda x: x.max(-1, keepdims=True), lambda cols: np.stack(cols, -1))
+        for (wqkv, bqkv, wp, bp, wu, bu, wd, bd), layer_cache in zip(self.layers, cache[:-1]):
             keys, values, n = layer_cache
             q, k, v = (x @ wqkv + bqkv).reshape(3, heads, dh)
             keys[:, n] = k
@@ -208,7 +282,12 @@ class NumpyPolicy:
             attended = np.einsum("ht,htd->hd", scores, values[:, :n]).reshape(-1)
             x = x + attended @ wp + bp
             x = x + np.maximum(x @ wu + bu, 0.0) @ wd + bd
-        return x @ self.head[0] + self.head[1]
+        context = x @ self.context[0] + self.context[1]
+        h = np.concatenate([stats, np.broadcast_to(context, (c.n_actions, context.shape[0]))], -1)
+        (w1, b1), (w2, b2), (w3, b3) = self.arm
+        h = np.maximum(h @ w1 + b1, 0.0)
+        h = np.maximum(h @ w2 + b2, 0.0)
+        return (h @ w3 + b3)[:, 0]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
