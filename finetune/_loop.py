@@ -298,7 +298,9 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
                 fit_config = make_config(backend, config.backend_config,
                                          output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
                                          seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
-                return backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
+                trained = backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
+                # a fine-tune plays with its parent's agent settings unless the backend set its own
+                return dataclasses.replace(trained, params={**dict(current.params), **dict(trained.params)})
             new, wall, cpu = _timed(fit)
             new.save(directory / f"iter-{i + 1:03d}")
             state.data["checkpoints"][str(i + 1)] = new.to_dict()

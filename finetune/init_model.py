@@ -46,7 +46,7 @@ class TinyModelConfig:
     max_new_tokens: int = field(default=48, metadata={"help": "generation_config default completion length"})
     seed: int = field(default=0, metadata={"help": "seed of the random initialisation and the warm-up"})
     format_steps: int = field(default=150, metadata={
-        "help": "optimiser steps teaching the answer format ('ANSWER: <option>', a uniformly random option) "
+        "help": "optimiser steps teaching the answer format ('ANSWER: <k>', a uniformly random position) "
                 "on prompts like the LLM agent's; 0 leaves the model random (every answer invalid)"})
 
     def __post_init__(self) -> None:
@@ -178,7 +178,7 @@ def init_model(directory: str | Path, config: TinyModelConfig | None = None, **o
 
 def format_examples(count: int, seed: int = 0) -> list[list[dict[str, str]]]:
     """Chats like the LLM agent's single-turn prompts (random framing, scenario and history),
-    each answered with a bare `ANSWER: <option>` line naming a uniformly random valid option."""
+    each answered with a bare `ANSWER: <k>` line naming a uniformly random valid option by position."""
     import random
 
     from agents import EpisodeInfo
@@ -203,7 +203,9 @@ def format_examples(count: int, seed: int = 0) -> list[list[dict[str, str]]]:
             prompts.record(t, action, None, {"reward": step.reward}, None, "")
         t = len(prompts.lines)
         messages = prompts.messages(t)
-        messages.append({"role": "assistant", "content": f"{ANSWER_PREFIX} {framing.option_name(rng.randrange(n))}"})
+        # the 1-based position ("ANSWER: 2") is a valid answer in every framing, so a model this small
+        # answers validly without having to copy option names from the prompt
+        messages.append({"role": "assistant", "content": f"{ANSWER_PREFIX} {rng.randrange(n) + 1}"})
         chats.append(messages)
     return chats
 
