@@ -104,3 +104,43 @@ def test_a_run_under_every_fault_accounts_for_every_episode(tmp_path):
     # faults never change what the model meant: every valid decision is round robin
     valid = decisions.filter(pl.col("parse_status") != "fallback")
     assert valid["action"].to_list() == [t % 3 for t in valid["t"].to_list()]
+
+
+def test_errors_are_never_cached(tmp_path):
+    with ScriptedServer(round_robin_policy(), faults=Faults(server_error=1.0)) as server:
+        client = LLMClient(LLMSettings(model="openai/rr", api_base=server.api_base, max_retries=0,
+                                       cache_dir=str(tmp_path / "c")))
+
+        async def go():
+            with pytest.raises(ProviderError):
+                await client.complete(MESSAGES)
+            server.faults = Faults()  # the provider recovers
+            fresh = await client.complete(MESSAGES)
+            again = await client.complete(MESSAGES)
+            await client.aclose()
+            return fresh, again
+
+        fresh, again = asyncio.run(go())
+    assert not fresh.cached and again.cached and again.content == fresh.content
+    assert server.stats["requests"] == 2
+
+
+def test_per_provider_concurrency_and_request_rate_limits():
+    with ScriptedServer(round_robin_policy(), latency=0.05) as server:
+        settings = dict(model="openai/rr", api_base=server.api_base, cache=False)
+        limited = LLMClient(LLMSettings(max_concurrency=2, **settings))
+        other = LLMClient(LLMSettings(**settings))  # same endpoint: shares the limiter (strictest wins)
+
+        async def go():
+            await asyncio.gather(*(c.complete(MESSAGES, rollout=i) for i, c in enumerate([limited, other] * 5)))
+
+        asyncio.run(go())
+        assert server.stats["requests"] == 10 and server.stats["max_in_flight"] == 2
+        paced = LLMClient(LLMSettings(rpm=600, **{**settings, "api_base": server.api_base.replace("127.0.0.1", "localhost")}))
+
+        async def burst():
+            started = time.perf_counter()
+            await asyncio.gather(*(paced.complete(MESSAGES, rollout=i) for i in range(5)))
+            return time.perf_counter() - started
+
+        assert asyncio.run(burst()) >= 4 * 60 / 600 - 0.01  # 600 rpm: starts 0.1 s apart

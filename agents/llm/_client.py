@@ -85,21 +85,39 @@ class ProviderLimiter:
             self._token_sum += tokens
 
 
+# the strictest limits any agent declared per endpoint (provider, api_base); every agent calling that
+# endpoint honours them, declared or not. Limiter objects hold asyncio primitives: one per event loop.
+_ENDPOINT_LIMITS: dict[tuple[str, str], tuple[int | None, float | None, float | None]] = {}
 _LIMITERS: dict[tuple[int, str, str], ProviderLimiter] = {}
 
 
-def _limiter(settings: LLMSettings) -> ProviderLimiter | None:
+def _endpoint(settings: LLMSettings) -> tuple[str, str]:
+    return settings.model.split("/", 1)[0], settings.api_base or ""
+
+
+def declare_limits(settings: LLMSettings) -> None:
     if not (settings.max_concurrency or settings.rpm or settings.tpm):
+        return
+    def strictest(a, b):
+        return b if a is None else a if b is None else min(a, b)
+    old = _ENDPOINT_LIMITS.get(_endpoint(settings), (None, None, None))
+    _ENDPOINT_LIMITS[_endpoint(settings)] = (strictest(old[0], settings.max_concurrency),
+                                             strictest(old[1], settings.rpm), strictest(old[2], settings.tpm))
+
+
+def _limiter(settings: LLMSettings) -> ProviderLimiter | None:
+    limits = _ENDPOINT_LIMITS.get(_endpoint(settings))
+    if limits is None:
         return None
     loop = asyncio.get_running_loop()
-    for key in [k for k in _LIMITERS if k[0] != id(loop)]:  # limiters of finished event loops
-        del _LIMITERS[key]
-    key = (id(loop), settings.model.split("/", 1)[0], settings.api_base or "")
+    key = (id(loop), *_endpoint(settings))
     limiter = _LIMITERS.get(key)
     if limiter is None:
-        limiter = _LIMITERS[key] = ProviderLimiter(settings.max_concurrency, settings.rpm, settings.tpm)
-    else:
-        limiter.tighten(settings.max_concurrency, settings.rpm, settings.tpm)
+        for stale in [k for k in _LIMITERS if k[0] != id(loop)]:  # limiters of finished event loops
+            del _LIMITERS[stale]
+        limiter = _LIMITERS[key] = ProviderLimiter(*limits)
+    elif (limiter.max_concurrency, limiter.rpm, limiter.tpm) != limits:
+        limiter.tighten(*limits)
     return limiter
 
 
@@ -142,6 +160,7 @@ class LLMClient:
         self.pricer = Pricer(settings.model, settings.api_base, settings.price_file,
                              settings.input_cost_per_token, settings.output_cost_per_token)
         self._api_key = self._read_api_key()
+        declare_limits(settings)
         request: dict[str, Any] = {"model": settings.model}
         for name in ("api_base", "temperature", "max_tokens", "seed"):
             if getattr(settings, name) is not None:

@@ -13,7 +13,8 @@ API::
     with ScriptedServer(round_robin_policy(), latency=0.05,
                         faults=Faults(rate_limit=0.1, server_error=0.05, retry_after=0.2), seed=0) as server:
         server.api_base      # "http://127.0.0.1:PORT/v1"
-        server.stats         # Counter: "requests", "ok", "rate_limit", "server_error", "hang", ...
+        server.stats         # Counter: "requests", "ok", "rate_limit", "server_error", "hang", ...,
+                             # and "max_in_flight" (most requests being answered at once)
         server.requests      # every request body received (a list of dicts), in arrival order
 
 - A policy is `policy(messages, request) -> str | dict`: the assistant's text, or a dict with
@@ -165,6 +166,7 @@ class ScriptedServer:
         self.stats: Counter[str] = Counter()
         self.requests: list[dict] = []
         self._seen: Counter[str] = Counter()
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -257,6 +259,17 @@ class ScriptedServer:
             self.stats["requests"] += 1
             occurrence = self._seen[digest]
             self._seen[digest] += 1
+            self._in_flight += 1
+            self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
+        try:
+            return await self._answer(body, messages, digest, occurrence)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _answer(self, body: dict, messages: list[dict], digest: str, occurrence: int):
+        from aiohttp import web
+
         fault = self.faults.draw(random.Random(f"{self.seed}:{digest}:{occurrence}").random())
         if self.latency:
             await asyncio.sleep(self.latency)
