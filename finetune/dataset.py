@@ -239,7 +239,9 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
                          f"{candidates.height} finished episodes)")
 
     columns = [*EPISODE_KEY, *_RENDER_COLUMNS]
-    kept_rows = select_decisions({run: frame.select(columns) for run, frame in decisions.items()}, kept).collect()
+    # streaming: row group by row group, so only the kept rows are ever held in memory
+    kept_rows = select_decisions({run: frame.select(columns) for run, frame in decisions.items()},
+                                 kept).collect(engine="streaming")
     by_episode: dict[tuple, list[dict[str, Any]]] = {}
     for row in kept_rows.iter_rows(named=True):
         by_episode.setdefault(tuple(row[k] for k in EPISODE_KEY), []).append(row)
