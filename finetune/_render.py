@@ -134,7 +134,8 @@ class EpisodeText:
 
 
 def is_llm_episode(rows: Sequence[Mapping[str, Any]]) -> bool:
-    return bool(rows) and all(r.get("messages") is not None for r in rows)
+    """A language model's episode: some decision logged the messages it was sent or an output."""
+    return any(r.get("messages") is not None or r.get("raw_output") for r in rows)
 
 
 def _assistant(content: str) -> dict[str, str]:
@@ -146,6 +147,8 @@ def _is_chat(rows: Sequence[Mapping[str, Any]]) -> bool:
     previous: list | None = None
     for row in rows:
         messages = _loads(row["messages"])
+        if messages is None:
+            return False
         if previous is not None and messages[: len(previous)] != previous:
             return False
         previous = [*messages, _assistant(row["raw_output"])]
@@ -170,7 +173,7 @@ def episode_chat(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, An
     if is_llm_episode(rows):
         if _is_chat(rows):
             return [*_loads(rows[-1]["messages"]), _assistant(rows[-1]["raw_output"])], CHAT
-        return _rebuilt(text(), rows, [r["raw_output"] for r in rows]), REBUILT
+        return _rebuilt(text(), rows, [r["raw_output"] or "" for r in rows]), REBUILT
     told = text()
     return _rebuilt(told, rows, [verbalise_decision(told.framing, r) for r in rows]), VERBALISED
 
@@ -178,7 +181,11 @@ def episode_chat(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, An
 def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict]], str]:
     """One chat per decision, each with its full context and ending in that decision's answer."""
     if is_llm_episode(rows):
-        return [[*_loads(r["messages"]), _assistant(r["raw_output"])] for r in rows], CHAT
+        if all(r.get("messages") is not None for r in rows):
+            return [[*_loads(r["messages"]), _assistant(r["raw_output"])] for r in rows], CHAT
+        # some decision did not log its messages: tell the context through the framing instead
+        whole = _rebuilt(text(), rows, [r["raw_output"] or "" for r in rows])
+        return [whole[: 3 + 2 * i] for i in range(len(rows))], REBUILT
     told = text()
     whole = _rebuilt(told, rows, [verbalise_decision(told.framing, r) for r in rows])
     # system + (user, assistant) per round: decision t ends at index 2 + 2t

@@ -389,3 +389,35 @@ def test_cli_builds_a_dataset(runs, tmp_path, capsys):
     assert main(["dataset", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert main(["dataset", str(runs / "baselines"), "--max-regret", "-1000", "--out", str(out)]) == 2
     assert "kept no trajectory" in capsys.readouterr().err
+
+
+def test_llm_episode_with_a_decision_lacking_messages_is_rebuilt(tmp_path):
+    """Rows written straight through RunStore.commit_episode: the framing retells what was not logged."""
+    from harness import parse_suite as _parse
+
+    plan = _parse({"seed": 0, "rollouts": 1, "agents": ["fake/x"],
+                   "scenarios": [{"id": "b", "family": "bandit/bernoulli", "params": {"n_arms": 2, "horizon": 2},
+                                  "framing": "buttons", "seeds": [9]}]})
+    outputs = ["I try blue.\nANSWER: blue", "Now green.\nANSWER: green"]
+    decisions = []
+    for t, (action, raw) in enumerate(zip((0, 1), outputs)):
+        row = dict.fromkeys(DECISION_NAMES)
+        row.update(agent="fake/x", scenario_id="b", task_id="b#9", family="bandit/bernoulli", instance_seed=9,
+                   rollout=0, t=t, action=action, reward=1.0, regret=0.1, cumulative_regret=0.1 * (t + 1),
+                   raw_output=raw, parse_status="ok",
+                   messages=json.dumps([{"role": "user", "content": "Round 1 of 2."}]) if t == 0 else None)
+        decisions.append(tuple(row[n] for n in DECISION_NAMES))
+    episode = dict.fromkeys(EPISODE_NAMES)
+    episode.update(agent="fake/x", scenario_id="b", task_id="b#9", family="bandit/bernoulli", kind="bandit",
+                   framing="buttons", instance_seed=9, rollout=0, status="finished", horizon=2, n_actions=2,
+                   n_decisions=2, final_regret=0.2, total_reward=2.0, n_invalid=0)
+    with RunStore(tmp_path / "run") as store:
+        store.write_plan(plan.to_dict())
+        store.commit_episode(tuple(episode[n] for n in EPISODE_NAMES), decisions)
+    for per in ("episode", "decision"):
+        result = build_dataset([tmp_path / "run"], KLowestRegret(1), tmp_path / per, DatasetConfig(per=per))
+        rows = _read_jsonl(result.train_path)
+        assert result.metadata["episode_modes"] == {"rebuilt": 1}
+        assert [m["content"] for m in rows[-1]["messages"] if m["role"] == "assistant"] == outputs
+        assert rows[-1]["messages"][-2]["content"] == ("Round 1: you pressed the blue button and received reward 1.\n"
+                                                       "Round 2 of 2.")
