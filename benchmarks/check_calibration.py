@@ -38,11 +38,11 @@ SCENARIOS += [{"id": f"fixed/{name}", "family": family, "params": params, "seeds
               for name, (family, params) in PARAMS.items()]
 
 
-def suite(agents, seed: int, rollouts: int):
+def suite(agents, seed: int, rollouts: int, prefix: str = ""):
     from harness import parse_suite
 
     return parse_suite({"name": "calibration", "seed": seed, "rollouts": rollouts, "agents": agents,
-                        "scenarios": SCENARIOS})
+                        "scenarios": [s for s in SCENARIOS if s["id"].startswith(prefix)]})
 
 
 def rename(frame, label: str):
@@ -87,7 +87,7 @@ def main() -> None:
     # paired: one run, seed 0, many labels (fixed instances only: the tasks do not matter here)
     agents = [agent(args.base_epsilon, f"same{k}") for k in range(n + 1)]
     agents += [agent(eps, f"worse{eps}-{k}") for eps in args.worse for k in range(n)]
-    run_plan(suite(agents, 0, args.rollouts), root / "paired")
+    run_plan(suite(agents, 0, args.rollouts, "fixed/"), root / "paired")
     frame = load_run(root / "paired")[1].collect()
     copies = {"same": [subset(Baseline.from_episodes(rename(frame, f"same{k}")), "fixed/") for k in range(n + 1)]}
     for eps in args.worse:
