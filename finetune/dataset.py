@@ -276,9 +276,11 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
     train_path, validation_path = directory / "train.jsonl", directory / "validation.jsonl"
     train_bytes = _write_jsonl(train_path, train)
     validation_bytes = _write_jsonl(validation_path, validation)
-    if config.parquet:
-        _write_parquet(directory / "train.parquet", train, train or validation)
-        _write_parquet(directory / "validation.parquet", validation, train or validation)
+    for name, rows in (("train.parquet", train), ("validation.parquet", validation)):
+        if config.parquet:
+            _write_parquet(directory / name, rows, train or validation)
+        else:  # never leave an earlier build's Parquet beside this build's JSONL
+            (directory / name).unlink(missing_ok=True)
 
     per_task_candidates = dict(candidates.group_by("task_id").len().iter_rows())
     per_task_kept = dict(kept.group_by("task_id").len().iter_rows())
