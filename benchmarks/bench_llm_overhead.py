@@ -3,13 +3,15 @@
 A scripted OpenAI-compatible server (`harness.testing.openai_server`, in its own process so its
 CPU does not share our GIL) answers every request after a fixed 50 ms. At concurrency C:
 
-- bare: `asyncio.gather` of C workers, each awaiting `litellm.acompletion` in a loop (no prompt
-  building, parsing, cache, scenario or store);
 - harness: `run_plan` with one LLM agent, C episodes in flight (`concurrency=C`), response cache
-  on (a fresh directory, so every call reaches the server and is written to the cache).
+  on (a fresh directory, so every call reaches the server and is written to the cache);
+- bare: `asyncio.gather` of C workers, each awaiting `litellm.acompletion` in a loop over the
+  exact messages one harness episode sent (read back from its decisions table), with no prompt
+  building, parsing, cache, scenario or store.
 
-Both make the same number of calls; the ratio bare_time / harness_time is the harness's speed
-relative to bare litellm. Target: overhead at most 15%, i.e. ratio >= 1 / 1.15 = 0.87.
+Both send the same requests; the ratio bare_time / harness_time is the harness's speed relative
+to bare litellm (wall clock), and the CPU seconds per decision of this process are reported
+beside it. Target: overhead at most 15%, i.e. ratio >= 1 / 1.15 = 0.87.
 
     .venv/bin/python -m pytest benchmarks/bench_llm_overhead.py --benchmark-only -s
 """
@@ -53,67 +55,65 @@ def plan(api_base: str, concurrency: int, cache_dir: str):
     })
 
 
-def first_prompt(api_base: str) -> list[dict]:
-    """The harness's own round-1 messages, so both paths send requests of the same shape."""
-    from agents import EpisodeInfo
-    from agents.llm import EpisodePrompts
-    from scenarios import make
-    from scenarios.framing import get_framing
+def sent_messages(run_dir) -> list[list[list[dict]]]:
+    """Per episode, the messages of each decision, in order: what the bare loop replays."""
+    import json
 
-    env = make("bandit/bernoulli", {"n_arms": 3, "horizon": 8}, 1)
-    framing = get_framing("buttons")
-    info = EpisodeInfo(env.family, env.kind, env.feedback, env.n_actions, env.horizon, False, "b#1", "b", 0, 0,
-                       framing="buttons", description=framing.describe(env))
-    return EpisodePrompts(info, framing).messages(0)
+    from harness import load_run
+
+    decisions = load_run(run_dir)[0].sort("task_id", "rollout", "t").collect()
+    return [[json.loads(m) for m in part["messages"]]
+            for _, part in decisions.group_by("task_id", "rollout", maintain_order=True)]
 
 
-def bare(api_base: str, concurrency: int, messages: list[dict]) -> float:
+def bare(api_base: str, episodes: list[list[list[dict]]]) -> tuple[float, float]:
     import litellm
 
-    calls = DECISIONS // concurrency
-
-    async def worker():
-        for _ in range(calls):
+    async def worker(episode):
+        for messages in episode:
             response = await litellm.acompletion(model=MODEL, api_base=api_base, api_key="no-key", messages=messages,
                                                  timeout=60, max_retries=0)
             assert "ANSWER:" in response.choices[0].message.content
 
     async def everything():
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(e) for e in episodes))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     asyncio.run(everything())
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def through_harness(api_base: str, concurrency: int, directory) -> float:
-    started = time.perf_counter()
+def through_harness(api_base: str, concurrency: int, directory) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
     result = run_plan(plan(api_base, concurrency, str(directory / "cache")), directory / "run", concurrency=concurrency)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.finished == concurrency and result.failed == 0
-    return elapsed
+    return elapsed, cpu
 
 
 @pytest.mark.parametrize("concurrency", [64, 256])
 def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
-    messages = first_prompt(api_base)
     counter = itertools.count()
-    bare(api_base, 4, messages)  # warm-up: litellm's lazy imports and clients
-    through_harness(api_base, 4, tmp_path / "warm")
-    bare_times, harness_times = [], []
+    through_harness(api_base, 4, tmp_path / "warm")  # warm-up: litellm's lazy imports and clients
+    bare(api_base, sent_messages(tmp_path / "warm" / "run"))
+    bare_runs, harness_runs = [], []
     for _ in range(2):  # interleaved, best of two: both paths see the same machine load
-        bare_times.append(bare(api_base, concurrency, messages))
-        harness_times.append(through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"))
-    best_bare, best_harness = min(bare_times), min(harness_times)
-    ratio = best_bare / best_harness
+        directory = tmp_path / f"h{next(counter)}"
+        harness_runs.append(through_harness(api_base, concurrency, directory))
+        bare_runs.append(bare(api_base, sent_messages(directory / "run")))
+    (bare_s, bare_cpu), (harness_s, harness_cpu) = min(bare_runs), min(harness_runs)
+    ratio = bare_s / harness_s
     benchmark.group = f"LLM decisions, concurrency {concurrency}, {LATENCY_S * 1000:.0f} ms server latency"
     benchmark.extra_info.update({
-        "decisions": DECISIONS, "bare_decisions_per_s": DECISIONS / best_bare,
-        "harness_decisions_per_s": DECISIONS / best_harness, "harness_speed_over_bare": ratio,
+        "decisions": DECISIONS, "bare_decisions_per_s": DECISIONS / bare_s,
+        "harness_decisions_per_s": DECISIONS / harness_s, "harness_speed_over_bare": ratio,
+        "bare_cpu_ms_per_decision": 1000 * bare_cpu / DECISIONS,
+        "harness_cpu_ms_per_decision": 1000 * harness_cpu / DECISIONS,
     })
     benchmark.pedantic(lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"),
                        rounds=1, iterations=1)
-    print(f"\nconcurrency {concurrency}: bare litellm {DECISIONS / best_bare:,.0f} decisions/s, "
-          f"harness {DECISIONS / best_harness:,.0f} decisions/s, harness/bare speed = {ratio:.3f} "
+    print(f"\nconcurrency {concurrency}: bare litellm {DECISIONS / bare_s:,.0f} decisions/s "
+          f"({1000 * bare_cpu / DECISIONS:.2f} ms CPU each), harness {DECISIONS / harness_s:,.0f} decisions/s "
+          f"({1000 * harness_cpu / DECISIONS:.2f} ms CPU each), harness/bare speed = {ratio:.3f} "
           f"(overhead {1 / ratio - 1:+.1%}; target <= {TARGET_OVERHEAD:.0%})")
     assert 1 / ratio - 1 <= TARGET_OVERHEAD, f"harness overhead {1 / ratio - 1:.1%} > {TARGET_OVERHEAD:.0%}"
