@@ -248,14 +248,19 @@ class RiseEpisode:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4) -> list[dict[str, Any]]:
+def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4, fmt: str = "messages") -> list[dict[str, Any]]:
     """Reward-weighted SFT rows: per attempt, the history with earlier attempts not trained on.
 
-    Each row: `messages` (every message has `train`: true only on the final, target attempt),
-    `weight` = exp(reward / tau), `reward`, `turn` (0-based) and `task_id`.
+    Each row: `weight` = exp(reward / tau), `reward`, `turn` (0-based), `task_id`, and
+
+    - fmt="messages": `messages`, every message with `train`: true only on the target attempt;
+    - fmt="prompt-completion": TRL conversational `prompt` (the history) and `completion` (the
+      target attempt), which TRL's SFT trainer masks natively (loss on the completion only).
     """
     if not (isinstance(tau, (int, float)) and tau > 0):
         raise ValueError(f"tau must be > 0, got {tau!r}")
+    if fmt not in ("messages", "prompt-completion"):
+        raise ValueError(f"RISE format must be 'messages' or 'prompt-completion', got {fmt!r}")
     rows = []
     for episode in episodes:
         if not episode.prompt or not episode.turns:
@@ -263,7 +268,12 @@ def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4) -> list[dic
         history = [{"role": m["role"], "content": m["content"], "train": False} for m in episode.prompt]
         for i, turn in enumerate(episode.turns):
             target = {"role": "assistant", "content": turn.response, "train": True}
-            rows.append({"messages": [*history, target], "weight": math.exp(turn.reward / tau),
-                         "reward": float(turn.reward), "turn": i, "task_id": episode.task_id, **episode.extra})
+            if fmt == "messages":
+                text = {"messages": [*history, target]}
+            else:
+                text = {"prompt": [{"role": m["role"], "content": m["content"]} for m in history],
+                        "completion": [{"role": "assistant", "content": turn.response}]}
+            rows.append({**text, "weight": math.exp(turn.reward / tau), "reward": float(turn.reward),
+                         "turn": i, "task_id": episode.task_id, **episode.extra})
             history = [*history, {**target, "train": False}, {"role": "user", "content": turn.feedback, "train": False}]
     return rows

@@ -321,13 +321,13 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
     return DatasetResult(directory, train_path, validation_path, metadata_path, len(train), len(validation), metadata)
 
 
-def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float = 0.4,
+def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float = 0.4, fmt: str = "messages",
                val_fraction: float = 0.1, seed: int = 0) -> DatasetResult:
     """Write RISE reward-weighted self-correction data (see `rise_examples`), split by task.
 
     Awaits the self-correction scenarios: until they exist, callers build `RiseEpisode`s themselves.
     """
-    rows = rise_examples(episodes, tau)
+    rows = rise_examples(episodes, tau, fmt)
     train_tasks, validation_tasks = split_tasks([r["task_id"] for r in rows], val_fraction, seed)
     held_out = set(validation_tasks)
     train = [r for r in rows if r["task_id"] not in held_out]
@@ -339,7 +339,7 @@ def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float =
     _write_parquet(directory / "train.parquet", train, rows)
     _write_parquet(directory / "validation.parquet", validation, rows)
     metadata = {
-        "format": "rise", "tau": tau, "retry_prompt": RETRY_PROMPT,
+        "format": f"rise/{fmt}", "tau": tau, "retry_prompt": RETRY_PROMPT,
         "counts": {"episodes": len(episodes), "examples": {"train": len(train), "validation": len(validation)}},
         "split": {"by": "task_id", "val_fraction": val_fraction, "seed": seed,
                   "train_tasks": train_tasks, "validation_tasks": validation_tasks},

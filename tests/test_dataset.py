@@ -356,6 +356,11 @@ def test_rise_weights_and_masks():
     assert all(sum(m["train"] for m in r["messages"]) == 1 for r in rows)
     with pytest.raises(ValueError, match="tau"):
         rise_examples(episodes, tau=0)
+    # the TRL-native form: history as the prompt, the target attempt as the only completion
+    pc = rise_examples(episodes, tau=0.4, fmt="prompt-completion")[1]
+    assert [m["content"] for m in pc["prompt"]] == [m["content"] for m in second[:-1]]
+    assert pc["completion"] == [{"role": "assistant", "content": "It is 5."}]
+    assert pc["weight"] == pytest.approx(math.exp(2.5))
 
 
 def test_write_rise_splits_by_task(tmp_path):
