@@ -5,6 +5,22 @@
 an `api_base`) into an AgentFactory; `agents.resolve()` calls it for any name with a "/".
 The settings (`LLMSettings`) come from the spec's params: the suite file's agent table or
 `regret run` flags. litellm and langchain-core are imported only when first needed.
+
+In a suite file (every key but `agent` and `label` is an `LLMSettings` field)::
+
+    agents = [
+        "ucb1",
+        {agent = "openai/gpt-4o-mini", temperature = 0.7, history = "summary", api_key_env = "OPENAI_API_KEY"},
+        {agent = "hosted_vllm/my-model", label = "mine", api_base = "http://127.0.0.1:8000/v1", multi_turn = true},
+    ]
+
+Each decision: the prompt (framing's task text, history, question) goes to the model, the reply
+is parsed (`parse_answer`); an invalid reply is re-asked with a correction up to
+`max_invalid_retries` times, then a uniform-random fallback is played and recorded as
+`parse_status = "fallback"`. Provider calls retry with exponential backoff and full jitter,
+honouring Retry-After; a call that fails for good raises `ProviderError`, which the runner
+records as a failed episode (`--resume` retries it). Responses are cached in
+`$REGRET_CACHE_DIR/responses.sqlite` (default `~/.cache/regret-harness`).
 """
 
 from agents.llm._agent import LLMAgent, llm_factory
