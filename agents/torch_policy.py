@@ -118,21 +118,31 @@ def token_values(config: PolicyConfig, feats, ones):
     return -feats[..., :k], (1.0 - feats[..., -2:-1]) * ones
 
 
-def arm_statistics(value, sums, counts, dsums, dcounts, t, log_t, time, scale: int, amax, stack):
+def arm_statistics(value, sums, counts, dsums, dcounts, t, log_t, time, scale: int, amax, stack,
+                   use_counts: bool = True):
     """Per-action sufficient statistics after a token, shape (..., K, ARM_STATS); numpy or torch.
 
     The explicit causal pooling makes "which action looks best so far, and how sure is that"
     directly readable: smoothed mean, its gap to the best mean and a leader flag, the same for
     a recency-weighted (discounted) mean, pull fraction, 1/sqrt(pulls), an exploration bonus
     sqrt(log t / pulls), the cumulative gap to the best total, the last value, and time.
+
+    Bandits leave the pull-count statistics out (`use_counts` False, zeros): with them the k
+    lowest-regret rollouts teach "keep pulling the arm you have pulled most" (the lucky blind
+    commitments) and the loop collapses after a few iterations; from the smoothed means alone
+    (prior 0.5, so an unpulled arm keeps a middling value) it learns to follow the evidence.
     """
     counts, dcounts = abs(counts), abs(dcounts)  # non-negative by construction; abs keeps junk input finite
     mean = (sums + 0.5) / (counts + 1.0)
     gap = mean - amax(mean)
     dmean = (dsums + 0.5) / (dcounts + 1.0)
     dgap = dmean - amax(dmean)
-    columns = [mean, gap, (gap >= -1e-9) * 1.0, dmean, dgap, counts / (t + 1.0), (counts + 1.0) ** -0.5,
-               (log_t / (counts + 1.0)) ** 0.5, (sums - amax(sums)) / math.sqrt(scale), value, time + 0.0 * mean]
+    zero = 0.0 * mean
+    counted = [counts / (t + 1.0), (counts + 1.0) ** -0.5, (log_t / (counts + 1.0)) ** 0.5,
+               (sums - amax(sums)) / math.sqrt(scale)]
+    if not use_counts:
+        counted = [zero] * len(counted)
+    columns = [mean, gap, (gap >= -1e-9) * 1.0, dmean, dgap, *counted, value, time + zero]
     return stack(columns)
 
 
@@ -153,20 +163,23 @@ def build_module(config: PolicyConfig):
             self.proj = nn.Linear(config.d_model, config.d_model)
             self.up = nn.Linear(config.d_model, config.d_mlp)
             self.down = nn.Linear(config.d_mlp, config.d_model)
+            self.norm1 = nn.LayerNorm(config.d_model)
+            self.norm2 = nn.LayerNorm(config.d_model)
 
-        def forward(self, x):
+        def forward(self, x):  # pre-norm: without it the residual stream grew to 1e4+ in training
             batch, length, d = x.shape
             heads, dh = config.n_heads, d // config.n_heads
-            q, k, v = self.qkv(x).view(batch, length, 3, heads, dh).permute(2, 0, 3, 1, 4)
+            q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, heads, dh).permute(2, 0, 3, 1, 4)
             attn = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
             x = x + self.proj(attn.transpose(1, 2).reshape(batch, length, d))
-            return x + self.down(torch.relu(self.up(x)))
+            return x + self.down(torch.relu(self.up(self.norm2(x))))
 
     class PolicyNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.embed = nn.Linear(config.n_features, config.d_model)
             self.layers = nn.ModuleList(Layer() for _ in range(config.n_layers))
+            self.norm = nn.LayerNorm(config.d_model)
             self.context = nn.Linear(config.d_model, config.d_context)
             self.arm_in = nn.Linear(ARM_STATS + config.d_context, config.d_arm)
             self.arm_hidden = nn.Linear(config.d_arm, config.d_arm)
@@ -184,14 +197,15 @@ def build_module(config: PolicyConfig):
             return arm_statistics(
                 value, value.cumsum(1), count.cumsum(1), torch.einsum("ts,bsk->btk", discount, value),
                 torch.einsum("ts,bsk->btk", discount, count), t, torch.log1p(t), feats[..., -1:],
-                config.horizon_scale, lambda x: x.amax(-1, keepdim=True), lambda c: torch.stack(c, -1))
+                config.horizon_scale, lambda x: x.amax(-1, keepdim=True), lambda c: torch.stack(c, -1),
+                config.kind != "bandit")
 
         def forward(self, feats):
             x = self.embed(feats)
             for layer in self.layers:
                 x = layer(x)
             stats = self.statistics(feats)  # (batch, T, K, ARM_STATS)
-            context = self.context(x).unsqueeze(2).expand(-1, -1, config.n_actions, -1)
+            context = self.context(self.norm(x)).unsqueeze(2).expand(-1, -1, config.n_actions, -1)
             h = torch.relu(self.arm_in(torch.cat([stats, context], -1)))
             h = torch.relu(self.arm_hidden(h))
             return self.head(h).squeeze(-1)  # logits (batch, T, n_actions)
@@ -232,9 +246,11 @@ class NumpyPolicy:
         self.layers = [
             tuple(w[f"layers.{i}.{name}"].T.copy() if name.endswith("weight") else w[f"layers.{i}.{name}"]
                   for name in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
-                               "up.weight", "up.bias", "down.weight", "down.bias"))
+                               "up.weight", "up.bias", "down.weight", "down.bias",
+                               "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"))
             for i in range(config.n_layers)
         ]
+        self.norm = (w["norm.weight"], w["norm.bias"])
         self.context = (w["context.weight"].T.copy(), w["context.bias"])
         self.arm = [(w[f"{name}.weight"].T.copy(), w[f"{name}.bias"]) for name in ("arm_in", "arm_hidden", "head")]
 
@@ -268,10 +284,11 @@ class NumpyPolicy:
         running["t"] += 1
         stats = arm_statistics(value, running["sums"], running["counts"], running["dsums"], running["dcounts"],
                                float(t), math.log1p(t), features[-1:], c.horizon_scale,
-                               lambda x: x.max(-1, keepdims=True), lambda cols: np.stack(cols, -1))
-        for (wqkv, bqkv, wp, bp, wu, bu, wd, bd), layer_cache in zip(self.layers, cache[:-1]):
+                               lambda x: x.max(-1, keepdims=True), lambda cols: np.stack(cols, -1),
+                               c.kind != "bandit")
+        for (wqkv, bqkv, wp, bp, wu, bu, wd, bd, g1, b1, g2, b2), layer_cache in zip(self.layers, cache[:-1]):
             keys, values, n = layer_cache
-            q, k, v = (x @ wqkv + bqkv).reshape(3, heads, dh)
+            q, k, v = (layer_norm(x, g1, b1) @ wqkv + bqkv).reshape(3, heads, dh)
             keys[:, n] = k
             values[:, n] = v
             n += 1
@@ -281,13 +298,18 @@ class NumpyPolicy:
             scores /= scores.sum(axis=1, keepdims=True)
             attended = np.einsum("ht,htd->hd", scores, values[:, :n]).reshape(-1)
             x = x + attended @ wp + bp
-            x = x + np.maximum(x @ wu + bu, 0.0) @ wd + bd
-        context = x @ self.context[0] + self.context[1]
+            x = x + np.maximum(layer_norm(x, g2, b2) @ wu + bu, 0.0) @ wd + bd
+        context = layer_norm(x, *self.norm) @ self.context[0] + self.context[1]
         h = np.concatenate([stats, np.broadcast_to(context, (c.n_actions, context.shape[0]))], -1)
         (w1, b1), (w2, b2), (w3, b3) = self.arm
         h = np.maximum(h @ w1 + b1, 0.0)
         h = np.maximum(h @ w2 + b2, 0.0)
         return (h @ w3 + b3)[:, 0]
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    centred = x - x.mean()
+    return centred / np.sqrt((centred**2).mean() + 1e-5) * weight + bias
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
