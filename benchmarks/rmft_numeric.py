@@ -55,7 +55,7 @@ COLUMNS = ["iteration", "scenario_id", "mean_regret", "ci_low", "ci_high", "medi
 
 def bandit(out: str, iterations: int) -> None:
     result = run_loop(f"{out}/bandit", BANDIT, iterations=iterations, rollouts=30, k=9, train_instances=40,
-                      eval_instances=100, eval_rollouts=2, backend_config={"epochs": 40, "learning_rate": 0.01},
+                      eval_instances=100, eval_rollouts=2, backend_config={"epochs": 20, "learning_rate": 0.01},
                       baselines=("uniform", "ucb1", "thompson"))
     show("Bernoulli bandit K=5 T=100 gap 0.2, held-out (100 instances x 2 episodes)",
          result.rows.select(COLUMNS).with_columns(cpu_min=pl.col("cumulative_cpu_s") / 60))
@@ -65,7 +65,7 @@ def bandit(out: str, iterations: int) -> None:
 
 def experts(out: str, iterations: int) -> None:
     result = run_loop(f"{out}/experts", EXPERTS, iterations=iterations, rollouts=20, k=4, train_instances=10,
-                      eval_instances=10, eval_rollouts=1, backend_config={"epochs": 40, "learning_rate": 0.01},
+                      eval_instances=10, eval_rollouts=1, backend_config={"epochs": 20, "learning_rate": 0.01},
                       eval_params={"play": "policy"}, baselines=("uniform", "hedge", "ftl"))
     rows = result.rows
     overall = rows.group_by("iteration").agg(mean_regret=pl.col("mean_regret").mean(),
@@ -85,7 +85,7 @@ def ablation(out: str, iterations: int) -> None:
                                   ("one iteration", {"selector": "k-lowest", "iterations": 1})):
             result = run_loop(f"{out}/ablation-{name}-{variant.replace(' ', '-')}", suite, rollouts=20, k=6,
                               train_instances=20, eval_instances=20, eval_rollouts=2,
-                              backend_config={"epochs": 40, "learning_rate": 0.01}, **settings, **extra)
+                              backend_config={"epochs": 20, "learning_rate": 0.01}, **settings, **extra)
             first = result.rows.filter(pl.col("iteration") == 0).row(0, named=True)
             last = result.rows.filter(pl.col("iteration") == result.rows["iteration"].max()).row(0, named=True)
             rows.append({"task": name, "selection": variant, "iterations": last["iteration"],
@@ -102,11 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/rmft-numeric")
     parser.add_argument("--only", default="bandit,experts,ablation")
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="fine-tuning rounds of every loop (default: bandit 20, experts 20, ablation 5)")
     args = parser.parse_args()
     started = time.process_time()
     for part in args.only.split(","):
-        {"bandit": bandit, "experts": experts, "ablation": ablation}[part](args.out, args.iterations)
+        default = {"bandit": 20, "experts": 20, "ablation": 5}[part]
+        {"bandit": bandit, "experts": experts, "ablation": ablation}[part](args.out, args.iterations or default)
     print(f"\nprocess CPU time {(time.process_time() - started) / 60:.1f} min")
 
 

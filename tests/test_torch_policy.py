@@ -77,6 +77,26 @@ def test_numpy_inference_matches_torch(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_numpy_inference_matches_torch_for_experts_with_random_weights(tmp_path):
+    checkpoint = _new_policy(tmp_path, EXPERTS)
+    module, config = load_module(checkpoint.path)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0, 0.5)  # every path non-trivial, the per-expert statistics included
+    from agents.torch_policy import save_policy
+
+    save_policy(module, config, tmp_path / "random")
+    losses = torch.rand(1, 15, 3)
+    features = history_features(config, torch.zeros(1, 15, dtype=torch.long), torch.zeros(1, 15), losses)
+    with torch.no_grad():
+        expected = module(features)[0].numpy()
+    assert np.ptp(expected, axis=1).max() > 0.01  # the logits differ between experts
+    policy = NumpyPolicy.load(tmp_path / "random")
+    cache = policy.start(15)
+    got = np.stack([policy.step(cache, features[0, j].numpy().astype(float)) for j in range(15)])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_checkpoint_plays_through_the_runner_as_torch_path(tmp_path):
     checkpoint = _new_policy(tmp_path)
     assert checkpoint.agent == f"torch:{tmp_path / 'init'}"
