@@ -3,7 +3,7 @@
 Layout of a run directory::
 
     plan.json          the frozen plan plus package versions (written once)
-    store.sqlite       one row per decision and one per episode, one transaction per episode
+    store.sqlite       each episode's row and its decision rows (one columnar block), one transaction per episode
     decisions.parquet  exports for polars, refreshed by `export()` (and by `load_run`)
     episodes.parquet
 
@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import platform
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 PLAN_FILE = "plan.json"
 DB_FILE = "store.sqlite"
@@ -113,14 +115,15 @@ class RunStore:
         self._db = sqlite3.connect(self.directory / DB_FILE, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
-        columns = ", ".join(f"{name} {sql}" for name, sql, _ in DECISION_COLUMNS)
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS decisions ({columns})")
+        # one row per episode holding its decision rows column by column (JSON): a single
+        # insert per episode instead of one per decision keeps the store off the hot path
+        self._db.execute("CREATE TABLE IF NOT EXISTS decision_blocks (agent TEXT, task_id TEXT, rollout INTEGER, "
+                         "n INTEGER, columns BLOB, PRIMARY KEY (agent, task_id, rollout))")
         columns = ", ".join(f"{name} {sql}" for name, sql, _ in EPISODE_COLUMNS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS episodes ({columns}, PRIMARY KEY (agent, task_id, rollout))")
         # a commit counter tells whether the Parquet exports are stale
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('commits', 0)")
-        self._insert_decision = f"INSERT INTO decisions VALUES ({', '.join('?' * len(DECISION_COLUMNS))})"
         self._insert_episode = f"INSERT OR REPLACE INTO episodes VALUES ({', '.join('?' * len(EPISODE_COLUMNS))})"
 
     # --- plan ---------------------------------------------------------------------------
@@ -151,10 +154,17 @@ class RunStore:
         Failed attempts are stored without decision rows, and finished episodes are never run
         again, so a key's decision rows are written exactly once.
         """
+        rows = list(decision_rows)
+        for row in rows[:1]:
+            if len(row) != len(DECISION_COLUMNS):
+                raise ValueError(f"a decision row has {len(row)} values, expected {len(DECISION_COLUMNS)}")
+        block = orjson.dumps(list(zip(*rows))) if rows else None
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany(self._insert_decision, decision_rows)
+            if block is not None:
+                key = (episode_row[0], episode_row[2], episode_row[7])  # agent, task_id, rollout
+                db.execute("INSERT OR REPLACE INTO decision_blocks VALUES (?, ?, ?, ?, ?)", (*key, len(rows), block))
             db.execute(self._insert_episode, episode_row)
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
             db.execute("COMMIT")
@@ -172,23 +182,42 @@ class RunStore:
     def total_cost(self) -> float:
         return float(self._db.execute("SELECT coalesce(sum(cost), 0) FROM episodes").fetchone()[0])
 
+    # --- reading ------------------------------------------------------------------------
+    def iter_decision_blocks(self) -> Iterator[list[list[Any]]]:
+        """Each episode's decision columns (DECISION_COLUMNS order), sorted by agent, task, rollout."""
+        cursor = self._db.execute("SELECT columns FROM decision_blocks ORDER BY agent, task_id, rollout")
+        for (block,) in cursor:
+            yield orjson.loads(block)
+
+    def iter_decision_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Every decision row as a tuple in DECISION_COLUMNS order, sorted by agent, task, rollout, t."""
+        for columns in self.iter_decision_blocks():
+            yield from zip(*columns)
+
     # --- export -------------------------------------------------------------------------
-    def export(self) -> tuple[Path, Path]:
+    def export(self, batch_rows: int = 200_000) -> tuple[Path, Path]:
         """Write decisions.parquet and episodes.parquet (sorted, so identical runs give identical files)."""
         import polars as pl
 
+        def frame_of(columns: list[list[Any]], spec) -> pl.DataFrame:
+            return pl.DataFrame({name: values for (name, _, _), values in zip(spec, columns)},
+                                schema={name: getattr(pl, dtype) for name, _, dtype in spec})
+
+        frames: list[pl.DataFrame] = []
+        pending: list[list[Any]] = [[] for _ in DECISION_COLUMNS]
+        for block in self.iter_decision_blocks():
+            for values, column in zip(pending, block):
+                values.extend(column)
+            if len(pending[0]) >= batch_rows:
+                frames.append(frame_of(pending, DECISION_COLUMNS))
+                pending = [[] for _ in DECISION_COLUMNS]
+        frames.append(frame_of(pending, DECISION_COLUMNS))
+        decisions = pl.concat(frames)
+        rows = self._db.execute("SELECT * FROM episodes ORDER BY agent, task_id, rollout").fetchall()
+        episodes = frame_of([list(c) for c in zip(*rows)] if rows else [[] for _ in EPISODE_COLUMNS], EPISODE_COLUMNS)
         paths = []
-        for table, columns, order in (
-            ("decisions", DECISION_COLUMNS, "agent, task_id, rollout, t"),
-            ("episodes", EPISODE_COLUMNS, "agent, task_id, rollout"),
-        ):
-            schema = {name: getattr(pl, dtype) for name, _, dtype in columns}
-            cursor = self._db.execute(f"SELECT * FROM {table} ORDER BY {order}")
-            frames = []
-            while batch := cursor.fetchmany(200_000):
-                frames.append(pl.DataFrame(batch, schema=schema, orient="row"))
-            frame = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-            path = self.directory / f"{table}.parquet"
+        for name, frame in (("decisions", decisions), ("episodes", episodes)):
+            path = self.directory / f"{name}.parquet"
             tmp = path.with_suffix(".tmp")
             frame.write_parquet(tmp)
             tmp.replace(path)

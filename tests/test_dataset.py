@@ -101,9 +101,11 @@ def runs(tmp_path_factory):
 
 
 def _sqlite_rows(run_dir, table):
+    if table == "decisions":
+        with RunStore(run_dir, create=False) as store:
+            return [dict(zip(DECISION_NAMES, r)) for r in store.iter_decision_rows()]
     db = sqlite3.connect(Path(run_dir) / "store.sqlite")
-    names = EPISODE_NAMES if table == "episodes" else DECISION_NAMES
-    rows = [dict(zip(names, r)) for r in db.execute(f"SELECT * FROM {table}")]
+    rows = [dict(zip(EPISODE_NAMES, r)) for r in db.execute(f"SELECT * FROM {table}")]
     db.close()
     return rows
 
