@@ -182,3 +182,20 @@ def test_plan_round_trips_through_json():
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan
     assert [e.key for e in again.episodes()] == [e.key for e in plan.episodes()]
+
+
+def test_runner_memory_does_not_grow_with_episodes(tmp_path):
+    import tracemalloc
+
+    def peak(rollouts: int) -> int:
+        plan = parse_suite({"seed": 0, "rollouts": rollouts, "agents": ["ucb1"], "scenarios": [
+            {"id": "b", "family": "bandit/bernoulli", "params": {"n_arms": 3, "horizon": 20}, "seeds": [1]}]})
+        tracemalloc.start()
+        run_plan(plan, tmp_path / f"run{rollouts}", concurrency=4)
+        _, high = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return high
+
+    peak(10)  # warm caches and imports
+    small, large = peak(50), peak(1000)
+    assert large < 1.5 * small, f"peak traced memory grew from {small} to {large} bytes with 20x the episodes"
