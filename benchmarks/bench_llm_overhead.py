@@ -1,7 +1,9 @@
 """Decisions per second of LLM agents through the harness, beside bare litellm calls.
 
 A scripted OpenAI-compatible server (`harness.testing.openai_server`, in its own process so its
-CPU does not share our GIL) answers every request after a fixed 50 ms. At concurrency C:
+CPU does not share our GIL) answers every request after a fixed 50 ms. Episodes have 16 rounds,
+so per-episode and per-run costs (building the scenario, the Parquet export) are spread over
+their decisions as in a real run. At concurrency C:
 
 - harness: `run_plan` with one LLM agent, C episodes in flight (`concurrency=C`), response cache
   on (a fresh directory, so every call reaches the server and is written to the cache);
@@ -29,7 +31,8 @@ import pytest
 from harness import parse_suite, run_plan
 
 LATENCY_S = 0.05
-DECISIONS = 1024  # per measurement, at every concurrency
+HORIZON = 16  # rounds per episode; C episodes per measurement, so C * HORIZON decisions
+ROUNDS = 3
 TARGET_OVERHEAD = 0.15
 MODEL = "openai/bench"
 
@@ -46,7 +49,7 @@ def api_base():
 
 
 def plan(api_base: str, concurrency: int, cache_dir: str):
-    horizon = DECISIONS // concurrency
+    horizon = HORIZON
     return parse_suite({
         "seed": 0, "rollouts": concurrency,
         "agents": [{"agent": MODEL, "api_base": api_base, "cache_dir": cache_dir}],
@@ -97,23 +100,24 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
     through_harness(api_base, 4, tmp_path / "warm")  # warm-up: litellm's lazy imports and clients
     bare(api_base, sent_messages(tmp_path / "warm" / "run"))
     bare_runs, harness_runs = [], []
-    for _ in range(2):  # interleaved, best of two: both paths see the same machine load
+    for _ in range(ROUNDS):  # interleaved, best of ROUNDS: both paths see the same machine load
         directory = tmp_path / f"h{next(counter)}"
         harness_runs.append(through_harness(api_base, concurrency, directory))
         bare_runs.append(bare(api_base, sent_messages(directory / "run")))
     (bare_s, bare_cpu), (harness_s, harness_cpu) = min(bare_runs), min(harness_runs)
     ratio = bare_s / harness_s
+    decisions = concurrency * HORIZON
     benchmark.group = f"LLM decisions, concurrency {concurrency}, {LATENCY_S * 1000:.0f} ms server latency"
     benchmark.extra_info.update({
-        "decisions": DECISIONS, "bare_decisions_per_s": DECISIONS / bare_s,
-        "harness_decisions_per_s": DECISIONS / harness_s, "harness_speed_over_bare": ratio,
-        "bare_cpu_ms_per_decision": 1000 * bare_cpu / DECISIONS,
-        "harness_cpu_ms_per_decision": 1000 * harness_cpu / DECISIONS,
+        "decisions": decisions, "bare_decisions_per_s": decisions / bare_s,
+        "harness_decisions_per_s": decisions / harness_s, "harness_speed_over_bare": ratio,
+        "bare_cpu_ms_per_decision": 1000 * bare_cpu / decisions,
+        "harness_cpu_ms_per_decision": 1000 * harness_cpu / decisions,
     })
     benchmark.pedantic(lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"),
                        rounds=1, iterations=1)
-    print(f"\nconcurrency {concurrency}: bare litellm {DECISIONS / bare_s:,.0f} decisions/s "
-          f"({1000 * bare_cpu / DECISIONS:.2f} ms CPU each), harness {DECISIONS / harness_s:,.0f} decisions/s "
-          f"({1000 * harness_cpu / DECISIONS:.2f} ms CPU each), harness/bare speed = {ratio:.3f} "
+    print(f"\nconcurrency {concurrency}, {decisions} decisions: bare litellm {decisions / bare_s:,.0f} decisions/s "
+          f"({1000 * bare_cpu / decisions:.2f} ms CPU each), harness {decisions / harness_s:,.0f} decisions/s "
+          f"({1000 * harness_cpu / decisions:.2f} ms CPU each), harness/bare speed = {ratio:.3f} "
           f"(overhead {1 / ratio - 1:+.1%}; target <= {TARGET_OVERHEAD:.0%})")
     assert 1 / ratio - 1 <= TARGET_OVERHEAD, f"harness overhead {1 / ratio - 1:.1%} > {TARGET_OVERHEAD:.0%}"

@@ -35,10 +35,15 @@ class ResponseCache:
 
     Writes are batched (one transaction per `batch` entries or `flush_s` seconds, and on close):
     a commit per response would block the event loop for a millisecond or more on a busy disk,
-    and an entry lost to a crash only costs one repeated call.
+    and an entry lost to a crash only costs one repeated call. Reads of keys that are not there
+    (every call of a fresh run) skip SQLite through an in-memory index of the keys present when
+    the cache was opened (up to `index_limit` keys), because an SQLite read releases the GIL and
+    stalls the event loop for far longer than it computes. Entries another process adds while
+    this one runs are then not seen: that only costs a repeated call.
     """
 
-    def __init__(self, directory: str | Path | None = None, batch: int = 256, flush_s: float = 2.0) -> None:
+    def __init__(self, directory: str | Path | None = None, batch: int = 256, flush_s: float = 2.0,
+                 index_limit: int = 500_000) -> None:
         self.path = Path(directory or default_cache_dir()) / CACHE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -50,9 +55,16 @@ class ResponseCache:
         self._pending: dict[str, tuple[str, str]] = {}
         self._batch, self._flush_s = batch, flush_s
         self._last_flush = time.monotonic()
+        self._index: set[bytes] | None = None  # 20-byte digests of the stored keys, when not too many
+        (count,) = self._db.execute("SELECT count(*) FROM responses").fetchone()
+        if count <= index_limit:
+            self._index = {bytes.fromhex(k) for (k,) in self._db.execute("SELECT key FROM responses")}
 
     def get(self, key: str) -> dict | None:
         with self._lock:
+            if self._index is not None and bytes.fromhex(key) not in self._index:
+                self.misses += 1
+                return None
             pending = self._pending.get(key)
             row = (pending[1],) if pending else self._db.execute(
                 "SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
@@ -66,6 +78,8 @@ class ResponseCache:
         text = json.dumps(value, separators=(",", ":"))
         with self._lock:
             self._pending[key] = (model, text)
+            if self._index is not None:
+                self._index.add(bytes.fromhex(key))
             if len(self._pending) >= self._batch or time.monotonic() - self._last_flush >= self._flush_s:
                 self._flush()
 
