@@ -351,3 +351,9 @@ def test_cli_names_a_bad_llm_setting(tmp_path, server, capsys):
                  "--out", str(tmp_path / "bad"), "--no-progress"])
     assert code == 2
     assert "max_retries must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_a_sampling_seed_differs_per_rollout(tmp_path, server):
+    plan = parse_suite(suite([llm("rr", server, seed=7)], rollouts=3))
+    run_plan(plan, tmp_path / "run")
+    assert {r["seed"] for r in server.requests if r["model"] == "rr"} == {7, 8, 9}

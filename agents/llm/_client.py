@@ -191,6 +191,8 @@ class LLMClient:
     async def complete(self, messages: list[dict], rollout: int = 0) -> Completion:
         settings = self.settings
         request = {**self._request, "messages": messages}
+        if "seed" in request:  # one seed for every rollout would collapse sampled rollouts into one
+            request["seed"] = request["seed"] + rollout
         key = None
         if settings.cache:
             if self._cache is None:
