@@ -29,7 +29,7 @@ import pytest
 
 from finetune.dataset import KLowestRegret, select_decisions, select_episodes
 from harness import RunStore
-from harness._store import DECISION_COLUMNS, EPISODE_COLUMNS
+from harness._store import DECISION_COLUMNS, EPISODE_COLUMNS, PARQUET_OPTIONS
 
 N_TASKS, ROLLOUTS, HORIZON, N_ARMS, K = 1_000, 10, 100, 5, 2
 KEY = ["run", "agent", "task_id", "rollout"]
@@ -92,8 +92,9 @@ def _write_synthetic_run(directory: Path) -> None:
                                          "params": {"n_arms": N_ARMS, "horizon": HORIZON},
                                          "framing": "buttons", "seeds": seeds.tolist(), "rollouts": ROLLOUTS}]})
         (directory / "export.json").write_text(json.dumps({"commits": store.commits()}))
-    decisions.sort("agent", "task_id", "rollout", "t").write_parquet(directory / "decisions.parquet")
-    episodes.write_parquet(directory / "episodes.parquet")
+    # written as RunStore.export writes them
+    decisions.sort("agent", "task_id", "rollout", "t").write_parquet(directory / "decisions.parquet", **PARQUET_OPTIONS)
+    episodes.write_parquet(directory / "episodes.parquet", **PARQUET_OPTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ import orjson
 PLAN_FILE = "plan.json"
 DB_FILE = "store.sqlite"
 EXPORT_MARKER = "export.json"
+# the exports are a read cache of store.sqlite: lz4 decodes several times faster than zstd
+PARQUET_OPTIONS = {"compression": "lz4"}
 
 # (name, SQL type, polars dtype name) of every decision column, in row order
 DECISION_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -219,7 +221,7 @@ class RunStore:
         for name, frame in (("decisions", decisions), ("episodes", episodes)):
             path = self.directory / f"{name}.parquet"
             tmp = path.with_suffix(".tmp")
-            frame.write_parquet(tmp)
+            frame.write_parquet(tmp, **PARQUET_OPTIONS)
             tmp.replace(path)
             paths.append(path)
         (self.directory / EXPORT_MARKER).write_text(json.dumps({"commits": self.commits()}))
