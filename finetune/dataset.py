@@ -271,17 +271,6 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
                 target.append(format_example(chat, config.format, provenance | {"t": row["t"]}))
         modes[mode] += 1
 
-    directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
-    train_path, validation_path = directory / "train.jsonl", directory / "validation.jsonl"
-    train_bytes = _write_jsonl(train_path, train)
-    validation_bytes = _write_jsonl(validation_path, validation)
-    for name, rows in (("train.parquet", train), ("validation.parquet", validation)):
-        if config.parquet:
-            _write_parquet(directory / name, rows, train or validation)
-        else:  # never leave an earlier build's Parquet beside this build's JSONL
-            (directory / name).unlink(missing_ok=True)
-
     per_task_candidates = dict(candidates.group_by("task_id").len().iter_rows())
     per_task_kept = dict(kept.group_by("task_id").len().iter_rows())
     metadata = {
@@ -312,10 +301,25 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
         "episode_modes": {k: v for k, v in modes.items() if v},
         "split": {"by": "task_id", "val_fraction": config.val_fraction, "seed": config.seed,
                   "train_tasks": train_tasks, "validation_tasks": validation_tasks},
-        "sha256": {"train.jsonl": hashlib.sha256(train_bytes).hexdigest(),
-                   "validation.jsonl": hashlib.sha256(validation_bytes).hexdigest(),
-                   "content": hashlib.sha256(train_bytes + validation_bytes).hexdigest()},
     }
+    return _write_dataset(Path(out), train, validation, metadata, parquet=config.parquet)
+
+
+def _write_dataset(directory: Path, train: list[dict], validation: list[dict], metadata: dict,
+                   parquet: bool = True) -> DatasetResult:
+    """Write the split as JSONL (+ Parquet) and metadata.json with the content hashes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train_path, validation_path = directory / "train.jsonl", directory / "validation.jsonl"
+    train_bytes = _write_jsonl(train_path, train)
+    validation_bytes = _write_jsonl(validation_path, validation)
+    for name, rows in (("train.parquet", train), ("validation.parquet", validation)):
+        if parquet:
+            _write_parquet(directory / name, rows, train or validation)
+        else:  # never leave an earlier build's Parquet beside this build's JSONL
+            (directory / name).unlink(missing_ok=True)
+    metadata = metadata | {"sha256": {"train.jsonl": hashlib.sha256(train_bytes).hexdigest(),
+                                      "validation.jsonl": hashlib.sha256(validation_bytes).hexdigest(),
+                                      "content": hashlib.sha256(train_bytes + validation_bytes).hexdigest()}}
     metadata_path = directory / "metadata.json"
     metadata_path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return DatasetResult(directory, train_path, validation_path, metadata_path, len(train), len(validation), metadata)
@@ -332,22 +336,10 @@ def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float =
     held_out = set(validation_tasks)
     train = [r for r in rows if r["task_id"] not in held_out]
     validation = [r for r in rows if r["task_id"] in held_out]
-    directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
-    train_bytes = _write_jsonl(directory / "train.jsonl", train)
-    validation_bytes = _write_jsonl(directory / "validation.jsonl", validation)
-    _write_parquet(directory / "train.parquet", train, rows)
-    _write_parquet(directory / "validation.parquet", validation, rows)
     metadata = {
         "format": f"rise/{fmt}", "tau": tau, "retry_prompt": RETRY_PROMPT,
         "counts": {"episodes": len(episodes), "examples": {"train": len(train), "validation": len(validation)}},
         "split": {"by": "task_id", "val_fraction": val_fraction, "seed": seed,
                   "train_tasks": train_tasks, "validation_tasks": validation_tasks},
-        "sha256": {"train.jsonl": hashlib.sha256(train_bytes).hexdigest(),
-                   "validation.jsonl": hashlib.sha256(validation_bytes).hexdigest(),
-                   "content": hashlib.sha256(train_bytes + validation_bytes).hexdigest()},
     }
-    metadata_path = directory / "metadata.json"
-    metadata_path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    return DatasetResult(directory, directory / "train.jsonl", directory / "validation.jsonl", metadata_path,
-                         len(train), len(validation), metadata)
+    return _write_dataset(Path(out), train, validation, metadata)
