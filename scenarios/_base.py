@@ -141,8 +141,9 @@ class Scenario(ABC):
     def n_actions(self) -> int: ...
 
     @property
-    @abstractmethod
-    def horizon(self) -> int: ...
+    def horizon(self) -> int:
+        """Number of rounds T (every family has a `horizon` parameter)."""
+        return self.params.horizon
 
     def _validate(self) -> None:
         """Check parameter ranges; raise ScenarioError naming the problem."""

@@ -23,10 +23,6 @@ class _StationaryBandit(Scenario):
     def n_actions(self) -> int:
         return len(self.means)
 
-    @property
-    def horizon(self) -> int:
-        return self.params.horizon
-
     def _validate(self) -> None:
         p = self.params
         require(p.horizon >= 1, self.family, f"horizon must be >= 1, got {p.horizon}")
@@ -146,10 +142,6 @@ class NonStationaryBandit(Scenario):
     @property
     def n_actions(self) -> int:
         return self.params.n_arms
-
-    @property
-    def horizon(self) -> int:
-        return self.params.horizon
 
     def _validate(self) -> None:
         p = self.params

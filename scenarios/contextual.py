@@ -28,10 +28,6 @@ class LinearContextualBandit(Scenario):
         return self.params.n_arms
 
     @property
-    def horizon(self) -> int:
-        return self.params.horizon
-
-    @property
     def context_dim(self) -> int:
         return self.params.dim
 

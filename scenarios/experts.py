@@ -39,10 +39,6 @@ class FullInformationExperts(Scenario):
     def n_actions(self) -> int:
         return self.params.n_experts
 
-    @property
-    def horizon(self) -> int:
-        return self.params.horizon
-
     def _validate(self) -> None:
         p = self.params
         require(p.horizon >= 1, self.family, f"horizon must be >= 1, got {p.horizon}")
