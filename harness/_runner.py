@@ -144,8 +144,8 @@ async def execute(
 ) -> RunResult:
     """Run every episode of `plan` not yet finished in `directory`.
 
-    With `resume=True` the plan frozen in the directory is used (pass `plan=None`... or the
-    same plan); finished episodes are skipped, failed ones retried.
+    With `resume=True` the plan frozen in the directory is used and `plan` is ignored;
+    finished episodes are skipped, failed ones retried.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
