@@ -58,6 +58,7 @@ def agent_settings(args: argparse.Namespace) -> dict:
 
 def select_plan(args: argparse.Namespace):
     """The plan the flags describe: a suite, narrowed and overridden by --scenario/--agent/..."""
+    import dataclasses
     import difflib
 
     from agents import AgentSpec
@@ -78,18 +79,18 @@ def select_plan(args: argparse.Namespace):
     if settings:
         from agents import resolve
 
-        llm_agents = []
-        for spec in plan.agents:
+        def with_settings(spec: AgentSpec) -> AgentSpec:
             is_llm = "/" in spec.agent and not spec.agent.startswith("torch:")
-            llm_agents.append(AgentSpec(spec.agent, {**spec.params, **settings}, spec.label) if is_llm else spec)
-        plan = plan.replace(agents=tuple(llm_agents))
+            return dataclasses.replace(spec, params={**spec.params, **settings}) if is_llm else spec
+
+        plan = plan.replace(agents=tuple(map(with_settings, plan.agents)))
         for spec in plan.agents:
             resolve(spec)  # validates settings now rather than mid-run
     if args.rollouts is not None:
         if args.rollouts < 1:
             raise PlanError(f"--rollouts must be >= 1, got {args.rollouts}")
         plan = plan.replace(rollouts=args.rollouts,
-                            scenarios=tuple(e.__class__(**{**e.__dict__, "rollouts": None}) for e in plan.scenarios))
+                            scenarios=tuple(dataclasses.replace(e, rollouts=None) for e in plan.scenarios))
     if args.seed is not None:
         if args.seed < 0:
             raise PlanError(f"--seed must be >= 0, got {args.seed}")
