@@ -1,32 +1,42 @@
 """Running agents on scenarios: plans, the runner, the run store, metrics, reports and the CLI.
 
-Heavy dependencies (polars, litellm, matplotlib) are imported inside the functions that use them.
+The public names below are loaded on first use (PEP 562), so importing a submodule such as
+`harness.pytest_plugin` or `harness.cli` — which pytest and `regret --help` do at start-up —
+does not pull in numpy and the scenario registry. Heavy dependencies (polars, litellm,
+matplotlib) are imported inside the functions that use them.
 """
 
-from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
-from harness._runner import Progress, RunResult, execute, play_episode, redact, run_plan
-from harness._store import RunStore, RunStoreError, load_run
-from harness._suites import builtin_suites, load_builtin, load_suite_or_builtin
+from __future__ import annotations
 
-__all__ = [
-    "Episode",
-    "Plan",
-    "PlanError",
-    "Progress",
-    "RunResult",
-    "RunStore",
-    "RunStoreError",
-    "ScenarioEntry",
-    "Task",
-    "builtin_suites",
-    "derive_seed",
-    "execute",
-    "load_builtin",
-    "load_run",
-    "load_suite",
-    "load_suite_or_builtin",
-    "parse_suite",
-    "play_episode",
-    "redact",
-    "run_plan",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "harness._plan": ("Episode", "Plan", "PlanError", "ScenarioEntry", "Task", "derive_seed", "load_suite",
+                      "parse_suite"),
+    "harness._runner": ("Progress", "RunResult", "execute", "play_episode", "redact", "run_plan"),
+    "harness._store": ("RunStore", "RunStoreError", "load_run"),
+    "harness._suites": ("builtin_suites", "load_builtin", "load_suite_or_builtin"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+if TYPE_CHECKING:
+    from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
+    from harness._runner import Progress, RunResult, execute, play_episode, redact, run_plan
+    from harness._store import RunStore, RunStoreError, load_run
+    from harness._suites import builtin_suites, load_builtin, load_suite_or_builtin
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

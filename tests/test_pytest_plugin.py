@@ -88,3 +88,10 @@ def test_plugin_module_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_loading_the_plugin_imports_neither_numpy_nor_the_registries():
+    code = "import sys, harness.pytest_plugin; print(sorted({'numpy', 'scenarios', 'agents'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]", out.stderr
