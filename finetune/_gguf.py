@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune._backend import BackendError
-
-GGUF_NAME = "model.gguf"  # the GGUF kept beside a checkpoint, for llama.cpp
+from finetune.serve import GGUF_NAME
 INIT_RECORD = "regret_init.json"
 EXPORT_TYPES = ("f32", "f16", "q8_0")
 
@@ -178,26 +177,6 @@ def gguf_to_checkpoint(gguf_path: str | Path, directory: str | Path, *, temperat
     tokenizer.save_pretrained(directory)
     shutil.copyfile(gguf_path, directory / GGUF_NAME)
     return directory
-
-
-def checkpoint_gguf(directory: str | Path) -> Path | None:
-    """The GGUF kept beside a checkpoint (init-model's copy, or an export), if any."""
-    path = Path(directory) / GGUF_NAME
-    return path if path.is_file() else None
-
-
-def template_gguf(directory: str | Path) -> Path | None:
-    """The GGUF whose metadata an export of `directory` copies: its own, else its lineage's."""
-    directory = Path(directory)
-    own = checkpoint_gguf(directory)
-    if own is not None:
-        return own
-    record = directory / INIT_RECORD
-    if record.is_file():
-        template = json.loads(record.read_text()).get("gguf_template")
-        if template and Path(template).is_file():
-            return Path(template)
-    return None
 
 
 # --- checkpoint -> GGUF -------------------------------------------------------------------

@@ -69,6 +69,12 @@ class IterateConfig:
     rollouts: int = field(default=20, metadata={"help": "L: rollouts per training task"})
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
     selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT) or top-reward (reward-filtered ablation)"})
+    keep_fallbacks: bool = field(default=False, metadata={
+        "help": "let episodes with fallback answers (never valid; a random action was played) be selected; "
+                "the fallback answers themselves are never trained on"})
+    per: str = field(default="episode", metadata={
+        "help": "training examples per kept 'episode' (one chat) or per 'decision' (the exact prompt each "
+                "answer was given to; best for single-turn prompts)"})
     train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
     resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
     eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
@@ -89,6 +95,8 @@ class IterateConfig:
             raise ValueError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
         if self.k > self.rollouts:
             raise ValueError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
+        if self.per not in ("episode", "decision"):
+            raise ValueError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
         selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
         if selector not in SELECTORS:
             raise ValueError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
@@ -207,10 +215,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _timed(function: Callable[[], Any]) -> tuple[Any, float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
+def _timed(function: Callable[[], Any], serving: Any = None) -> tuple[Any, float, float]:
+    """Result, wall seconds and CPU seconds of this process plus the model server's (if any)."""
+    def cpu() -> float:
+        return time.process_time() + (serving.cpu_s() if serving is not None else 0.0)
+    wall, started = time.perf_counter(), cpu()
     result = function()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
+    return result, time.perf_counter() - wall, cpu() - started
 
 
 def load_plan(suite: Any) -> Plan:
@@ -264,50 +275,52 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
         state.save()
     base_for_fit = config.base_model or current.path
 
-    for i in range(config.iterations + 1):
-        folder = directory / f"iter-{i:03d}"
-        if str(i) in state.data["checkpoints"]:
-            current = Checkpoint.from_dict(state.data["checkpoints"][str(i)])
-        if not state.done(f"{i}/eval"):
-            def evaluate() -> None:
-                with backend.serve(current) as spec:
+    # one server plays every checkpoint of the loop; stopped however the loop ends
+    with backend.serving(directory / "serve", current) as serving:
+        for i in range(config.iterations + 1):
+            folder = directory / f"iter-{i:03d}"
+            if str(i) in state.data["checkpoints"]:
+                current = Checkpoint.from_dict(state.data["checkpoints"][str(i)])
+            if not state.done(f"{i}/eval"):
+                def evaluate() -> None:
+                    spec = serving.spec(current)
                     spec = AgentSpec(spec.agent, {**dict(spec.params), **dict(config.eval_params)}, MODEL_LABEL)
                     run_dir(folder / "eval", eval_plan.replace(agents=(spec,)))
-            _, wall, cpu = _timed(evaluate)
-            step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
-        if i == config.iterations:
-            break
-        training = training_entries(plan, config, i)
-        check_disjoint(heldout, training)
-        state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
-        if not state.done(f"{i}/rollout"):
-            rollout_plan = Plan((), training, derive_seed(config.seed, "rollouts", i), config.rollouts,
-                                f"{plan.name}-train-{i}")
+                _, wall, cpu = _timed(evaluate, serving)
+                step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
+            if i == config.iterations:
+                break
+            training = training_entries(plan, config, i)
+            check_disjoint(heldout, training)
+            state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
+            if not state.done(f"{i}/rollout"):
+                rollout_plan = Plan((), training, derive_seed(config.seed, "rollouts", i), config.rollouts,
+                                    f"{plan.name}-train-{i}")
 
-            def rollout() -> None:
-                with backend.serve(current) as spec:
+                def rollout() -> None:
+                    spec = serving.spec(current)
                     run_dir(folder / "rollouts", rollout_plan.replace(agents=(AgentSpec(spec.agent, spec.params, MODEL_LABEL),)))
-            _, wall, cpu = _timed(rollout)
-            step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
-        if not state.done(f"{i}/select"):
-            record, wall, cpu = _timed(lambda: _select(folder, config))
-            step_done(f"{i}/select", wall_s=wall, cpu_s=cpu, **record)
-        if not state.done(f"{i}/fit"):
-            def fit() -> Checkpoint:
-                training_set = _training_set(folder, config)
-                fit_config = make_config(backend, config.backend_config,
-                                         output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
-                                         seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
-                trained = backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
-                # a fine-tune plays with its parent's agent settings unless the backend set its own
-                return dataclasses.replace(trained, params={**dict(current.params), **dict(trained.params)})
-            new, wall, cpu = _timed(fit)
-            new.save(directory / f"iter-{i + 1:03d}")
-            state.data["checkpoints"][str(i + 1)] = new.to_dict()
-            step_done(f"{i}/fit", wall_s=wall, cpu_s=cpu, train_loss=float(new.metrics.get("train_loss", math.nan)))
-            current = new
-        else:
-            current = Checkpoint.from_dict(state.data["checkpoints"][str(i + 1)])
+                _, wall, cpu = _timed(rollout, serving)
+                step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
+            if not state.done(f"{i}/select"):
+                record, wall, cpu = _timed(lambda: _select(folder, config))
+                step_done(f"{i}/select", wall_s=wall, cpu_s=cpu, **record)
+            if not state.done(f"{i}/fit"):
+                def fit() -> Checkpoint:
+                    training_set = _training_set(folder, config)
+                    fit_config = make_config(backend, config.backend_config,
+                                             output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
+                                             seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
+                    trained = backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
+                    # a fine-tune plays with its parent's agent settings unless the backend set its own
+                    return dataclasses.replace(trained, params={**dict(current.params), **dict(trained.params)})
+                new, wall, cpu = _timed(fit)
+                new.save(directory / f"iter-{i + 1:03d}")
+                state.data["checkpoints"][str(i + 1)] = new.to_dict()
+                step_done(f"{i}/fit", wall_s=wall, cpu_s=cpu, train_loss=float(new.metrics.get("train_loss", math.nan)))
+                current = new
+            else:
+                current = Checkpoint.from_dict(state.data["checkpoints"][str(i + 1)])
 
     rows = write_table(directory, state.data, config.iterations)
     baselines = write_baselines(directory) if (directory / "baselines").exists() else None
@@ -329,8 +342,15 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     from harness._store import load_run
 
     _, episodes = load_run(folder / "rollouts")
-    kept = select_episodes(episodes, _selector(config)).with_columns(weight=pl.lit(1.0)).collect()
+    kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
+    kept = kept.with_columns(weight=pl.lit(1.0)).collect()
     total = episodes.select(pl.len()).collect().item()
+    if not kept.height and total and not config.keep_fallbacks:
+        invalid = episodes.filter(pl.col("n_invalid") > 0).select(pl.len()).collect().item()
+        if invalid:
+            raise ValueError(f"{folder.name}: all {total} rollout episodes hold fallback answers ({invalid} with "
+                             "at least one), so none can be selected; use answer_format='json' for valid answers, "
+                             "or keep_fallbacks=True (--keep-fallbacks) to select them anyway")
     (folder / "dataset").mkdir(parents=True, exist_ok=True)
     kept.write_parquet(folder / "dataset" / "episodes.parquet")
     finished = episodes.filter(pl.col("status") == "finished")
@@ -348,7 +368,7 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
     rows = select_decisions(decisions, kept).collect()
-    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector)
+    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per)
 
 
 # --- table and plot ----------------------------------------------------------------------

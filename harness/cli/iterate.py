@@ -31,6 +31,10 @@ def register(subparsers) -> None:
     parser.add_argument("--k", type=int, metavar="K", help="trajectories kept per task")
     parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered"),
                         help="k-lowest regret (RMFT, default) or k highest reward (ablation)")
+    parser.add_argument("--keep-fallbacks", action="store_true",
+                        help="let episodes with fallback answers be selected (the fallbacks are never trained on)")
+    parser.add_argument("--per", choices=("episode", "decision"),
+                        help="one training example per kept episode (default) or per decision")
     parser.add_argument("--train-instances", type=int, metavar="M", help="training tasks per scenario and iteration")
     parser.add_argument("--eval-instances", type=int, metavar="M", help="held-out instances per scenario")
     parser.add_argument("--eval-rollouts", type=int, metavar="R", help="episodes per held-out instance")
@@ -71,6 +75,10 @@ def handle(args: argparse.Namespace) -> int:
         common["selector"] = args.selector
     if args.curriculum:
         common["curriculum"] = True
+    if args.keep_fallbacks:
+        common["keep_fallbacks"] = True
+    if args.per:
+        common["per"] = args.per
     backend_config = _parse_set(args.set)
     settings = agent_settings(args)
     if args.suite is None:
