@@ -84,6 +84,35 @@ def parse_answer(text: str | None, framing: Framing, n_options: int, accepts_pol
     return ParsedAnswer(action, policy, _join(reasoning, before))
 
 
+def parse_structured(text: str | None, framing: Framing, n_options: int, accepts_policy: bool = False,
+                     provider_reasoning: str | None = None, tolerance: float = 1e-3,
+                     truncated: bool = False) -> ParsedAnswer:
+    """Read a structured answer (answer_format json or tool): the JSON object the schema asked for.
+
+    `{"reasoning": ..., "answer": "<name>"}` or `{"reasoning": ..., "probabilities": {...}}`. A
+    reply that is not one JSON object (a provider that ignored the schema) is read as free text.
+    """
+    text = text or ""
+    reasoning = provider_reasoning.strip() if provider_reasoning else ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        if truncated and not text.rstrip().endswith("}"):
+            return ParsedAnswer(reasoning=_join(reasoning, text),
+                                error="the reply was cut off (max_tokens) before the JSON object was complete")
+        return parse_answer(text, framing, n_options, accepts_policy, provider_reasoning, tolerance)
+    extra = next((str(v) for k, v in data.items() if str(k).lower() in _REASONING_KEYS), "")
+    try:
+        action, policy = _from_mapping(data, framing, n_options, accepts_policy, tolerance)
+    except InvalidAnswer as exc:
+        return ParsedAnswer(reasoning=_join(reasoning, extra), error=str(exc))
+    if policy is not None and not accepts_policy:
+        return ParsedAnswer(reasoning=_join(reasoning, extra), error="choose exactly one option")
+    return ParsedAnswer(action, policy, _join(reasoning, extra))
+
+
 def _join(*parts: str) -> str:
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
 
