@@ -34,6 +34,14 @@ Metric definitions
 - MinFrac: the mean over episodes of K times the smallest fraction of the episode's decisions
   given to any arm (an arm never pulled gives 0), K = `n_actions` of the episode. 1 means
   perfectly uniform exploration, 0 means some arm was never tried.
+- Position bias: agents that see the options as a list (LLMs) record the listed position of
+  each pick (`info.position`, 0-based; with `shuffle_options` the listing is a seeded
+  per-episode permutation). `position_shares` is the share of picks at listed positions
+  1..K in percent ("61/20/19"), `position_bias` the largest share divided by the share chance
+  gives (1/K): 1 is no preference for any position, K is always the same position. With
+  shuffled options the best option is equally likely at every position, so a bias well above
+  1 is a preference for a place in the list, not for an option. Null for agents without
+  listed positions.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ ENGINE = "in-memory"
 LEADERBOARD_COLUMNS = (
     "agent", "scenario_id", "family", "episodes", "failed", "mean_regret", "ci_low", "ci_high",
     "std_regret", "median_regret", "p90_regret", "beta", "beta_pvalue", "suff_fail_freq", "min_frac",
-    "invalid_rate", "prompt_tokens", "completion_tokens", "cost",
+    "invalid_rate", "position_bias", "position_shares", "prompt_tokens", "completion_tokens", "cost",
 )
 
 
@@ -257,8 +265,9 @@ def leaderboard(
         invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
         .cast(pl.Float64).mean()
     )
-    base, invalid, curves, exploration = pl.collect_all(
-        [base, invalid, _curve_stats(decisions), _exploration(decisions, episodes)], engine=ENGINE)
+    base, invalid, curves, exploration, positions = pl.collect_all(
+        [base, invalid, _curve_stats(decisions), _exploration(decisions, episodes),
+         _position_bias(decisions, episodes)], engine=ENGINE)
     half = _t_half_width(base["std_regret"].to_numpy(), base["episodes"].to_numpy(), level)
     growth = _growth_fits(curves.lazy().select(*KEYS, round=pl.col("t") + 1, R=pl.col("mean")), burn_in)
     frame = (
@@ -267,12 +276,38 @@ def leaderboard(
         .join(growth.select(*KEYS, "beta", "beta_pvalue"), on=KEYS, how="left")
         .join(exploration, on=KEYS, how="left")
         .join(invalid, on=KEYS, how="left")
+        .join(positions, on=KEYS, how="left")
         .select(LEADERBOARD_COLUMNS)
     )
     return _canonical(frame).sort("scenario_id", "mean_regret", "agent", nulls_last=True)
 
 
 # --- internals ---------------------------------------------------------------------------
+def _position_bias(decisions: pl.LazyFrame, episodes: pl.LazyFrame) -> pl.LazyFrame:
+    """position_bias and position_shares per (agent, scenario_id); see the module docstring."""
+    import polars as pl
+
+    if "info" not in decisions.collect_schema().names():  # a frame of regret columns only
+        return pl.LazyFrame(schema={"agent": pl.String, "scenario_id": pl.String, "position_bias": pl.Float64,
+                                    "position_shares": pl.String})
+    picks = (decisions.filter(pl.col("info").str.contains('"position":', literal=True))
+             .select(*KEYS, position=pl.col("info").str.json_path_match("$.position").cast(pl.Int64))
+             .drop_nulls("position"))
+    counts = picks.group_by(*KEYS, "position").agg(picks=pl.len())
+    k = episodes.group_by(KEYS).agg(k=pl.col("n_actions").max())
+    grid = (counts.select(KEYS).unique().join(k, on=KEYS, how="inner")
+            .with_columns(position=pl.int_ranges(0, pl.col("k"))).explode("position")
+            .join(counts, on=[*KEYS, "position"], how="left")
+            .with_columns(pl.col("picks").fill_null(0))
+            .with_columns(share=pl.col("picks") / pl.col("picks").sum().over(KEYS))
+            .sort(*KEYS, "position"))
+    return grid.group_by(KEYS).agg(
+        position_bias=pl.col("share").max() * pl.col("k").first(),
+        position_shares=(pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String).str.join("/"),
+    )
+
+
+
 def _lazy(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     import polars as pl
 

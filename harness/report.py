@@ -86,6 +86,8 @@ _TABLE_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("SuffFail", lambda r: _num(r["suff_fail_freq"])),
     ("MinFrac", lambda r: _num(r["min_frac"])),
     ("invalid", lambda r: _percent(r["invalid_rate"])),
+    ("position bias", lambda r: _num(r.get("position_bias"), ".2f")),
+    ("picks by position %", lambda r: r.get("position_shares") or "–"),
     ("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
     ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
     ("cost $", lambda r: _num(r["cost"] or 0.0, ".4f")),

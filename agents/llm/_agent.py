@@ -7,8 +7,8 @@ import random
 
 from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
 from agents.llm._client import LLMClient
-from agents.llm._parse import parse_answer
-from agents.llm._prompts import EpisodePrompts
+from agents.llm._parse import parse_answer, parse_structured
+from agents.llm._prompts import EpisodePrompts, OptionOrder
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, Step
 
@@ -29,39 +29,60 @@ class LLMAgent(Agent):
         self.episode = episode
         self.framing = get_framing(episode.framing or self.settings.framing or DEFAULT_FRAMING)
         s = self.settings
+        n = episode.n_actions
+        self.order = OptionOrder.shuffled(n, episode.seed) if s.shuffle_options else OptionOrder.identity(n)
         self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
-                                      multi_turn=s.multi_turn, system_prompt=s.system_prompt)
+                                      multi_turn=s.multi_turn, system_prompt=s.system_prompt,
+                                      answer_format=s.answer_format, order=self.order)
+        self._answer_request = self.prompts.request()
         self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
         self._asked: list[dict] | None = None
 
+    def _parse(self, completion):
+        n, accepts_policy = self.episode.n_actions, self.episode.accepts_policy
+        if self.settings.answer_format == "text":
+            return parse_answer(completion.content, self.framing, n, accepts_policy, completion.reasoning)
+        return parse_structured(completion.content, self.framing, n, accepts_policy, completion.reasoning,
+                                truncated=completion.finish_reason == "length")
+
     async def adecide(self, observation: Observation) -> Decision:
-        episode, settings = self.episode, self.settings
+        episode, settings, order = self.episode, self.settings, self.order
         messages = self.prompts.messages(observation.t, observation.context)
         self._asked = messages
         prompt_tokens = completion_tokens = calls = cached = 0
         cost = latency = 0.0
         errors: list[str] = []
         for attempt in range(settings.max_invalid_retries + 1):
-            completion = await self.client.complete(messages, episode.rollout)
+            completion = await self.client.complete(messages, episode.rollout, task=episode.task_id,
+                                                    answer=self._answer_request)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             cost += completion.cost
             latency += completion.latency_s
             calls += completion.calls
             cached += completion.cached
-            parsed = parse_answer(completion.content, self.framing, episode.n_actions, episode.accepts_policy,
-                                  completion.reasoning)
+            parsed = self._parse(completion)
             if parsed.ok:
                 status = PARSE_OK if attempt == 0 else PARSE_REPAIRED
-                action, policy = parsed.action, parsed.policy
                 break
             errors.append(parsed.error)
             if attempt < settings.max_invalid_retries:
                 messages = [*messages, {"role": "assistant", "content": completion.content},
                             {"role": "user", "content": self.prompts.correction(parsed.error)}]
+        info: dict = {"answers": attempt + 1}
+        if parsed.ok:
+            # the parser reads listed positions; the scenario is told its own numbering
+            if parsed.policy is not None:
+                action, policy = None, order.scenario_values(parsed.policy)
+            else:
+                action, policy = order.to_scenario(parsed.action), None
+                info["position"] = parsed.action  # 0-based listed position: the leaderboard's position bias
         else:
             status, action, policy = PARSE_FALLBACK, self._rng.randrange(episode.n_actions), None
-        info = {"answers": attempt + 1}
+        if settings.shuffle_options:  # recorded even when the draw left the order as it was
+            info["option_order"] = list(order.order)
+        if settings.answer_format != "text":
+            info["answer_format"] = settings.answer_format
         if errors:
             info["errors"] = errors
         if cached:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import json
 import os
 import random
 import time
@@ -34,6 +35,7 @@ class Completion:
     calls: int  # provider calls made, retries included (0 for a cache hit)
     cached: bool
     model: str | None = None
+    finish_reason: str | None = None
 
 
 class ProviderLimiter:
@@ -145,18 +147,120 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
+class MalformedResponse(RuntimeError):
+    """A 200 answer without a usable message (no choices, a stream that ended early): retried."""
+
+
+# errors raised by the HTTP stack are the provider's (retryable unless a 4xx says otherwise); any
+# other exception is a bug on this side, and retrying it would only pay for the same reply again
+_PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "aiohttp")
+
+
 def is_retryable(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_STATUS:
         return False  # bad request, auth, not found, context window: retrying cannot help
-    return True
+    if isinstance(exc, (MalformedResponse, TimeoutError, ConnectionError)):
+        return True
+    return type(exc).__module__.split(".", 1)[0] in _PROVIDER_MODULES
+
+
+def _message_of(original: Any) -> dict | None:
+    """The first choice's message exactly as the provider sent it (litellm's `original_response`).
+
+    litellm moves a leading `<think>` block out of the content into `reasoning_content`; the
+    stored raw output must be the reply as returned, so it is read from the provider's JSON.
+    """
+    if not isinstance(original, str) or not original.startswith("{"):
+        return None
+    try:
+        choices = json.loads(original).get("choices")
+        message = choices[0].get("message") if choices else None
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+@dataclass(slots=True)
+class _Reply:
+    content: str = ""
+    reasoning: str | None = None
+    tool_arguments: str | None = None  # the first tool call's arguments, as sent
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str | None = None
+
+
+def _read_response(response: Any, original: Any) -> _Reply:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise MalformedResponse("the provider's answer has no choices")
+    message = _message_of(original) or choices[0].message
+    reasoning = _get(message, "reasoning_content") or _get(message, "reasoning")
+    calls = _get(message, "tool_calls") or ()
+    arguments = _get(_get(calls[0], "function"), "arguments") if calls else None
+    usage = getattr(response, "usage", None)
+    return _Reply(_text_of(_get(message, "content")), reasoning if isinstance(reasoning, str) else None,
+                  arguments, getattr(choices[0], "finish_reason", None),
+                  int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0),
+                  getattr(response, "model", None))
+
+
+async def _read_stream(stream: Any) -> _Reply:
+    """Assemble a streamed answer: content, reasoning and tool-call deltas; usage from the last chunk."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    arguments: list[str] = []
+    reply = _Reply()
+    saw_chunk = False
+    async for chunk in stream:
+        saw_chunk = True
+        reply.model = reply.model or getattr(chunk, "model", None)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and getattr(usage, "prompt_tokens", None):
+            reply.prompt_tokens = int(usage.prompt_tokens or 0)
+            reply.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        for choice in getattr(chunk, "choices", None) or ():
+            if getattr(choice, "index", 0):
+                continue
+            delta = getattr(choice, "delta", None)
+            if delta is not None:
+                content.append(_text_of(_get(delta, "content")))
+                piece = _get(delta, "reasoning_content") or _get(delta, "reasoning")
+                if isinstance(piece, str):
+                    reasoning.append(piece)
+                for call in _get(delta, "tool_calls") or ():
+                    if (_get(call, "index") or 0) == 0:
+                        arguments.append(_get(_get(call, "function"), "arguments") or "")
+            if getattr(choice, "finish_reason", None):
+                reply.finish_reason = choice.finish_reason
+    if not saw_chunk:
+        raise MalformedResponse("the stream ended before any chunk")
+    reply.content = "".join(content)
+    reply.reasoning = "".join(reasoning) or None
+    reply.tool_arguments = "".join(arguments) if arguments else None
+    return reply
 
 
 class LLMClient:
     """One per agent factory; all agents of that factory (one per episode) share it."""
 
     def __init__(self, settings: LLMSettings) -> None:
+        from agents.llm._formats import check_support
+
         self.settings = settings
+        check_support(settings.model, settings.api_base, settings.answer_format, settings.assume_capable)
         self.pricer = Pricer(settings.model, settings.api_base, settings.price_file,
                              settings.input_cost_per_token, settings.output_cost_per_token)
         self._api_key = self._read_api_key()
@@ -188,24 +292,31 @@ class LLMClient:
             text = text.replace(self._api_key, f"<{self.settings.api_key_env or 'api key'}>")
         return text
 
-    async def complete(self, messages: list[dict], rollout: int = 0) -> Completion:
+    async def complete(self, messages: list[dict], rollout: int = 0, *, task: str = "",
+                       answer: dict[str, Any] | None = None) -> Completion:
+        """One reply to `messages`. `answer` holds the structured-answer arguments (response_format
+        or tools); `task` and `rollout` are part of the cache key, so rollouts of different tasks
+        never share a sampled reply even when their prompts are identical."""
         settings = self.settings
-        request = {**self._request, "messages": messages}
+        request = {**self._request, **(answer or {}), "messages": messages}
         if "seed" in request:  # one seed for every rollout would collapse sampled rollouts into one
             request["seed"] = request["seed"] + rollout
         key = None
         if settings.cache:
             if self._cache is None:
                 self._cache = open_cache(settings.cache_dir)
-            key = request_key(request, rollout)
+            key = request_key(request, rollout, task)
             hit = self._cache.get(key)
             if hit is not None:
                 return Completion(hit["content"], hit.get("reasoning"), hit["prompt_tokens"],
-                                  hit["completion_tokens"], 0.0, 0.0, 0, True, hit.get("model"))
+                                  hit["completion_tokens"], 0.0, 0.0, 0, True, hit.get("model"),
+                                  hit.get("finish_reason"))
         import litellm
 
         litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout for every retried error
         call = dict(request, timeout=settings.timeout, max_retries=0, num_retries=0, drop_params=True)
+        if settings.stream:
+            call.update(stream=True, stream_options={"include_usage": True})
         if self._api_key:
             call["api_key"] = self._api_key
         limiter = _limiter(settings)
@@ -213,28 +324,25 @@ class LLMClient:
         calls = 0
         while True:
             calls += 1
+            original: list[Any] = []
+
+            def keep_original(details: dict, original: list[Any] = original) -> None:
+                if details.get("log_event_type") == "post_api_call":
+                    original.append(details.get("original_response"))
+
             try:
                 if limiter is None:
-                    response = await litellm.acompletion(**call)
+                    reply = await self._call(litellm, call, keep_original, original)
                 else:
                     async with limiter:
-                        response = await litellm.acompletion(**call)
-                choice = response.choices[0]
-                message = choice.message
-                content = message.content or ""
-                reasoning = getattr(message, "reasoning_content", None)
-                usage = getattr(response, "usage", None)
-                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                        reply = await self._call(litellm, call, keep_original, original)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 retry = is_retryable(exc) and calls <= settings.max_retries
                 if not retry:
-                    what = "gave up after" if is_retryable(exc) else "not retryable, after"
-                    raise ProviderError(self.redact(f"{settings.model}: {what} {calls} call(s): "
-                                                    f"{type(exc).__name__}: {str(exc)[:500]}")) from None
+                    raise ProviderError(self._failure(exc, calls)) from None
                 delay = min(settings.backoff_max, settings.backoff_base * 2 ** (calls - 1)) * self._rng.random()
                 asked = retry_after_s(exc)
                 if asked is not None:
@@ -242,14 +350,36 @@ class LLMClient:
                 await asyncio.sleep(delay)
         latency = time.perf_counter() - started
         if limiter is not None:
-            limiter.record_tokens(prompt_tokens + completion_tokens)
-        cost = self.pricer.cost(prompt_tokens, completion_tokens)
-        model = getattr(response, "model", None)
+            limiter.record_tokens(reply.prompt_tokens + reply.completion_tokens)
+        cost = self.pricer.cost(reply.prompt_tokens, reply.completion_tokens)
+        # a tool call's arguments are the answer; any text the model wrote beside it is reasoning
+        content, reasoning = reply.content, reply.reasoning
+        if settings.answer_format == "tool" and reply.tool_arguments is not None:
+            reasoning = "\n\n".join(p for p in (reasoning, content.strip()) if p) or None
+            content = reply.tool_arguments
         if key is not None:
             self._cache.put(key, settings.model, {
-                "content": content, "reasoning": reasoning, "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens, "model": model})
-        return Completion(content, reasoning, prompt_tokens, completion_tokens, cost, latency, calls, False, model)
+                "content": content, "reasoning": reasoning, "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens, "model": reply.model,
+                "finish_reason": reply.finish_reason})
+        return Completion(content, reasoning, reply.prompt_tokens, reply.completion_tokens, cost, latency, calls,
+                          False, reply.model, reply.finish_reason)
+
+    async def _call(self, litellm: Any, call: dict, keep_original: Any, original: list[Any]) -> _Reply:
+        response = await litellm.acompletion(**call, logger_fn=keep_original)
+        if self.settings.stream:
+            return await _read_stream(response)
+        return _read_response(response, next((o for o in reversed(original) if isinstance(o, str)), None))
+
+    def _failure(self, exc: BaseException, calls: int) -> str:
+        """The one-line reason a call failed for good, redacted before it is shortened."""
+        settings = self.settings
+        what = "gave up after" if is_retryable(exc) else "not retryable, after"
+        text = f"{type(exc).__name__}: {exc}"
+        hint = ""
+        if not settings.stream and getattr(exc, "status_code", None) == 400 and "stream" in str(exc).lower():
+            hint = " (the server seems to answer only streamed requests: set stream = true)"
+        return self.redact(f"{settings.model}: {what} {calls} call(s): {text}")[:600] + hint
 
     async def aclose(self) -> None:
         if self._cache is not None:

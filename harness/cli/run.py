@@ -38,6 +38,11 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reasoning", choices=("on", "off"), help="ask for reasoning before the answer (default on)")
     group.add_argument("--no-cache", action="store_true", help="bypass the response cache")
     group.add_argument("--multi-turn", action="store_true", help="play each episode as one multi-turn chat")
+    group.add_argument("--answer-format", choices=("text", "json", "tool"),
+                       help="text: a final ANSWER line; json: provider-enforced JSON schema; tool: a forced function call")
+    group.add_argument("--shuffle-options", action="store_true",
+                       help="list the options in a seeded random order per episode (recorded)")
+    group.add_argument("--stream", action="store_true", help="stream replies (for servers that only stream)")
     group.add_argument("--timeout", type=float, metavar="S", help="seconds before a provider call times out")
     group.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed provider call")
     group.add_argument("--price-file", metavar="FILE", help="TOML/JSON per-model prices overriding litellm's table")
@@ -50,6 +55,9 @@ def agent_settings(args: argparse.Namespace) -> dict:
         "reasoning": None if args.reasoning is None else args.reasoning == "on",
         "cache": False if args.no_cache else None,
         "multi_turn": True if getattr(args, "multi_turn", False) else None,
+        "answer_format": getattr(args, "answer_format", None),
+        "shuffle_options": True if getattr(args, "shuffle_options", False) else None,
+        "stream": True if getattr(args, "stream", False) else None,
         "timeout": getattr(args, "timeout", None), "max_retries": getattr(args, "max_retries", None),
         "price_file": getattr(args, "price_file", None),
     }
