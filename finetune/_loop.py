@@ -47,7 +47,8 @@ _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowe
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
     "iteration", "scenario_id", "episodes", "mean_regret", "ci_low", "ci_high", "std_regret", "median_regret",
-    "p90_regret", "beta", "invalid_rate", "rollout_regret", "dataset_size", "acceptance_rate", "train_loss",
+    "p90_regret", "beta", "invalid_rate", "position_bias", "first_listed_share", "rollout_regret", "dataset_size",
+    "acceptance_rate", "train_loss",
     "wall_s", "cpu_s",
 )
 # settings that may change between calls on the same directory
@@ -398,6 +399,7 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
                 "mean_regret": row["mean_regret"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
                 "std_regret": row["std_regret"], "median_regret": row["median_regret"], "p90_regret": row["p90_regret"],
                 "beta": row["beta"], "invalid_rate": row["invalid_rate"],
+                "position_bias": row.get("position_bias"), "first_listed_share": row.get("first_listed_share"),
                 "rollout_regret": _num(previous.get("rollout_regret")), "dataset_size": _num(previous.get("dataset_size")),
                 "acceptance_rate": _num(previous.get("acceptance_rate")), "train_loss": _num(fit.get("train_loss")),
                 "wall_s": wall, "cpu_s": cpu,
