@@ -1,6 +1,8 @@
 """Iterative RMFT on a real open-weight LLM on a 2-core CPU: SmolLM2-135M-Instruct on a Bernoulli bandit.
 
     .venv/bin/python benchmarks/rmft_smollm2.py --model DIR [--out RUNDIR] [--quick]
+    # where an NVIDIA GPU is lent (pip install 'regret-harness[unsloth]' vllm):
+    python benchmarks/rmft_smollm2.py --model DIR --backend unsloth --engine vllm --out RUNDIR
 
 DIR comes from `regret init-model --from smollm2 DIR`. The loop (`finetune._loop.iterate`,
 hf backend, one llama.cpp server for every checkpoint) alternates held-out evaluation,
@@ -141,18 +143,26 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp server threads")
     parser.add_argument("--quick", action="store_true", help="a minutes-long smoke run (not a result)")
+    parser.add_argument("--backend", default="hf", choices=("hf", "unsloth"),
+                        help="hf (CPU or GPU) or unsloth (NVIDIA GPU; pip install 'regret-harness[unsloth]')")
+    parser.add_argument("--engine", default="llama.cpp", choices=("llama.cpp", "transformers", "vllm"),
+                        help="server for every checkpoint: llama.cpp (CPU), transformers, vllm (GPU; restarted "
+                             "per checkpoint, one model per process)")
     parser.add_argument("--results", default=str(RESULTS / "rmft_smollm2.txt"))
     args = parser.parse_args()
     for name, value in (("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("LITELLM_MODE", "PRODUCTION"),
-                        ("HF_HUB_OFFLINE", "1"), ("REGRET_SERVE_ENGINE", "llama.cpp"),
+                        ("HF_HUB_OFFLINE", "1"), ("REGRET_SERVE_ENGINE", args.engine),
                         ("REGRET_SERVE_THREADS", str(args.threads))):
         os.environ.setdefault(name, value)
     from finetune._loop import IterateConfig, iterate
 
     settings = dict(QUICK if args.quick else FULL)
+    if args.engine != "llama.cpp":  # no GGUF export needed; a GPU trains every layer in no time
+        backend_config = {k: v for k, v in settings["backend_config"].items() if k != "top_layers"}
+        settings["backend_config"] = {**backend_config, "gguf": "none"}
     model = Path(args.model).resolve()
     config = IterateConfig(out=args.out, suite=plan(args.horizon, args.gap), agent=f"openai/{model}",
-                           agent_params=AGENT_PARAMS, backend="hf", baselines=BASELINES, per="decision",
+                           agent_params=AGENT_PARAMS, backend=args.backend, baselines=BASELINES, per="decision",
                            concurrency=args.concurrency, seed=0, **settings)
     started = time.perf_counter()
     iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))

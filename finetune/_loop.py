@@ -346,9 +346,13 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
     kept = kept.with_columns(weight=pl.lit(1.0)).collect()
     total = episodes.select(pl.len()).collect().item()
-    if not kept.height and total and not config.keep_fallbacks:
+    if not kept.height and total:
+        finished_count = episodes.filter(pl.col("status") == "finished").select(pl.len()).collect().item()
         invalid = episodes.filter(pl.col("n_invalid") > 0).select(pl.len()).collect().item()
-        if invalid:
+        if not finished_count:
+            raise ValueError(f"{folder.name}: none of the {total} rollout episodes finished; their errors are in "
+                             f"{folder / 'rollouts'} (episodes.parquet, column error)")
+        if invalid and not config.keep_fallbacks:
             raise ValueError(f"{folder.name}: all {total} rollout episodes hold fallback answers ({invalid} with "
                              "at least one), so none can be selected; use answer_format='json' for valid answers, "
                              "or keep_fallbacks=True (--keep-fallbacks) to select them anyway")

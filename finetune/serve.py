@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -294,7 +295,10 @@ class ModelServer:
             environment["PYTHONPATH"] = os.pathsep.join(p for p in (root, environment.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(self._command(), stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=environment,
-                                        cwd=self.workdir, start_new_session=True)
+                                        cwd=self.workdir, start_new_session=True,
+                                        # the signal follows the starting *thread*: only the main thread's lasts
+                                        preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread()
+                                        else None)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.config.startup_timeout_s
@@ -320,6 +324,15 @@ class ModelServer:
         except OSError:
             return "(no log)"
         return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux), so a killed owner whose
+    `finally` never ran (SIGKILL, SIGTERM without a handler) leaves no server behind."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def serve(workdir: str | Path, config: ServeConfig | Mapping[str, Any] | None = None,

@@ -377,7 +377,14 @@ class LocalServing(Serving):
         if self.server is not None and not self.server.serves(directory):
             self.close()
         if self.server is None:
-            self.server = ModelServer(self.workdir, self.config, checkpoint=directory)
+            import dataclasses
+
+            from finetune.serve import resolve_engine
+
+            engine = resolve_engine(self.config.engine, directory)
+            # transformers serve started without a model loads any checkpoint directory a request names
+            pinned = None if engine == "transformers" else directory
+            self.server = ModelServer(self.workdir, dataclasses.replace(self.config, engine=engine), checkpoint=pinned)
             self.server.start()
         params = {k: v for k, v in checkpoint.params.items() if k != "api_base"}
         return self.server.agent_spec(directory, **params)
