@@ -16,9 +16,8 @@ import orjson
 from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, resolve
 from harness._plan import Episode, Plan, scenario_kind
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
-from scenarios import make
-
-DEFAULT_FRAMING = "buttons"
+from scenarios import ConfigError, make
+from scenarios.framing import DEFAULT_FRAMING
 
 
 @dataclass
@@ -148,7 +147,7 @@ async def execute(
     finished episodes are skipped, failed ones retried.
     """
     if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     started = time.perf_counter()
     progress = progress or Progress()
     store = RunStore(directory, create=not resume)

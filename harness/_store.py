@@ -25,7 +25,9 @@ from typing import Any
 
 import orjson
 
-PLAN_FILE = "plan.json"
+from harness._files import PLAN_FILE, atomic_write, atomic_write_json, read_plan
+from scenarios import UsageError
+
 DB_FILE = "store.sqlite"
 EXPORT_MARKER = "export.json"
 # the exports are a read cache of store.sqlite: lz4 decodes several times faster than zstd
@@ -92,7 +94,7 @@ EPISODE_NAMES = tuple(c[0] for c in EPISODE_COLUMNS)
 FINISHED, FAILED = "finished", "failed"
 
 
-class RunStoreError(ValueError):
+class RunStoreError(UsageError):
     """A run directory that cannot be used as asked (missing, or a different plan)."""
 
 
@@ -134,16 +136,15 @@ class RunStore:
         return self.directory / PLAN_FILE
 
     def write_plan(self, plan: dict[str, Any]) -> None:
-        frozen = {"plan": plan, "versions": package_versions()}
-        tmp = self.plan_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(frozen, indent=2, sort_keys=True))
-        tmp.replace(self.plan_path)
+        atomic_write_json(self.plan_path, {"plan": plan, "versions": package_versions()}, indent=2, sort_keys=True)
 
     def read_plan(self) -> dict[str, Any]:
         try:
-            return json.loads(self.plan_path.read_text())["plan"]
+            return read_plan(self.directory)
         except FileNotFoundError:
             raise RunStoreError(f"{self.directory} is not a run directory (no {PLAN_FILE})") from None
+        except ValueError as exc:
+            raise RunStoreError(f"{self.plan_path}: not a readable plan ({exc})") from None
 
     # --- episodes -----------------------------------------------------------------------
     def finished_keys(self) -> set[tuple[str, str, int]]:
@@ -219,12 +220,9 @@ class RunStore:
         episodes = frame_of([list(c) for c in zip(*rows)] if rows else [[] for _ in EPISODE_COLUMNS], EPISODE_COLUMNS)
         paths = []
         for name, frame in (("decisions", decisions), ("episodes", episodes)):
-            path = self.directory / f"{name}.parquet"
-            tmp = path.with_suffix(".tmp")
-            frame.write_parquet(tmp, **PARQUET_OPTIONS)
-            tmp.replace(path)
-            paths.append(path)
-        (self.directory / EXPORT_MARKER).write_text(json.dumps({"commits": self.commits()}))
+            paths.append(atomic_write(self.directory / f"{name}.parquet",
+                                      lambda tmp, frame=frame: frame.write_parquet(tmp, **PARQUET_OPTIONS)))
+        atomic_write_json(self.directory / EXPORT_MARKER, {"commits": self.commits()})
         return paths[0], paths[1]
 
     def close(self) -> None:
