@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from scenarios import ConfigError, Observation, UnknownNameError, Registry, Scenario, Step, unknown_key_message
+from scenarios import ConfigError, Observation, Registry, Scenario, Step, UnknownNameError, unknown_key_message
 
 # parse_status values a Decision may carry
 PARSE_OK = "ok"  # valid on the first attempt
@@ -32,9 +32,12 @@ class Decision:
     attempts: int = 0  # provider calls made for this decision (0 for algorithms)
     messages: list[dict] | None = None  # the exact messages sent on the final attempt
     info: dict | None = None  # algorithm internals worth logging (e.g. UCB indices)
+    answer: Any = None  # a free-form answer the scenario itself checks (a number, a string, a path)
 
     @property
-    def played(self) -> int | tuple[float, ...]:
+    def played(self) -> Any:
+        if self.answer is not None:
+            return self.answer
         return self.action if self.policy is None else self.policy
 
 
