@@ -61,11 +61,10 @@ MODEL_SOURCES: dict[str, PackagedModel] = {
 
 def model_source(name: str) -> PackagedModel:
     if name not in MODEL_SOURCES:
-        import difflib
+        from scenarios._errors import suggest
 
-        close = difflib.get_close_matches(name, sorted(MODEL_SOURCES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ModelSourceError(f"unknown model source {name!r}{hint} (sources: tiny, {', '.join(sorted(MODEL_SOURCES))})")
+        raise ModelSourceError(f"unknown model source {name!r}{suggest(name, MODEL_SOURCES)} "
+                               f"(sources: tiny, {', '.join(sorted(MODEL_SOURCES))})")
     return MODEL_SOURCES[name]
 
 

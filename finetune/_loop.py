@@ -38,7 +38,8 @@ from typing import Any
 
 from agents import AgentSpec
 from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
-from harness._plan import Plan, ScenarioEntry, derive_seed
+from harness import Plan, ScenarioEntry, atomic_write_json, derive_seed
+from scenarios import ConfigError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
@@ -91,16 +92,16 @@ class IterateConfig:
                               ("eval_rollouts", 1), ("seed", 0), ("concurrency", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
+                raise ConfigError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
         if self.train_instances is not None and self.train_instances < 1:
-            raise ValueError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
+            raise ConfigError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
         if self.k > self.rollouts:
-            raise ValueError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
+            raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         if self.per not in ("episode", "decision"):
-            raise ValueError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
+            raise ConfigError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
         selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
         if selector not in SELECTORS:
-            raise ValueError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
+            raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
         object.__setattr__(self, "selector", selector)
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
@@ -190,8 +191,8 @@ class _State:
             new = {k: v for k, v in settings.items() if k not in _RESUMABLE}
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                raise ValueError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
-                                 "use another --out or the same settings")
+                raise ConfigError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
+                                  "use another --out or the same settings")
             self.data = data
             self.data["settings"] = settings
         else:
@@ -205,9 +206,7 @@ class _State:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=_json_default))
-        tmp.replace(self.path)
+        atomic_write_json(self.path, self.data, indent=2, sort_keys=True, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -340,6 +339,7 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     import polars as pl
 
     from finetune._select import select_episodes
+    from finetune._text_data import DatasetError
     from harness._store import load_run
 
     _, episodes = load_run(folder / "rollouts")
@@ -350,10 +350,10 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
         finished_count = episodes.filter(pl.col("status") == "finished").select(pl.len()).collect().item()
         invalid = episodes.filter(pl.col("n_invalid") > 0).select(pl.len()).collect().item()
         if not finished_count:
-            raise ValueError(f"{folder.name}: none of the {total} rollout episodes finished; their errors are in "
+            raise DatasetError(f"{folder.name}: none of the {total} rollout episodes finished; their errors are in "
                              f"{folder / 'rollouts'} (episodes.parquet, column error)")
         if invalid and not config.keep_fallbacks:
-            raise ValueError(f"{folder.name}: all {total} rollout episodes hold fallback answers ({invalid} with "
+            raise DatasetError(f"{folder.name}: all {total} rollout episodes hold fallback answers ({invalid} with "
                              "at least one), so none can be selected; use answer_format='json' for valid answers, "
                              "or keep_fallbacks=True (--keep-fallbacks) to select them anyway")
     (folder / "dataset").mkdir(parents=True, exist_ok=True)
@@ -403,7 +403,7 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
                 "mean_regret": row["mean_regret"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
                 "std_regret": row["std_regret"], "median_regret": row["median_regret"], "p90_regret": row["p90_regret"],
                 "beta": row["beta"], "invalid_rate": row["invalid_rate"],
-                "position_bias": row.get("position_bias"), "first_listed_share": row.get("first_listed_share"),
+                "position_bias": row["position_bias"], "first_listed_share": row["first_listed_share"],
                 "rollout_regret": _num(previous.get("rollout_regret")), "dataset_size": _num(previous.get("dataset_size")),
                 "acceptance_rate": _num(previous.get("acceptance_rate")), "train_loss": _num(fit.get("train_loss")),
                 "wall_s": wall, "cpu_s": cpu,

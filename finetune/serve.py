@@ -38,11 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenarios import ConfigError, RegretError
+
 ENGINES = ("auto", "transformers", "llama.cpp", "vllm")
 GGUF_NAME = "model.gguf"  # the GGUF kept beside a checkpoint (init-model's copy, or the hf backend's export)
 
 
-class ServerError(RuntimeError):
+class ServerError(RegretError, RuntimeError):
     """The model server failed to start or died; the message carries the end of its log."""
 
 
@@ -66,13 +68,13 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise ValueError(f"serve: unknown engine {self.engine!r} (engines: {', '.join(ENGINES)})")
+            raise ConfigError(f"serve: unknown engine {self.engine!r} (engines: {', '.join(ENGINES)})")
         if not 0 <= self.port < 65536:
-            raise ValueError(f"serve: port must be in 0..65535, got {self.port}")
+            raise ConfigError(f"serve: port must be in 0..65535, got {self.port}")
         if self.threads < 1:
-            raise ValueError(f"serve: threads must be >= 1, got {self.threads}")
+            raise ConfigError(f"serve: threads must be >= 1, got {self.threads}")
         if self.startup_timeout_s <= 0:
-            raise ValueError(f"serve: startup_timeout_s must be > 0, got {self.startup_timeout_s}")
+            raise ConfigError(f"serve: startup_timeout_s must be > 0, got {self.startup_timeout_s}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -115,7 +117,7 @@ def model_name(checkpoint: str | Path, engine: str = "transformers") -> str:
     if engine == "llama.cpp":
         path = gguf_file(checkpoint)
         if path is None:
-            raise ValueError(f"serve: {checkpoint} has no {GGUF_NAME} for llama.cpp (the hf backend exports one "
+            raise ConfigError(f"serve: {checkpoint} has no {GGUF_NAME} for llama.cpp (the hf backend exports one "
                              "when the base came from `regret init-model --from smollm2`)")
         return f"openai/{path}"
     return f"openai/{Path(checkpoint).resolve()}"
@@ -135,11 +137,11 @@ class ModelServer:
         self.workdir = Path(workdir)
         self.checkpoint = None if checkpoint is None else Path(checkpoint).resolve()
         if self.engine in ("vllm", "llama.cpp") and self.checkpoint is None:
-            raise ValueError(f"serve: the {self.engine} engine starts from a checkpoint; pass checkpoint=")
+            raise ConfigError(f"serve: the {self.engine} engine starts from a checkpoint; pass checkpoint=")
         if self.engine == "llama.cpp":
             model_name(self.checkpoint, self.engine)  # names a missing GGUF now, not at the first request
         elif self.checkpoint is not None and not (self.checkpoint / "config.json").is_file():
-            raise ValueError(f"serve: {self.checkpoint} is not a model directory (no config.json)")
+            raise ConfigError(f"serve: {self.checkpoint} is not a model directory (no config.json)")
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "server.log"
@@ -225,9 +227,9 @@ class ModelServer:
 
         checkpoint = checkpoint if checkpoint is not None else self.checkpoint
         if checkpoint is None:
-            raise ValueError("serve: agent_spec needs a checkpoint")
+            raise ConfigError("serve: agent_spec needs a checkpoint")
         if not self.serves(checkpoint):
-            raise ValueError(f"serve: this vllm server serves {self.checkpoint}, not {checkpoint}")
+            raise ConfigError(f"serve: this vllm server serves {self.checkpoint}, not {checkpoint}")
         return AgentSpec(model_name(checkpoint, self.engine), {**params, "api_base": self.api_base}, label)
 
     def serves(self, checkpoint: str | Path) -> bool:
