@@ -60,6 +60,7 @@ class EpisodeInfo:
     context_dim: int = 0
     description: str = ""  # the framing's natural-language task description, when a framing is set
     scenario: Scenario | None = None
+    budget: Any = None  # the run's CostBudget: paid calls reserve their worst case against it
 
 
 class Agent:
@@ -86,6 +87,11 @@ class Agent:
 
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
         """Learn from the step's feedback (`step.feedback`); never from its regret."""
+
+    def spent(self):
+        """What this episode has cost so far (an agents.Spend), decisions in progress included;
+        None for agents that spend nothing. Read for failed and partial episodes."""
+        return None
 
 
 @dataclass(frozen=True)

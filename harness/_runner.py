@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, resolve
+from agents import VALID_PARSE_STATUSES, AgentFactory, CostBudget, EpisodeInfo, Spend, resolve
 from harness._plan import Episode, Plan, scenario_kind
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
 from scenarios import make
@@ -29,6 +29,7 @@ class RunResult:
     failed: int  # failed in this call (recorded with their error; --resume retries them)
     skipped: int  # already finished before this call
     stopped: str | None = None  # why new work stopped early (e.g. the cost limit)
+    spent: float = 0.0  # USD spent by this run directory so far, every invocation and failed attempt included
     wall_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -59,8 +60,19 @@ def _json(value) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-async def play_episode(episode: Episode, factory: AgentFactory, framing: str | None = None):
-    """Play one episode; return (episode row, decision rows) in the store's column order."""
+class EpisodeFailed(Exception):
+    """An episode stopped by an error; `spent` is what it had cost (an agents.Spend, or None)."""
+
+    def __init__(self, cause: BaseException, spent) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause, self.spent = cause, spent
+
+
+async def play_episode(episode: Episode, factory: AgentFactory, framing: str | None = None,
+                       budget: CostBudget | None = None):
+    """Play one episode; return (episode row, decision rows) in the store's column order.
+
+    An error raises EpisodeFailed carrying what the episode had spent up to then."""
     task = episode.task
     env = make(task.spec)
     agent = factory()
@@ -75,8 +87,16 @@ async def play_episode(episode: Episode, factory: AgentFactory, framing: str | N
         accepts_policy=env.accepts_policy, task_id=task.task_id, scenario_id=task.scenario_id,
         rollout=episode.rollout, seed=episode.agent_seed, framing=framing,
         context_dim=getattr(env, "context_dim", 0), description=description,
-        scenario=env if agent.privileged else None,
+        scenario=env if agent.privileged else None, budget=budget,
     )
+    try:
+        return await _play(episode, factory, agent, env, info, framing)
+    except Exception as exc:
+        raise EpisodeFailed(exc, agent.spent()) from exc
+
+
+async def _play(episode: Episode, factory: AgentFactory, agent, env, info: EpisodeInfo, framing: str):
+    task = episode.task
     agent.reset(info)
     observation = env.reset(episode.env_seed)
     prefix = (factory.name, task.scenario_id, task.task_id, task.family, task.instance_seed, episode.rollout)
@@ -115,12 +135,15 @@ async def play_episode(episode: Episode, factory: AgentFactory, framing: str | N
     return episode_row, rows
 
 
-def _failed_row(episode: Episode, error: str) -> tuple:
+def _failed_row(episode: Episode, error: str, spent: Spend | None = None) -> tuple:
+    """A failed episode keeps what it cost: its tokens and cost count against the run's cap."""
     task = episode.task
+    spent = spent or Spend()
     return (
         episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family),
         task.framing, task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
-        None, None, 0, None, None, 0, 0, 0, 0.0, 0.0, 0, None,
+        None, None, 0, None, None, 0, spent.prompt_tokens, spent.completion_tokens, spent.cost, spent.latency_s,
+        spent.attempts, None,
     )
 
 
@@ -169,31 +192,33 @@ async def execute(
         pending: Iterator[Episode] = (e for e in plan.episodes(supports) if e.key not in done)
         result = RunResult(store.directory, total, 0, 0, len(done))
         progress.start(total, len(done))
-        spent = store.total_cost()
+        # everything this run directory ever spent, failed and replaced attempts included
+        budget = CostBudget(max_cost, store.total_spent())
 
         async def worker() -> None:
-            nonlocal spent
             for episode in pending:  # a shared lazy iterator: memory stays flat in the plan's size
-                if max_cost is not None and spent >= max_cost:
-                    result.stopped = f"cost limit ${max_cost:g} reached (${spent:.4f} spent)"
+                if budget.exhausted:
+                    result.stopped = f"cost limit ${max_cost:g} reached (${budget.spent:.4f} spent)"
                     return
                 try:
                     episode_row, rows = await play_episode(episode, factories[episode.agent.name],
-                                                           episode.agent.params.get("framing"))
+                                                           episode.agent.params.get("framing"), budget)
                 except Exception as exc:  # recorded, never fatal: --resume retries the episode
-                    message = redact(f"{type(exc).__name__}: {exc}")
-                    store.commit_episode(_failed_row(episode, message), [])
+                    message = redact(str(exc) if isinstance(exc, EpisodeFailed) else f"{type(exc).__name__}: {exc}")
+                    store.commit_episode(_failed_row(episode, message, getattr(exc, "spent", None)), [])
                     result.failed += 1
                     result.errors.append(f"{episode.agent.name} {episode.task.task_id} #{episode.rollout}: {message}")
                     progress.advance(episode, FAILED)
                 else:
                     store.commit_episode(episode_row, rows)
-                    spent += episode_row[20]
                     result.finished += 1
                     progress.advance(episode, FINISHED)
                 await asyncio.sleep(0)  # let other workers and the progress display run
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if budget.exhausted and result.stopped is None and budget.refused:
+            result.stopped = f"cost limit ${max_cost:g} reached (${budget.spent:.4f} spent)"
+        result.spent = budget.spent
         for factory in factories.values():
             await factory.aclose()
         progress.stop()
