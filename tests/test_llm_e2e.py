@@ -216,9 +216,12 @@ def test_history_modes_multi_turn_and_reasoning_off_reach_the_model(tmp_path, se
 def test_cost_from_prices_and_max_cost_stops_new_work(tmp_path, server):
     price_file = tmp_path / "prices.toml"
     price_file.write_text('["openai/rr"]\ninput_per_million = 1.0\noutput_per_million = 4.0\n')
-    plan = parse_suite(suite([llm("rr", server, price_file=str(price_file), cache=False)], horizon=4, rollouts=2))
+    plan = parse_suite(suite([llm("rr", server, price_file=str(price_file), cache=False, max_tokens=20)],
+                             horizon=4, rollouts=2))
     result = run_plan(plan, tmp_path / "run", concurrency=1, max_cost=1e-9)
-    assert result.stopped and "cost limit" in result.stopped and result.finished == 1
+    # the cap is hard: no call fits under it, so none is made
+    assert result.stopped and "cost limit" in result.stopped and result.finished == 0
+    assert server.stats["requests"] == 0
     result = run_plan(plan, tmp_path / "run", resume=True)
     decisions, episodes = frames(tmp_path / "run")
     assert episodes.height == result.total and set(episodes["status"]) == {"finished"}
