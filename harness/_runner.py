@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from agents._redact import Redactor, environment_secrets, redact  # noqa: F401  (redact: public)
 from agents import VALID_PARSE_STATUSES, AgentFactory, CostBudget, EpisodeInfo, Spend, resolve
 from harness._plan import Episode, Plan, scenario_kind
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
@@ -42,17 +41,6 @@ class Progress:
     def advance(self, episode: Episode, status: str) -> None: ...
 
     def stop(self) -> None: ...
-
-
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Replace the values of secret-looking environment variables (API keys, tokens) in text."""
-    for name, value in os.environ.items():
-        if len(value) >= 8 and _SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, f"<{name}>")
-    return text
 
 
 def _json(value) -> str | None:
@@ -194,6 +182,7 @@ async def execute(
         progress.start(total, len(done))
         # everything this run directory ever spent, failed and replaced attempts included
         budget = CostBudget(max_cost, store.total_spent())
+        redact_run = Redactor(environment_secrets())
 
         async def worker() -> None:
             for episode in pending:  # a shared lazy iterator: memory stays flat in the plan's size
@@ -204,7 +193,8 @@ async def execute(
                     episode_row, rows = await play_episode(episode, factories[episode.agent.name],
                                                            episode.agent.params.get("framing"), budget)
                 except Exception as exc:  # recorded, never fatal: --resume retries the episode
-                    message = redact(str(exc) if isinstance(exc, EpisodeFailed) else f"{type(exc).__name__}: {exc}")
+                    message = str(exc) if isinstance(exc, EpisodeFailed) else f"{type(exc).__name__}: {exc}"
+                    message = redact_run(message)[:2000]  # redacted before it is shortened
                     store.commit_episode(_failed_row(episode, message, getattr(exc, "spent", None)), [])
                     result.failed += 1
                     result.errors.append(f"{episode.agent.name} {episode.task.task_id} #{episode.rollout}: {message}")

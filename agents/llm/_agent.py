@@ -90,12 +90,14 @@ class LLMAgent(Agent):
         if settings.answer_format != "text":
             info["answer_format"] = settings.answer_format
         if errors:
-            info["errors"] = errors
+            info["errors"] = [self.client.redact(e) for e in errors]
         if cached:
             info["cached"] = cached
         if completion.model:
             info["model"] = completion.model
-        return Decision(action=action, policy=policy, reasoning=parsed.reasoning, raw_output=completion.content,
+        redact = self.client.redact  # a provider may echo a key into the reply itself
+        return Decision(action=action, policy=policy, reasoning=redact(parsed.reasoning),
+                        raw_output=redact(completion.content),
                         parse_status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agents._redact import Redactor, environment_secrets
 from agents.llm._cache import open_cache, release_cache, request_key
 from agents.llm._cost import Pricer, is_self_hosted
 from agents.llm._settings import LLMSettings
@@ -264,6 +265,10 @@ class LLMClient:
         self.pricer = Pricer(settings.model, settings.api_base, settings.price_file,
                              settings.input_cost_per_token, settings.output_cost_per_token)
         self._api_key = self._read_api_key()
+        secrets = {}  # its own key first: a fragment shared with another secret is named after it
+        if self._api_key and self._api_key != "no-key":
+            secrets[settings.api_key_env or "api key"] = self._api_key
+        self._redactor = Redactor({**secrets, **environment_secrets()})
         declare_limits(settings)
         request: dict[str, Any] = {"model": settings.model}
         for name in ("api_base", "temperature", "max_tokens", "seed"):
@@ -288,10 +293,10 @@ class LLMClient:
             return "no-key"  # local OpenAI-compatible servers ignore it, the OpenAI client needs one
         return None
 
-    def redact(self, text: str) -> str:
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, f"<{self.settings.api_key_env or 'api key'}>")
-        return text
+    def redact(self, text: str | None) -> str | None:
+        """No part of 8 characters or more of this client's key (or of any secret-looking
+        environment variable) survives in `text`."""
+        return self._redactor(text)
 
     def worst_case_cost(self, call: dict[str, Any]) -> float:
         """The most one call can cost: every byte of the request a prompt token (no tokenizer
