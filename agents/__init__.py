@@ -2,6 +2,7 @@
 
 from agents._budget import CostBudget, CostCapReached, Spend
 from agents._base import (
+    AGENT_SOURCES,
     BASELINES,
     PARSE_FALLBACK,
     PARSE_OK,
@@ -18,6 +19,7 @@ from agents._base import (
 )
 
 __all__ = [
+    "AGENT_SOURCES",
     "BASELINES",
     "PARSE_FALLBACK",
     "PARSE_OK",

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scenarios import RegretError
 
-class CostCapReached(RuntimeError):
+
+class CostCapReached(RegretError):
     """A paid call was not made: its worst case would have passed the run's cost cap."""
 
 

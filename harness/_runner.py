@@ -8,16 +8,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from agents._redact import Redactor, environment_secrets, redact  # noqa: F401  (redact: public)
 from agents import VALID_PARSE_STATUSES, AgentFactory, CostBudget, EpisodeInfo, Spend, resolve
 from harness._plan import Episode, Plan, scenario_kind
+from harness._records import DecisionRecord, EpisodeRecord
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
-from scenarios import make
-
-DEFAULT_FRAMING = "buttons"
+from scenarios import ConfigError, make
+from scenarios.framing import DEFAULT_FRAMING
 
 
 @dataclass
@@ -48,6 +49,12 @@ def _json(value) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+def _answer_text(answer: Any) -> str | None:
+    # a free-form answer is stored as the text the scenario checked; a structured one (a numeric
+    # agent's path) as JSON
+    return answer if answer is None or isinstance(answer, str) else _json(answer)
+
+
 class EpisodeFailed(Exception):
     """An episode stopped by an error; `spent` is what it had cost (an agents.Spend, or None)."""
 
@@ -57,8 +64,8 @@ class EpisodeFailed(Exception):
 
 
 async def play_episode(episode: Episode, factory: AgentFactory, framing: str | None = None,
-                       budget: CostBudget | None = None):
-    """Play one episode; return (episode row, decision rows) in the store's column order.
+                       budget: CostBudget | None = None) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+    """Play one episode; return its record and its decisions' records.
 
     An error raises EpisodeFailed carrying what the episode had spent up to then."""
     task = episode.task
@@ -87,9 +94,10 @@ async def _play(episode: Episode, factory: AgentFactory, agent, env, info: Episo
     task = episode.task
     agent.reset(info)
     observation = env.reset(episode.env_seed)
-    prefix = (factory.name, task.scenario_id, task.task_id, task.family, task.instance_seed, episode.rollout)
-    rows = []
-    append = rows.append
+    name, scenario_id, task_id, family = factory.name, task.scenario_id, task.task_id, task.family
+    instance_seed, rollout = task.instance_seed, episode.rollout
+    records: list[DecisionRecord] = []
+    append = records.append
     cumulative = total_reward = 0.0
     is_async = agent.is_async
     decide = agent.decide
@@ -99,8 +107,9 @@ async def _play(episode: Episode, factory: AgentFactory, agent, env, info: Episo
         cumulative += step.regret
         total_reward += step.reward
         feedback = step.feedback
-        append(prefix + (
-            step.t, decision.action, _json(decision.policy), _json(observation.context),
+        append(DecisionRecord(
+            name, scenario_id, task_id, family, instance_seed, rollout, step.t, decision.action,
+            _json(decision.policy), _answer_text(decision.answer), _json(observation.context),
             _json(feedback) if len(feedback) > 1 or "reward" not in feedback else None,
             step.reward, step.regret, cumulative, step.optimal_action,
             decision.reasoning, decision.raw_output, decision.parse_status,
@@ -111,27 +120,27 @@ async def _play(episode: Episode, factory: AgentFactory, agent, env, info: Episo
         if step.done:
             break
         observation = step.observation
-    # column indices in DECISION_COLUMNS: parse_status 17, tokens 18-19, cost 20, latency 21, attempts 22
-    episode_row = (
-        factory.name, task.scenario_id, task.task_id, task.family, env.kind, framing, task.instance_seed,
-        episode.rollout, episode.env_seed, episode.agent_seed, FINISHED, None, env.horizon, env.n_actions,
-        len(rows), cumulative, total_reward,
-        sum(1 for r in rows if r[17] not in VALID_PARSE_STATUSES),
-        sum(r[18] for r in rows), sum(r[19] for r in rows), sum(r[20] for r in rows),
-        sum(r[21] for r in rows), sum(r[22] for r in rows), json.dumps(env.summary(), sort_keys=True),
+    record = EpisodeRecord(
+        name, scenario_id, task_id, family, env.kind, framing, instance_seed, rollout, episode.env_seed,
+        episode.agent_seed, FINISHED, None, env.horizon, env.n_actions, len(records), cumulative, total_reward,
+        n_invalid=sum(1 for r in records if r.parse_status not in VALID_PARSE_STATUSES),
+        prompt_tokens=sum(r.prompt_tokens for r in records), completion_tokens=sum(r.completion_tokens for r in records),
+        cost=sum(r.cost for r in records), latency_s=sum(r.latency_s for r in records),
+        attempts=sum(r.attempts for r in records), scenario_summary=json.dumps(env.summary(), sort_keys=True),
+        explainer=getattr(agent, "explainer", None),
     )
-    return episode_row, rows
+    return record, records
 
 
-def _failed_row(episode: Episode, error: str, spent: Spend | None = None) -> tuple:
+def failed_record(episode: Episode, error: str, spent: Spend | None = None) -> EpisodeRecord:
     """A failed episode keeps what it cost: its tokens and cost count against the run's cap."""
     task = episode.task
     spent = spent or Spend()
-    return (
-        episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family),
-        task.framing, task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
-        None, None, 0, None, None, 0, spent.prompt_tokens, spent.completion_tokens, spent.cost, spent.latency_s,
-        spent.attempts, None,
+    return EpisodeRecord(
+        episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family), task.framing,
+        task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
+        prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens, cost=spent.cost,
+        latency_s=spent.latency_s, attempts=spent.attempts,
     )
 
 
@@ -159,7 +168,7 @@ async def execute(
     finished episodes are skipped, failed ones retried.
     """
     if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     started = time.perf_counter()
     progress = progress or Progress()
     store = RunStore(directory, create=not resume)
@@ -190,17 +199,17 @@ async def execute(
                     result.stopped = f"cost limit ${max_cost:g} reached (${budget.spent:.4f} spent)"
                     return
                 try:
-                    episode_row, rows = await play_episode(episode, factories[episode.agent.name],
+                    record, decisions = await play_episode(episode, factories[episode.agent.name],
                                                            episode.agent.params.get("framing"), budget)
                 except Exception as exc:  # recorded, never fatal: --resume retries the episode
                     message = str(exc) if isinstance(exc, EpisodeFailed) else f"{type(exc).__name__}: {exc}"
                     message = redact_run(message)[:2000]  # redacted before it is shortened
-                    store.commit_episode(_failed_row(episode, message, getattr(exc, "spent", None)), [])
+                    store.commit_episode(failed_record(episode, message, getattr(exc, "spent", None)), [])
                     result.failed += 1
                     result.errors.append(f"{episode.agent.name} {episode.task.task_id} #{episode.rollout}: {message}")
                     progress.advance(episode, FAILED)
                 else:
-                    store.commit_episode(episode_row, rows)
+                    store.commit_episode(record, decisions)
                     result.finished += 1
                     progress.advance(episode, FINISHED)
                 await asyncio.sleep(0)  # let other workers and the progress display run

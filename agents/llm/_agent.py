@@ -12,8 +12,7 @@ from agents.llm._parse import parse_answer, parse_structured
 from agents.llm._prompts import EpisodePrompts, OptionOrder
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, Step
-
-DEFAULT_FRAMING = "buttons"
+from scenarios.framing import DEFAULT_FRAMING
 
 
 class LLMAgent(Agent):

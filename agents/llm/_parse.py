@@ -31,6 +31,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from scenarios import RegretError
 from scenarios.framing import Framing
 
 _THINK = re.compile(r"<(think|thinking|reasoning)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
@@ -69,7 +70,7 @@ _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": 
                          "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2044": "/"})
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswer(RegretError, ValueError):
     """The output does not give one valid decision; the message says why."""
 
 
