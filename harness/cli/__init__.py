@@ -32,8 +32,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'harness.cli' has no attribute {name!r}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (not the usage block) and exits 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"regret: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regret",
         description="Run LLMs and algorithms through decision scenarios, measure regret, build datasets, fine-tune.",
     )
