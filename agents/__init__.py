@@ -1,5 +1,6 @@
 """Who decides: algorithm baselines, LLM agents through litellm, numeric torch policies."""
 
+from agents._budget import CostBudget, CostCapReached, Spend
 from agents._base import (
     AGENT_SOURCES,
     BASELINES,
@@ -26,9 +27,12 @@ __all__ = [
     "VALID_PARSE_STATUSES",
     "Agent",
     "AgentFactory",
+    "CostBudget",
+    "CostCapReached",
     "AgentSpec",
     "Decision",
     "EpisodeInfo",
+    "Spend",
     "baseline",
     "list_agents",
     "resolve",

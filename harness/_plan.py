@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from scenarios import SCENARIOS, ScenarioSpec, UsageError, make
+from scenarios import SCENARIOS, ScenarioSpec, UnknownNameError, UsageError, make
 
 
 class PlanError(UsageError):
@@ -203,6 +203,13 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
         framing = raw.get("framing")
         if framing is not None and not isinstance(framing, str):
             raise PlanError(f"{where}: 'framing' must be a string")
+        if framing is not None:
+            from scenarios.framing import get_framing
+
+            try:
+                get_framing(framing)
+            except UnknownNameError as exc:
+                raise PlanError(f"{where}: {exc}") from None
         try:
             make(family, params, instance_seeds[0])  # validates family and params now, not mid-run
         except UsageError as exc:  # unknown family, bad parameters
@@ -217,9 +224,11 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
 def load_suite(path: str | Path) -> Plan:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(f"cannot read suite file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the suite as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -426,37 +426,14 @@ def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
     )
 
 
-@metric("usage", ("prompt_tokens", "completion_tokens", "cost"), position=50,
-        table=(("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
-               ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
-               ("cost $", lambda r: format_number(r["cost"] or 0.0, ".4f"))))
-def _usage(inputs: MetricInputs) -> pl.LazyFrame:
-    """Tokens and cost, totals over all episodes (failed ones included)."""
+@metric("position_bias", ("position_bias", "position_shares", "first_listed_share"), position=45,
+        table=(("position bias", lambda r: format_number(r["position_bias"], ".2f")),
+               ("picks by position %", lambda r: r["position_shares"] or "–")))
+def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
+    """Share of picks per listed position against chance (agents that see a list of options)."""
     import polars as pl
 
-    return inputs.episodes.group_by(KEYS).agg(
-        prompt_tokens=pl.col("prompt_tokens").sum().cast(pl.Int64),
-        completion_tokens=pl.col("completion_tokens").sum().cast(pl.Int64),
-        cost=pl.col("cost").cast(pl.Float64).sum(),
-    )
-
-
-@metric("position", ("position_bias", "position_shares", "first_listed_share"), position=45,
-        table=(("position bias", lambda r: format_number(r.get("position_bias"), ".2f")),
-               ("picks by position %", lambda r: r.get("position_shares") or "–")))
-def _positions(inputs: MetricInputs) -> pl.LazyFrame:
-    """Where in the listed options the picks fell (LLM agents; null for agents without a list)."""
-    return _position_bias(inputs.decisions, inputs.episodes)
-
-
-LEADERBOARD_COLUMNS = leaderboard_columns()  # the built-in columns (plugins: leaderboard_columns())
-
-
-# --- internals ---------------------------------------------------------------------------
-def _position_bias(decisions: pl.LazyFrame, episodes: pl.LazyFrame) -> pl.LazyFrame:
-    """position_bias, position_shares and first_listed_share per (agent, scenario_id); see the module docstring."""
-    import polars as pl
-
+    decisions, episodes = inputs.decisions, inputs.episodes
     if "info" not in decisions.collect_schema().names():  # a frame of regret columns only
         return pl.LazyFrame(schema={"agent": pl.String, "scenario_id": pl.String, "position_bias": pl.Float64,
                                     "position_shares": pl.String, "first_listed_share": pl.Float64})
@@ -474,11 +451,29 @@ def _position_bias(decisions: pl.LazyFrame, episodes: pl.LazyFrame) -> pl.LazyFr
     return grid.group_by(KEYS).agg(
         position_bias=pl.col("share").max() * pl.col("k").first(),
         position_shares=(pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String).str.join("/"),
-        first_listed_share=pl.col("share").first(),
+        first_listed_share=pl.col("share").first(),  # the grid is sorted by position
     )
 
 
+@metric("usage", ("prompt_tokens", "completion_tokens", "cost"), position=50,
+        table=(("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
+               ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
+               ("cost $", lambda r: format_number(r["cost"] or 0.0, ".4f"))))
+def _usage(inputs: MetricInputs) -> pl.LazyFrame:
+    """Tokens and cost, totals over all episodes (failed ones included)."""
+    import polars as pl
 
+    return inputs.episodes.group_by(KEYS).agg(
+        prompt_tokens=pl.col("prompt_tokens").sum().cast(pl.Int64),
+        completion_tokens=pl.col("completion_tokens").sum().cast(pl.Int64),
+        cost=pl.col("cost").cast(pl.Float64).sum(),
+    )
+
+
+LEADERBOARD_COLUMNS = leaderboard_columns()  # the built-in columns (plugins: leaderboard_columns())
+
+
+# --- internals ---------------------------------------------------------------------------
 def _lazy(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     import polars as pl
 

@@ -252,3 +252,42 @@ def test_the_cache_key_includes_the_task(tmp_path, server):
     assert len(first_round) == 3  # ... each sent: no task replays another task's sample
     run_plan(plan, tmp_path / "again", concurrency=1)
     assert server.stats["requests"] == 6  # a re-run of the same tasks is still free
+
+
+def test_errors_are_classified_retryable_only_when_retrying_can_help():
+    import httpx
+    import litellm
+
+    from agents.llm._client import MalformedResponse, is_retryable
+
+    # the error a stream handed to code expecting a response raised: a bug, never worth a paid retry
+    assert not is_retryable(AttributeError("'CustomStreamWrapper' object has no attribute 'choices'"))
+    assert not is_retryable(KeyError("choices"))
+    assert not is_retryable(litellm.BadRequestError("this server only streams", model="x", llm_provider="openai"))
+    assert not is_retryable(litellm.AuthenticationError("bad key", model="x", llm_provider="openai"))
+    assert is_retryable(litellm.RateLimitError("slow down", model="x", llm_provider="openai"))
+    assert is_retryable(litellm.InternalServerError("oops", model="x", llm_provider="openai"))
+    assert is_retryable(litellm.Timeout("late", model="x", llm_provider="openai"))
+    assert is_retryable(httpx.RemoteProtocolError("peer closed the stream"))
+    assert is_retryable(MalformedResponse("no choices"))
+
+
+def test_a_bug_in_reading_a_reply_is_not_retried(monkeypatch):
+    import agents.llm._client as client_module
+
+    def broken(response, original):
+        raise AttributeError("'CustomStreamWrapper' object has no attribute 'choices'")
+
+    monkeypatch.setattr(client_module, "_read_response", broken)
+    with ScriptedServer(round_robin_policy()) as server:
+        client = LLMClient(LLMSettings(model="openai/x", api_base=server.api_base, cache=False, backoff_base=0.001))
+
+        async def go():
+            try:
+                await client.complete([{"role": "user", "content": "hi"}])
+            finally:
+                await client.aclose()
+
+        with pytest.raises(ProviderError, match=r"not retryable, after 1 call\(s\): AttributeError"):
+            asyncio.run(go())
+    assert server.stats["requests"] == 1  # one billed reply, not max_retries + 1 of them

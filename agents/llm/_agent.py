@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+from agents._budget import Spend
 from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
 from agents.llm._client import LLMClient
 from agents.llm._parse import parse_answer, parse_structured
@@ -36,6 +37,10 @@ class LLMAgent(Agent):
         self._answer_request = self.prompts.request()
         self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
         self._asked: list[dict] | None = None
+        self._spend = Spend()  # every call of the episode, those of a decision that then fails included
+
+    def spent(self) -> Spend:
+        return self._spend
 
     def _parse(self, completion):
         n, accepts_policy = self.episode.n_actions, self.episode.accepts_policy
@@ -53,7 +58,8 @@ class LLMAgent(Agent):
         errors: list[str] = []
         for attempt in range(settings.max_invalid_retries + 1):
             completion = await self.client.complete(messages, episode.rollout, task=episode.task_id,
-                                                    answer=self._answer_request)
+                                                    answer=self._answer_request, budget=episode.budget,
+                                                    spend=self._spend)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             cost += completion.cost
@@ -83,12 +89,14 @@ class LLMAgent(Agent):
         if settings.answer_format != "text":
             info["answer_format"] = settings.answer_format
         if errors:
-            info["errors"] = errors
+            info["errors"] = [self.client.redact(e) for e in errors]
         if cached:
             info["cached"] = cached
         if completion.model:
             info["model"] = completion.model
-        return Decision(action=action, policy=policy, reasoning=parsed.reasoning, raw_output=completion.content,
+        redact = self.client.redact  # a provider may echo a key into the reply itself
+        return Decision(action=action, policy=policy, reasoning=redact(parsed.reasoning),
+                        raw_output=redact(completion.content),
                         parse_status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agents._redact import Redactor, environment_secrets
 from agents.llm._cache import open_cache, release_cache, request_key
 from agents.llm._cost import Pricer, is_self_hosted
 from agents.llm._settings import LLMSettings
@@ -265,6 +266,10 @@ class LLMClient:
         self.pricer = Pricer(settings.model, settings.api_base, settings.price_file,
                              settings.input_cost_per_token, settings.output_cost_per_token)
         self._api_key = self._read_api_key()
+        secrets = {}  # its own key first: a fragment shared with another secret is named after it
+        if self._api_key and self._api_key != "no-key":
+            secrets[settings.api_key_env or "api key"] = self._api_key
+        self._redactor = Redactor({**secrets, **environment_secrets()})
         declare_limits(settings)
         request: dict[str, Any] = {"model": settings.model}
         for name in ("api_base", "temperature", "max_tokens", "seed"):
@@ -273,6 +278,7 @@ class LLMClient:
         request.update(settings.extra)
         self._request = request  # what identifies a response (the cache key); never holds the key
         self._cache = None
+        self._completion_bound: int | None = None
         self._rng = random.Random()  # backoff jitter only: timing, never results
 
     def _read_api_key(self) -> str | None:
@@ -288,16 +294,47 @@ class LLMClient:
             return "no-key"  # local OpenAI-compatible servers ignore it, the OpenAI client needs one
         return None
 
-    def redact(self, text: str) -> str:
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, f"<{self.settings.api_key_env or 'api key'}>")
-        return text
+    def redact(self, text: str | None) -> str | None:
+        """No part of 8 characters or more of this client's key (or of any secret-looking
+        environment variable) survives in `text`."""
+        return self._redactor(text)
+
+    def worst_case_cost(self, call: dict[str, Any]) -> float:
+        """The most one call can cost: every byte of the request a prompt token (no tokenizer
+        makes fewer bytes per token, and the JSON quoting covers the chat template's few extra
+        tokens), plus the completion limit, at the model's price."""
+        if self.pricer.free:
+            return 0.0
+        parts = {k: call[k] for k in ("messages", "tools", "response_format") if k in call}
+        prompt_bound = len(json.dumps(parts, ensure_ascii=False).encode()) + 8 * len(call["messages"])
+        return self.pricer.cost(prompt_bound, self.completion_bound())
+
+    def completion_bound(self) -> int:
+        """max_tokens, else the model's output limit from litellm's table; a priced model with
+        neither cannot be capped."""
+        if self.settings.max_tokens:
+            return self.settings.max_tokens
+        if self._completion_bound is None:
+            import litellm
+
+            try:
+                info = litellm.get_model_info(self.settings.model)
+                self._completion_bound = int(info.get("max_output_tokens") or info.get("max_tokens") or 0)
+            except Exception:
+                self._completion_bound = 0
+        if not self._completion_bound:
+            raise ConfigError(f"LLM agent {self.settings.model!r}: a cost cap needs max_tokens (litellm knows no "
+                             "output limit for this model, so the worst case of a call is unbounded)")
+        return self._completion_bound
 
     async def complete(self, messages: list[dict], rollout: int = 0, *, task: str = "",
-                       answer: dict[str, Any] | None = None) -> Completion:
+                       answer: dict[str, Any] | None = None, budget: Any = None,
+                       spend: Any = None) -> Completion:
         """One reply to `messages`. `answer` holds the structured-answer arguments (response_format
         or tools); `task` and `rollout` are part of the cache key, so rollouts of different tasks
-        never share a sampled reply even when their prompts are identical."""
+        never share a sampled reply even when their prompts are identical. Each provider call
+        first reserves its worst case against `budget` (an agents.CostBudget; CostCapReached
+        when it does not fit); `spend` (an agents.Spend) adds every call's usage as it lands."""
         settings = self.settings
         request = {**self._request, **(answer or {}), "messages": messages}
         if "seed" in request:  # one seed for every rollout would collapse sampled rollouts into one
@@ -321,6 +358,7 @@ class LLMClient:
         if self._api_key:
             call["api_key"] = self._api_key
         limiter = _limiter(settings)
+        worst = self.worst_case_cost(call) if budget is not None and budget.cap is not None else 0.0
         started = time.perf_counter()
         calls = 0
         while True:
@@ -331,17 +369,27 @@ class LLMClient:
                 if details.get("log_event_type") == "post_api_call":
                     original.append(details.get("original_response"))
 
+            if budget is not None:
+                budget.reserve(worst)  # CostCapReached: the call is not made
+            actual = 0.0
             try:
                 if limiter is None:
                     reply = await self._call(litellm, call, keep_original, original)
                 else:
                     async with limiter:
                         reply = await self._call(litellm, call, keep_original, original)
+                actual = self.pricer.cost(reply.prompt_tokens, reply.completion_tokens)
+                if spend is not None:
+                    spend.prompt_tokens += reply.prompt_tokens
+                    spend.completion_tokens += reply.completion_tokens
+                    spend.cost += actual
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 retry = is_retryable(exc) and calls <= settings.max_retries
+                if spend is not None:
+                    spend.attempts += 1
                 if not retry:
                     raise ProviderError(self._failure(exc, calls)) from None
                 delay = min(settings.backoff_max, settings.backoff_base * 2 ** (calls - 1)) * self._rng.random()
@@ -349,10 +397,16 @@ class LLMClient:
                 if asked is not None:
                     delay = min(settings.backoff_max, max(delay, asked))
                 await asyncio.sleep(delay)
+            finally:
+                if budget is not None:
+                    budget.settle(worst, actual)
         latency = time.perf_counter() - started
+        if spend is not None:
+            spend.attempts += 1
+            spend.latency_s += latency
         if limiter is not None:
             limiter.record_tokens(reply.prompt_tokens + reply.completion_tokens)
-        cost = self.pricer.cost(reply.prompt_tokens, reply.completion_tokens)
+        cost = actual
         # a tool call's arguments are the answer; any text the model wrote beside it is reasoning
         content, reasoning = reply.content, reply.reasoning
         if settings.answer_format == "tool" and reply.tool_arguments is not None:

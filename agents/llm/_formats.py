@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scenarios import ConfigError
 from scenarios.framing import Framing
 
 ANSWER_FORMATS = ("text", "json", "tool")
@@ -105,7 +106,7 @@ def check_support(model: str, api_base: str | None, answer_format: str, assume_c
     else:
         helper, what = litellm.supports_function_calling, "function calling"
     if not helper(model=model):
-        raise ValueError(
+        raise ConfigError(
             f"LLM agent {model!r}: answer_format = {answer_format!r} needs {what}, which litellm's model table "
             f"(litellm.{helper.__name__}) does not list for this model; use answer_format = 'text', or set "
             "assume_capable = true if you know the provider supports it")

@@ -131,7 +131,7 @@ class LLMSettings:
 
 
 def _framing_problem(name: Any) -> str | None:
-    from scenarios._registry import UnknownNameError
+    from scenarios import UnknownNameError
     from scenarios.framing import get_framing
 
     if not isinstance(name, str):

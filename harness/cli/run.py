@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run agents through a suite and print the leaderboard",
                                    description=__doc__)
-    parser.add_argument("--suite", default="core", help="a suite TOML file or a built-in suite name (default: core)")
+    parser.add_argument("--suite", help="a suite TOML file or a built-in suite name (default: core)")
     parser.add_argument("--agent", action="append", metavar="NAME",
                         help="agent to run (repeatable): a baseline name, a litellm model string or torch:PATH; "
                              "replaces the suite's agents")
@@ -20,7 +21,11 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<suite>-<time>)")
     parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="episodes in flight (default 8)")
     parser.add_argument("--resume", metavar="DIR", help="finish the run in DIR: only missing or failed episodes")
-    parser.add_argument("--max-cost", type=float, metavar="USD", help="stop starting new episodes once this is spent")
+    parser.add_argument("--max-cost", type=float, metavar="USD",
+                        help="hard cap on what the run directory spends in all (each call reserves its worst case "
+                             "first; a call that could pass the cap is not made)")
+    parser.add_argument("--allow-large", action="store_true",
+                        help="run a plan past the size bounds (2 GiB per episode, 5e7 decisions)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report files")
     add_agent_options(parser)
@@ -72,7 +77,7 @@ def select_plan(args: argparse.Namespace):
     from harness import PlanError, load_suite_or_builtin
     from scenarios import suggest
 
-    plan = load_suite_or_builtin(args.suite)
+    plan = load_suite_or_builtin(args.suite or "core")
     if args.scenario:
         known = {e.id for e in plan.scenarios} | {e.family for e in plan.scenarios}
         for wanted in args.scenario:
@@ -138,6 +143,14 @@ def handle(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise CommandError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.resume:
+        # the plan saved in DIR is run as it is: flags that would change it are refused, not ignored
+        changing = [flag for flag, value in (("--suite", args.suite), ("--agent", args.agent),
+                                             ("--scenario", args.scenario), ("--rollouts", args.rollouts),
+                                             ("--seed", args.seed), ("--out", args.out)) if value is not None]
+        changing += [f"--{name.replace('_', '-')}" for name in agent_settings(args)]
+        if changing:
+            raise CommandError(f"--resume {args.resume} runs the plan saved there; {', '.join(changing)} would "
+                               "change it and cannot be combined with --resume (start a new run with --out instead)")
         directory = Path(args.resume)
         with RunStore(directory, create=False) as store:
             plan = Plan.from_dict(store.read_plan(), str(store.plan_path))
@@ -146,7 +159,9 @@ def handle(args: argparse.Namespace) -> int:
         directory = Path(args.out or f"runs/{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     progress = Progress() if args.no_progress else BarProgress()
     result = run_plan(plan, directory, concurrency=args.concurrency, resume=bool(args.resume),
-                      max_cost=args.max_cost, progress=progress)
+                      max_cost=args.max_cost, progress=progress, allow_large=args.allow_large)
+    for line in result.warnings:
+        print(f"regret: warning: {line}", file=sys.stderr)
     if not args.no_report:
         from harness.report import report_run
 

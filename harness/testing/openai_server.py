@@ -35,7 +35,8 @@ API::
   `hang` (no answer for `hang_s` seconds: past the client's timeout), `malformed` (200 with
   a body that is not JSON), `empty` (an empty message), `garbage` (an unparseable answer).
 - `api_key`: when set, requests must carry `Authorization: Bearer <api_key>` (else 401; with
-  `echo_key_in_errors=True` its message quotes the key sent, as some providers do, to test redaction).
+  `echo_key_in_errors=True` its message quotes the key sent, masked to its first 12 and last 4
+  characters as OpenAI does and then whole about 450 characters in, to test redaction).
 - Usage: `prompt_tokens` = words in the messages, `completion_tokens` = words in the reply;
   a reply longer than the request's `max_tokens` is cut to that many words
   (`finish_reason = "length"`), so a client's worst case per call is exact.
@@ -263,7 +264,11 @@ class ScriptedServer:
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             self._count("unauthorized")
             sent = request.headers.get("Authorization", "")
-            message = f"Incorrect API key provided: {sent}" if self.echo_key_in_errors else "invalid api key"
+            message = "invalid api key"
+            if self.echo_key_in_errors:  # masked first (as OpenAI does), then whole, far enough in to be cut
+                key = sent.removeprefix("Bearer ")
+                message = (f"Incorrect API key provided: {key[:12]}{'*' * 16}{key[-4:]}. " + "Check the key. " * 28
+                           + f"(you sent {sent})")
             return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=401)
         try:
             body = json.loads(raw)
