@@ -38,7 +38,8 @@ Metric definitions
   each pick (`info.position`, 0-based; with `shuffle_options` the listing is a seeded
   per-episode permutation). `position_shares` is the share of picks at listed positions
   1..K in percent ("61/20/19"), `first_listed_share` the share at position 1 (a fraction),
-  `position_bias` the largest share divided by the share chance gives (1/K): 1 is no preference for any position, K is always the same position. With
+  `position_bias` the largest share divided by the share chance gives (1/K): 1 is no preference
+  for any position, K is always the same position. With
   shuffled options the best option is equally likely at every position, so a bias well above
   1 is a preference for a place in the list, not for an option. Null for agents without
   listed positions.
