@@ -16,10 +16,12 @@ from agents._base import (
     list_agents,
     resolve,
 )
+from agents._explain import EXPLAINERS, View, explain
 
 __all__ = [
     "AGENT_SOURCES",
     "BASELINES",
+    "EXPLAINERS",
     "PARSE_FALLBACK",
     "PARSE_OK",
     "PARSE_REPAIRED",
@@ -29,7 +31,9 @@ __all__ = [
     "AgentSpec",
     "Decision",
     "EpisodeInfo",
+    "View",
     "baseline",
+    "explain",
     "list_agents",
     "resolve",
 ]

@@ -7,7 +7,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from scenarios import ConfigError, Observation, Registry, Scenario, Step, UnknownNameError, unknown_key_message
+from scenarios import (
+    ActionSpace,
+    ConfigError,
+    Observation,
+    Registry,
+    Scenario,
+    Step,
+    UnknownNameError,
+    unknown_key_message,
+)
 
 # parse_status values a Decision may carry
 PARSE_OK = "ok"  # valid on the first attempt
@@ -59,6 +68,7 @@ class EpisodeInfo:
     context_dim: int = 0
     description: str = ""  # the framing's natural-language task description, when a framing is set
     scenario: Scenario | None = None
+    action_space: ActionSpace | None = None  # what a decision is and how a reply is read (scenarios._spaces)
 
 
 class Agent:
@@ -71,6 +81,7 @@ class Agent:
 
     name: str = "agent"
     kinds: ClassVar[frozenset[str]] = frozenset()  # scenario kinds this agent can play
+    explainer: ClassVar[str | None] = None  # the agents.EXPLAINERS entry that explains its decisions in datasets
     privileged: ClassVar[bool] = False  # receives the scenario object (the oracle)
     is_async: ClassVar[bool] = False
 
@@ -156,6 +167,12 @@ def baseline(name: str, kinds: tuple[str, ...], *, help: str | None = None):
     def decorator(cls: type[Agent]) -> type[Agent]:
         cls.kinds = frozenset(kinds)
         cls.name = name
+        explain = cls.__dict__.get("explain")
+        if explain is not None:  # the class explains its own decisions (agents._explain)
+            from agents._explain import EXPLAINERS
+
+            cls.explainer = name
+            EXPLAINERS.add(name, explain.__func__ if isinstance(explain, staticmethod) else explain)
         return BASELINES.register(name, help=help)(cls)
 
     return decorator

@@ -83,7 +83,7 @@ async def play_episode(episode: Episode, factory: AgentFactory,
         accepts_policy=env.accepts_policy, task_id=task.task_id, scenario_id=task.scenario_id,
         rollout=episode.rollout, seed=episode.agent_seed, framing=framing,
         context_dim=getattr(env, "context_dim", 0), description=description,
-        scenario=env if agent.privileged else None,
+        scenario=env if agent.privileged else None, action_space=env.action_space,
     )
     agent.reset(info)
     observation = env.reset(episode.env_seed)
