@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import random
 
-from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
-from agents.llm._client import LLMClient
+from agents._base import (
+    PARSE_FALLBACK,
+    PARSE_OK,
+    PARSE_REPAIRED,
+    Agent,
+    AgentFactory,
+    AgentSpec,
+    Decision,
+    EpisodeInfo,
+    RunResources,
+)
+from agents.llm._client import EndpointLimits, LLMClient
 from agents.llm._parse import parse_answer
 from agents.llm._prompts import EpisodePrompts
 from agents.llm._settings import LLMSettings
@@ -83,7 +93,18 @@ class LLMAgent(Agent):
 
 
 def llm_factory(spec: AgentSpec) -> AgentFactory:
-    """An AgentFactory for a litellm model string; its settings come from `spec.params`."""
+    """An AgentFactory for a litellm model string; its settings come from `spec.params`.
+
+    Resolving only validates the settings; the client (HTTP session, cache handle, endpoint
+    limits shared with the run's other LLM agents) is created when a run opens the factory,
+    once per run, and closed with the run's resources.
+    """
     settings = LLMSettings.from_params(spec.agent, spec.params)
-    client = LLMClient(settings)
-    return AgentFactory(spec, lambda: LLMAgent(settings, client), LLMAgent.kinds, close=client.aclose)
+    LLMClient.check(settings)
+
+    def open_client(resources: RunResources) -> LLMClient:
+        client = LLMClient(settings, resources.shared("llm/endpoint-limits", EndpointLimits))
+        resources.on_close(client.aclose)
+        return client
+
+    return AgentFactory(spec, lambda client: LLMAgent(settings, client), LLMAgent.kinds, open=open_client)
