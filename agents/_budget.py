@@ -10,6 +10,7 @@ left unspent.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from scenarios import RegretError
@@ -53,3 +54,8 @@ class CostBudget:
     @property
     def exhausted(self) -> bool:
         return self.cap is not None and (self.refused > 0 or self.spent >= self.cap)
+
+
+# the budget of the run in progress: set by the run driver around its executor and reset after,
+# so every episode task of that run (and only of that run) reserves against it
+RUN_BUDGET: ContextVar[CostBudget | None] = ContextVar("regret_run_budget", default=None)

@@ -62,10 +62,10 @@ def _from_training_set(dataset: TrainingSet) -> list[dict[str, Any]]:
         weight = float(episode["weight"]) if has_weight and episode["weight"] is not None else 1.0
         fallback = [r.get("parse_status") == PARSE_FALLBACK for r in rows]
         if dataset.per == "decision":
-            chats, _ = decision_chats(lambda episode=episode: stories(episode), rows)
+            chats, _ = decision_chats(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
             examples.extend({"messages": chat, "weight": weight} for chat, bad in zip(chats, fallback) if not bad)
             continue
-        chat, _ = episode_chat(lambda episode=episode: stories(episode), rows)
+        chat, _ = episode_chat(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
         if any(fallback):
             chat = _untrain_fallbacks(chat, fallback, key)
         examples.append({"messages": chat, "weight": weight})

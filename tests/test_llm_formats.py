@@ -279,7 +279,7 @@ def test_a_bug_in_reading_a_reply_is_not_retried(monkeypatch):
         raise AttributeError("'CustomStreamWrapper' object has no attribute 'choices'")
 
     monkeypatch.setattr(client_module, "_read_response", broken)
-    with ScriptedServer(round_robin_policy()) as server:
+    with ScriptedServer(lambda messages, request: "ANSWER: blue") as server:
         client = LLMClient(LLMSettings(model="openai/x", api_base=server.api_base, cache=False, backoff_base=0.001))
 
         async def go():
