@@ -32,12 +32,12 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 AGENT_PARAMS = {
-    "temperature": 1.0, "max_tokens": 16, "cache": False, "answer_format": "json", "shuffle_options": True,
+    "temperature": 1.0, "max_tokens": 24, "cache": False, "answer_format": "json", "shuffle_options": True,
     "reasoning": False, "history": "summary", "max_invalid_retries": 1, "seed": 0,
     "system_prompt": "You choose one option per round to earn as much reward as possible.",
 }
-FULL = {"iterations": 3, "rollouts": 6, "k": 1, "train_instances": 6, "eval_instances": 12, "eval_rollouts": 2,
-        "backend_config": {"top_layers": 4, "lora_r": 8, "lora_alpha": 16, "learning_rate": 1e-3, "epochs": 1.0,
+FULL = {"iterations": 2, "rollouts": 4, "k": 1, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
+        "backend_config": {"top_layers": 4, "lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-3, "epochs": 1.0,
                            "batch_size": 4, "max_length": 512}}
 QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_instances": 3, "eval_rollouts": 1,
          "backend_config": {"top_layers": 2, "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 4,
@@ -140,8 +140,8 @@ def main() -> None:
     parser.add_argument("--out", default="/work/cache/smollm2/rmft", help="loop directory (resumed when it exists)")
     parser.add_argument("--horizon", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.6)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp server threads")
+    parser.add_argument("--concurrency", type=int, default=2, help="episodes in flight (the server answers one at a time)")
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp server threads (1: on a loaded 2-core machine two OpenMP threads spin-wait for each other)")
     parser.add_argument("--quick", action="store_true", help="a minutes-long smoke run (not a result)")
     parser.add_argument("--backend", default="hf", choices=("hf", "unsloth"),
                         help="hf (CPU or GPU) or unsloth (NVIDIA GPU; pip install 'regret-harness[unsloth]')")

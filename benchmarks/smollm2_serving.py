@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=20)
     parser.add_argument("--engines", default="llama.cpp,transformers")
     parser.add_argument("--concurrency", default="1,4")
-    parser.add_argument("--threads", type=int, default=2, help="server threads")
+    parser.add_argument("--threads", type=int, default=1, help="server threads")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "smollm2_serving.txt"))
     args = parser.parse_args()
     for name, value in (("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("LITELLM_MODE", "PRODUCTION"), ("HF_HUB_OFFLINE", "1")):

@@ -8,6 +8,10 @@ sends for `openai/<path>`), loading it with the first model's settings in place 
 loaded before. So one long-lived server plays every checkpoint of an RMFT loop: each fit
 writes a new GGUF, and the next request names it. Requests are served one at a time (the
 server's own lock); a request for the loaded file reuses its KV cache prefix.
+
+OpenAI's structured-output form `response_format = {"type": "json_schema", "json_schema":
+{"schema": S}}` (what litellm sends for `answer_format = "json"`) is rewritten to the form this
+server reads, `{"type": "json_object", "schema": S}`, which it enforces with a grammar.
 """
 
 from __future__ import annotations
@@ -27,6 +31,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-batch", type=int, default=512, help="prompt tokens per evaluation batch")
     parser.add_argument("--seed", type=int, default=0, help="the model's default sampling seed")
     return parser.parse_args(argv)
+
+
+def openai_response_format(body: dict) -> dict:
+    """`body` with an OpenAI json_schema response_format in llama-cpp-python's json_object form."""
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        body = {**body, "response_format": {"type": "json_object", **({"schema": schema} if schema else {})}}
+    return body
+
+
+class ResponseFormatMiddleware:
+    """ASGI middleware applying `openai_response_format` to chat completion request bodies."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].endswith("/chat/completions"):
+            return await self.app(scope, receive, send)
+        import json
+
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        try:
+            raw = json.dumps(openai_response_format(json.loads(raw))).encode()
+        except (ValueError, AttributeError):
+            pass  # not a JSON object: the server answers it with its own validation error
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(raw)).encode()))
+        return await self.app({**scope, "headers": headers}, replay, send)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     server = ServerSettings(host=args.host, port=args.port)
     server_app.LlamaProxy = PathProxy  # the name create_app builds its proxy from (this process only)
     app = server_app.create_app(server_settings=server, model_settings=[settings])
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(ResponseFormatMiddleware(app), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

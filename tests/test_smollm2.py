@@ -91,12 +91,12 @@ def test_one_rmft_iteration_with_the_real_model(smollm2, tmp_path, monkeypatch):
     from harness._plan import Plan, ScenarioEntry
 
     monkeypatch.setenv("REGRET_SERVE_ENGINE", "llama.cpp")
-    monkeypatch.setenv("REGRET_SERVE_THREADS", "2")
+    monkeypatch.setenv("REGRET_SERVE_THREADS", "1")
     entry = ScenarioEntry("bandit/bernoulli-k3", "bandit/bernoulli", {"n_arms": 3, "horizon": 3, "gap": 0.6},
                           "buttons", (0,))
     config = IterateConfig(
         out=str(tmp_path / "loop"), suite=Plan((), (entry,), 0, 1, "smollm2-ci"), agent=f"openai/{smollm2}",
-        agent_params={"temperature": 1.0, "max_tokens": 16, "cache": False, "answer_format": "json",
+        agent_params={"temperature": 1.0, "max_tokens": 24, "cache": False, "answer_format": "json",
                       "shuffle_options": True, "reasoning": False, "history": "summary", "seed": 0},
         backend="hf", backend_config={"max_steps": 2, "batch_size": 2, "top_layers": 1, "lora_r": 2,
                                       "lora_alpha": 4, "learning_rate": 1e-3},

@@ -285,9 +285,10 @@ class HFBackend(BaseBackend):
             top = None
             if config.top_layers and layers:
                 top = list(range(max(layers - config.top_layers, 0), layers))
+            # peft takes layers_to_transform only with named target modules
+            targets = _targets(config.target_modules) if top is None else linear_targets(config.target_modules)
             lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                              target_modules=_targets(config.target_modules), task_type="CAUSAL_LM", bias="none",
-                              layers_to_transform=top)
+                              target_modules=targets, task_type="CAUSAL_LM", bias="none", layers_to_transform=top)
             trainer = weighted_trainer_class()(model=model, args=args, train_dataset=train,
                                                processing_class=tokenizer,
                                                peft_config=None if hasattr(model, "peft_config") else lora,
@@ -414,6 +415,16 @@ def _export_gguf(base_dir: Path | None, merged_dir: Path, setting: str) -> float
     started = time.perf_counter()
     export_gguf(merged_dir, template, merged_dir / GGUF_NAME, tensor_type="q8_0" if setting == "auto" else setting)
     return time.perf_counter() - started
+
+
+LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def linear_targets(value: Any) -> list[str]:
+    """Target module names, with 'all-linear' spelled out as the Llama-family projections."""
+    if value == "all-linear":
+        return list(LLAMA_LINEAR)
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
 
 
 def _targets(value: Any) -> Any:
