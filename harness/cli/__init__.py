@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # subcommand modules, in the order `regret --help` lists them
-COMMANDS = ("run", "report", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
+COMMANDS = ("run", "report", "compare", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
 
 
 class CommandError(Exception):
