@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._plan import natural_key as _natural
 from harness._stats import Estimate, adjust_pvalues, clustered_mean, difference, paired_difference
 
 PAIR_KEYS = ("task_id", "rollout", "env_seed")
@@ -314,13 +315,6 @@ def _mismatches(names: Sequence[str], plans: Sequence[Mapping[str, Any]], plan_h
             detail = "; ".join(f"{run}: {spec}" for run, spec in per_run.items())
             warnings.append(f"agent {label!r} has different settings in different runs ({detail})")
     return warnings
-
-
-def _natural(text: str) -> list[Any]:
-    """Sort key that orders k2 < k10 (digits compared as numbers)."""
-    import re
-
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def _cells(row: PairRow) -> list[str]:
