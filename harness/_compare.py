@@ -240,7 +240,7 @@ def compare_runs(run_dirs: Sequence[str | Path], **options: Any) -> Comparison:
     """Compare the agents of one run, or of several runs (agents named RUN:LABEL), see the module docstring."""
     import polars as pl
 
-    from harness._check import plan_hash
+    from harness._check import fingerprint_warnings, plan_fingerprint
     from harness._store import PLAN_FILE, load_run
 
     if not run_dirs:
@@ -263,7 +263,8 @@ def compare_runs(run_dirs: Sequence[str | Path], **options: Any) -> Comparison:
         if len(run_dirs) > 1:
             frame = frame.with_columns(agent=pl.lit(f"{name}:") + pl.col("agent"))
         frames.append(frame)
-    warnings = _mismatches(names, plans, plan_hash) if len(run_dirs) > 1 else []
+    sources = [(name, {"plan_seed": plan.get("seed"), **plan_fingerprint(plan)}) for name, plan in zip(names, plans)]
+    warnings = fingerprint_warnings(sources) if len(run_dirs) > 1 else []
     episodes = pl.concat(frames, how="diagonal_relaxed")
     return compare_episodes(episodes, warnings=warnings, runs=names, **options)
 
@@ -293,28 +294,6 @@ def _win_rate(left, right) -> float:
         return math.nan
     a, b = joined["final_regret"].to_numpy(), joined["final_regret_b"].to_numpy()
     return float(((a < b).sum() + 0.5 * (a == b).sum()) / joined.height)
-
-
-def _mismatches(names: Sequence[str], plans: Sequence[Mapping[str, Any]], plan_hash) -> list[str]:
-    """Warnings for runs from different plans and for labels whose settings differ between runs."""
-    warnings = []
-    hashes = [plan_hash({k: v for k, v in p.items() if k != "agents"}) if p else None for p in plans]
-    if len(set(hashes)) > 1:
-        seeds = ", ".join(f"{n}: seed {p.get('seed')}" for n, p in zip(names, plans))
-        warnings.append(f"the runs come from different plans (scenarios, instances or seeds differ; {seeds}): "
-                        "episodes only pair where their task, rollout and env seed agree; others are compared unpaired")
-    settings: dict[str, dict[str, str]] = {}
-    for name, plan in zip(names, plans):
-        for agent in plan.get("agents", []) or []:
-            if isinstance(agent, Mapping):
-                label = agent.get("label") or agent.get("agent")
-                spec = json.dumps({"agent": agent.get("agent"), "params": agent.get("params", {})}, sort_keys=True)
-                settings.setdefault(str(label), {})[name] = spec
-    for label, per_run in sorted(settings.items()):
-        if len(set(per_run.values())) > 1:
-            detail = "; ".join(f"{run}: {spec}" for run, spec in per_run.items())
-            warnings.append(f"agent {label!r} has different settings in different runs ({detail})")
-    return warnings
 
 
 def _cells(row: PairRow) -> list[str]:
