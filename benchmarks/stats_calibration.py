@@ -158,7 +158,7 @@ def coverage(reps: int, root: Path) -> list[str]:
              f"{rollouts} rollouts per task; true mean {true_mean:.4f})",
              f"{'tasks per run':>13} {'runs':>5} {'clustered':>10} {'naive':>7} {'clustered (synthetic normal)':>29}"]
     rng = np.random.default_rng(0)
-    for tasks, n_runs in ((3, reps * 5), (20, reps * 2)):
+    for tasks, n_runs in ((3, reps * 5), (20, reps * 3 // 2)):
         _, episodes = run(["uniform"], scenario, tasks * n_runs, rollouts, root, f"cov-{tasks}", seed=tasks)
         frame = episodes.filter(pl.col("status") == "finished").collect()
         group = groups_of(frame, n_runs)
@@ -224,16 +224,16 @@ def power(reps: int, root: Path) -> list[str]:
     agents = [{"agent": "epsilon-greedy", "epsilon": 0.1, "label": "eps0.1"},
               {"agent": "epsilon-greedy", "epsilon": 0.2, "label": "eps0.2"}]
     rollouts = 4
-    _, big = run(agents, scenario, 2000, rollouts, root, "power-truth", seed=7)
+    _, big = run(agents, scenario, 1000, rollouts, root, "power-truth", seed=7)
     truth = _paired_frame(big.collect(), "eps0.2", "eps0.1")
     relative = float(truth["a"].mean() / truth["b"].mean() - 1.0)
     _, pilot = run(agents, scenario, 20, rollouts, root, "power-pilot", seed=8)
     pilot = _paired_frame(pilot.collect(), "eps0.2", "eps0.1")
     lines = [f"4. power: epsilon-greedy 0.2 vs 0.1 on bandit/gaussian K=5, T=100, {rollouts} rollouts per task; "
-             f"true relative difference {relative:+.1%} (from 2000 tasks x {rollouts}), planned for 80% power at "
+             f"true relative difference {relative:+.1%} (from 1000 tasks x {rollouts}), planned for 80% power at "
              f"alpha 0.05 (two-sided) from a pilot of 20 tasks x {rollouts}",
              f"{'scope':<10} {'design':<9} {'tasks':>6} {'episodes/agent':>15} {'simulated power':>16}"]
-    _, pool = run(agents, scenario, 4000, rollouts, root, "power-check", seed=9)
+    _, pool = run(agents, scenario, 1500, rollouts, root, "power-check", seed=9)
     pool = _paired_frame(pool.collect(), "eps0.2", "eps0.1")
     tasks = sorted(pool["task_id"].unique().to_list())
     rng = np.random.default_rng(1)
