@@ -419,6 +419,7 @@ nav#nav { position: sticky; top: 0; background: #fafafa; border-bottom: 1px soli
           font-size: 0.85rem; z-index: 2; }
 th[title] { cursor: pointer; } th[data-order="asc"]::after { content: " ▲"; } th[data-order="desc"]::after { content: " ▼"; }
 h3 { font-size: 1rem; }
+section { scroll-margin-top: 4.5rem; }
 pre { white-space: pre-wrap; word-break: break-word; font-size: 0.78rem; margin: 0.2rem 0; }
 """
 
