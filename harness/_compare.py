@@ -241,7 +241,8 @@ def compare_runs(run_dirs: Sequence[str | Path], **options: Any) -> Comparison:
     import polars as pl
 
     from harness._check import fingerprint_warnings, plan_fingerprint
-    from harness._store import PLAN_FILE, load_run
+    from harness._files import read_plan
+    from harness._store import load_run
 
     if not run_dirs:
         raise ValueError("compare needs at least one run directory")
@@ -251,7 +252,7 @@ def compare_runs(run_dirs: Sequence[str | Path], **options: Any) -> Comparison:
             raise ValueError(f"{directory} is not a run directory (no store.sqlite)")
         _, episodes = load_run(directory)
         try:
-            plan = json.loads((directory / PLAN_FILE).read_text())["plan"]
+            plan = read_plan(directory)
         except (OSError, ValueError, KeyError):
             plan = {}
         name = directory.name

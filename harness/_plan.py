@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from scenarios import SCENARIOS, ScenarioError, ScenarioSpec, make
+from scenarios import SCENARIOS, ScenarioSpec, UsageError, make
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """A malformed suite or plan; the message names the problem."""
 
 
@@ -264,7 +264,7 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
             instance_seeds = explicit if explicit is not None else draw_instance_seeds(seed, entry_id, count)
             try:
                 make(family, entry_params, instance_seeds[0])  # validates family and params now, not mid-run
-            except (ScenarioError, KeyError) as exc:
+            except UsageError as exc:  # unknown family, bad parameters
                 raise PlanError(f"{where}: {entry_id}: {exc}" if swept else f"{where}: {exc}") from None
             entries.append(ScenarioEntry(entry_id, family, entry_params, framing, instance_seeds, entry_rollouts,
                                          count, swept))
@@ -339,7 +339,4 @@ def load_suite(path: str | Path) -> Plan:
 
 
 def scenario_kind(family: str) -> str:
-    from scenarios._base import _import_builtin_families
-
-    _import_builtin_families()
     return SCENARIOS.get(family).kind

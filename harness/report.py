@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from agents import VALID_PARSE_STATUSES
 from harness import metrics
-from harness._store import PLAN_FILE
+from harness._files import atomic_write_bytes, read_frozen_plan, read_plan
+from scenarios import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -47,34 +48,9 @@ PLOT_DPI = 100
 
 
 # --- formatting --------------------------------------------------------------------------
-def _num(value: Any, spec: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return format(value, spec)
-
-
-def _pvalue(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _percent(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _ci(row: Mapping[str, Any], prefix: str = "") -> str:
-    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
-    if low is None or high is None:
-        return "–"
-    mark = " †" if not prefix and row.get("ci_method") == "single task" else ""
-    return f"[{low:.3f}, {high:.3f}]{mark}"
-
-
-def _sublinear(row: Mapping[str, Any]) -> str:
-    if row["sublinear"] is None:
-        return "–"
-    return f"{'yes' if row['sublinear'] else 'no'} (p {_pvalue(row['beta_pvalue'])})"
+_num = metrics.format_number
+_pvalue = metrics.format_pvalue
+_percent = metrics.format_percent
 
 
 SINGLE_TASK_NOTE = ("† one task: the interval is over the episodes of that single instance and says nothing "
@@ -87,34 +63,10 @@ LEADERBOARD_NOTE = (
     "playing the best arm in the second half. MinFrac: K times the smallest share of pulls any arm got.")
 
 
-# (header, cell) of the Markdown and HTML leaderboard tables
-_TABLE_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("agent", lambda r: r["agent"]),
-    ("scenario", lambda r: r["scenario_id"]),
-    ("family", lambda r: r["family"] or ""),
-    ("tasks", lambda r: str(r["tasks"])),
-    ("episodes", lambda r: str(r["episodes"])),
-    ("failed", lambda r: str(r["failed"])),
-    ("mean regret", lambda r: _num(r["mean_regret"])),
-    ("95% CI", _ci),
-    ("std", lambda r: _num(r["std_regret"])),
-    ("median", lambda r: _num(r["median_regret"])),
-    ("p90", lambda r: _num(r["p90_regret"])),
-    ("beta", lambda r: _num(r["beta"])),
-    ("beta 95% CI", lambda r: _ci(r, "beta_")),
-    ("sublinear", _sublinear),
-    ("SuffFail", lambda r: _num(r["suff_fail_freq"])),
-    ("MinFrac", lambda r: _num(r["min_frac"])),
-    ("invalid", lambda r: _percent(r["invalid_rate"])),
-    ("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
-    ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
-    ("cost $", lambda r: _num(r["cost"] or 0.0, ".4f")),
-)
-
-
 def _table_cells(frame: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
-    headers = [name for name, _ in _TABLE_COLUMNS]
-    return headers, [[cell(row) for _, cell in _TABLE_COLUMNS] for row in frame.iter_rows(named=True)]
+    columns = metrics.table_columns()
+    headers = [name for name, _ in columns]
+    return headers, [[cell(row) for _, cell in columns] for row in frame.iter_rows(named=True)]
 
 
 def leaderboard_markdown(frame: pl.DataFrame) -> str:
@@ -172,7 +124,7 @@ def print_leaderboard(frame: pl.DataFrame, console: Console | None = None) -> No
             beta += f" [{row['beta_ci_low']:.2f}, {row['beta_ci_high']:.2f}]"
         cost = row["cost"] or 0.0
         table.add_row(
-            "  " + row["agent"], str(row["tasks"]), n, mean, beta, _sublinear(row), _num(row["suff_fail_freq"], ".2f"),
+            "  " + row["agent"], str(row["tasks"]), n, mean, beta, metrics._sublinear(row), _num(row["suff_fail_freq"], ".2f"),
             _num(row["min_frac"], ".2f"),
             _percent(row["invalid_rate"]), "0" if cost == 0 else f"{cost:.4f}",
         )
@@ -394,7 +346,7 @@ def plot_regret_curves(curves: pl.DataFrame, path: str | Path, scenarios: list[s
                       loc="outside lower center", ncols=min(6, len(handles)), fontsize=8, frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=PLOT_DPI, metadata={"Software": None})
-    _write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -620,7 +572,7 @@ def _agent_item(agent: Any) -> str:
 
 def _plan_section(run_dir: Path) -> str:
     try:
-        frozen = json.loads((run_dir / PLAN_FILE).read_text())
+        frozen = read_frozen_plan(run_dir)
     except (OSError, ValueError):
         return '<section id="plan"><h2>Plan</h2><p class="note">no readable plan.json</p></section>'
     plan = frozen.get("plan", {}) if isinstance(frozen, Mapping) else {}
@@ -687,11 +639,9 @@ def _image(png: bytes | None, alt: str, css: str = "plot") -> str:
 
 def _plan_of(run_dir: Path) -> dict[str, Any]:
     try:
-        frozen = json.loads((run_dir / PLAN_FILE).read_text())
+        return read_plan(run_dir)
     except (OSError, ValueError):
         return {}
-    plan = frozen.get("plan", {}) if isinstance(frozen, Mapping) else {}
-    return plan if isinstance(plan, Mapping) else {}
 
 
 def plan_order(plan: Mapping[str, Any]) -> tuple[list[str], list[str], dict[str, list[tuple[str, dict[str, Any]]]]]:
@@ -870,29 +820,29 @@ def write_report(
     from harness._store import load_run
 
     if episodes_per_group < 0:
-        raise ValueError(f"episodes_per_group must be >= 0, got {episodes_per_group}")
+        raise ConfigError(f"episodes_per_group must be >= 0, got {episodes_per_group}")
     if max_rounds < 1:
-        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        raise ConfigError(f"max_rounds must be >= 1, got {max_rounds}")
     run_dir = Path(run_dir)
     decisions, episodes = load_run(run_dir)
     if leaderboard is None:
         leaderboard = metrics.leaderboard(decisions, episodes)
     leaderboard = in_plan_order(leaderboard, plan_order(_plan_of(run_dir))[0])
     paths = {name: run_dir / filename for name, filename in REPORT_FILES.items()}
-    _write_bytes(paths["markdown"], leaderboard_markdown(leaderboard).encode())
+    atomic_write_bytes(paths["markdown"], leaderboard_markdown(leaderboard).encode())
     buffer = io.BytesIO()
     leaderboard.write_csv(buffer)
-    _write_bytes(paths["csv"], buffer.getvalue())
+    atomic_write_bytes(paths["csv"], buffer.getvalue())
     buffer = io.BytesIO()
     leaderboard.write_parquet(buffer)
-    _write_bytes(paths["parquet"], buffer.getvalue())
+    atomic_write_bytes(paths["parquet"], buffer.getvalue())
     scenario_order, agent_order, _ = plan_order(_plan_of(run_dir))
     curves = metrics.regret_curves(decisions)
     plot_regret_curves(curves, paths["plot"], scenario_order, agent_order)
     page = render_html(run_dir, leaderboard, paths["plot"].read_bytes(), decisions,
                        episodes.collect(engine=metrics.ENGINE), episodes_per_group=episodes_per_group,
                        max_rounds=max_rounds, max_bytes=max_html_bytes, curves=curves)
-    _write_bytes(paths["html"], page.encode("utf-8"))
+    atomic_write_bytes(paths["html"], page.encode("utf-8"))
     return paths
 
 
@@ -904,13 +854,6 @@ def report_run(run_dir: str | Path, console: Console | None = None, **options: A
     frame = metrics.leaderboard(decisions, episodes)
     print_leaderboard(frame, console)
     return write_report(run_dir, leaderboard=frame, **options)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically (a crash never leaves half a report file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 __all__ = [
