@@ -406,7 +406,7 @@ def paired_by_task(now: Sequence[float], base: Sequence[float], tasks: Sequence[
     from harness._stats import paired_difference
 
     if len(now) < 2:
-        raise ValueError(f"a paired test needs at least 2 pairs, got {len(now)}")
+        raise ConfigError(f"a paired test needs at least 2 pairs, got {len(now)}")
     estimate = paired_difference(now, base, tasks, scope="tasks")
     if not math.isfinite(estimate.std_error):  # a task with a single pair: pool the differences instead
         return paired_test(now, base)

@@ -298,13 +298,10 @@ def _sweeps(family: str, name: str, value: list) -> bool:
     """A list sweeps a scalar parameter; a parameter that takes a list sweeps only over a list of lists."""
     import dataclasses
 
-    from scenarios._base import _import_builtin_families
-
-    _import_builtin_families()
     try:
         params_cls = SCENARIOS.get(family).Params
         annotation = {f.name: str(f.type) for f in dataclasses.fields(params_cls)}.get(name, "")
-    except (KeyError, AttributeError, TypeError, ScenarioError):
+    except (UsageError, AttributeError, TypeError):  # an unknown family is reported when the entry is validated
         annotation = ""
     takes_list = any(word in annotation for word in ("tuple", "list", "Sequence"))
     return all(isinstance(v, list) for v in value) if takes_list else True

@@ -147,7 +147,7 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
     from scipy.special import stdtrit
 
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise ConfigError(f"level must be in (0, 1), got {level}")
     R = pl.col("cumulative_regret")
     by_round = [*KEYS, "t"]
     per_task = (
