@@ -6,9 +6,9 @@ against H1: mean(now) > mean(baseline) (regret got worse):
 
 - paired differences now - baseline stratified by task (`harness._stats.paired_difference`,
   scope "tasks", the machinery of `regret compare`), when both runs hold exactly the same
-  episodes (task_id, rollout, env_seed); with one task this is the paired t-test. Episodes with the same env_seed face the same
-  pre-drawn world (common random numbers), so the world's noise cancels in the differences
-  and the test is far more powerful. This is the case when the baseline was written from a
+  episodes (task_id, rollout, env_seed); with one task this is the paired t-test. Episodes
+  with the same env_seed face the same pre-drawn world (common random numbers), so the
+  world's noise cancels in the differences and the test is far more powerful. This is the case when the baseline was written from a
   run of the same suite with the same master seed (the usual CI setup).
 - Welch's t-test stratified by task, when both runs played the same tasks (instances) with
   other episode seeds (e.g. a suite with explicit instance `seeds` and another master seed).
