@@ -36,7 +36,7 @@ AGENT_PARAMS = {
     "reasoning": False, "history": "summary", "max_invalid_retries": 1, "seed": 0,
     "system_prompt": "You choose one option per round to earn as much reward as possible.",
 }
-FULL = {"iterations": 2, "rollouts": 4, "k": 1, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
+FULL = {"iterations": 2, "rollouts": 3, "k": 1, "train_instances": 3, "eval_instances": 8, "eval_rollouts": 1,
         "backend_config": {"top_layers": 4, "lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-3, "epochs": 1.0,
                            "batch_size": 4, "max_length": 512}}
 QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_instances": 3, "eval_rollouts": 1,
@@ -138,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint from `regret init-model --from smollm2 DIR`")
     parser.add_argument("--out", default="/work/cache/smollm2/rmft", help="loop directory (resumed when it exists)")
+    parser.add_argument("--iterations", type=int, help="fine-tuning rounds (default 2; resumable: raise it later)")
     parser.add_argument("--horizon", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.6)
     parser.add_argument("--concurrency", type=int, default=2, help="episodes in flight (the server answers one at a time)")
@@ -157,6 +158,8 @@ def main() -> None:
     from finetune._loop import IterateConfig, iterate
 
     settings = dict(QUICK if args.quick else FULL)
+    if args.iterations is not None:
+        settings["iterations"] = args.iterations
     if args.engine != "llama.cpp":  # no GGUF export needed; a GPU trains every layer in no time
         backend_config = {k: v for k, v in settings["backend_config"].items() if k != "top_layers"}
         settings["backend_config"] = {**backend_config, "gguf": "none"}

@@ -39,7 +39,7 @@ from typing import Any
 from agents import AgentSpec
 from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
 from harness import Plan, ScenarioEntry, atomic_write_json, derive_seed
-from scenarios import ConfigError
+from scenarios import ConfigError, RegretError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
@@ -54,6 +54,10 @@ ROW_COLUMNS = (
 )
 # settings that may change between calls on the same directory
 _RESUMABLE = {"iterations", "baselines", "concurrency"}
+
+
+class LoopError(RegretError):
+    """A step of the loop could not finish (e.g. episodes failed); finished work is kept for the next call."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,7 @@ def load_plan(suite: Any) -> Plan:
 def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
             log: Callable[[str], None] | None = None) -> IterateResult:
     """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
-    from harness._runner import run_plan
+    from harness._runner import build_factories, run_plan
 
     log = log or (lambda message: None)
     plan = load_plan(config.suite)
@@ -258,7 +262,13 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
             on_step(step)
 
     def run_dir(path: Path, run: Plan) -> None:
-        run_plan(run, path, resume=(path / "plan.json").exists(), concurrency=config.concurrency)
+        resume = (path / "plan.json").exists()
+        # a resumed run plays through today's agents: a restarted model server has a new api_base
+        factories = build_factories(run) if resume else None
+        result = run_plan(run, path, resume=resume, concurrency=config.concurrency, factories=factories)
+        if result.failed:
+            raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}); "
+                            "finished ones are kept: call iterate again to retry the failed ones")
 
     if config.baselines and not state.done("baselines"):
         specs = tuple(AgentSpec(name) for name in config.baselines)
