@@ -29,6 +29,7 @@ from agents.llm._client import Completion, EndpointLimits, LLMClient, ProviderEr
 from agents.llm._cost import Pricer, is_self_hosted, load_price_file
 from agents.llm._parse import ParsedAnswer, parse_answer, split_reasoning
 from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts
+from agents.llm._quirks import QUIRKS, apply_quirks
 from agents.llm._settings import LLMSettings
 
 __all__ = [
@@ -42,8 +43,10 @@ __all__ = [
     "LLMSettings",
     "ParsedAnswer",
     "Pricer",
+    "QUIRKS",
     "ProviderError",
     "ResponseCache",
+    "apply_quirks",
     "default_cache_dir",
     "is_self_hosted",
     "llm_factory",

@@ -14,6 +14,7 @@ from typing import Any
 
 from agents.llm._cache import open_cache, release_cache, request_key
 from agents.llm._cost import Pricer, is_self_hosted
+from agents.llm._quirks import apply_quirks
 from agents.llm._settings import LLMSettings
 from scenarios import ConfigError, RegretError
 
@@ -190,7 +191,8 @@ class LLMClient:
             if getattr(settings, name) is not None:
                 request[name] = getattr(settings, name)
         request.update(settings.extra)
-        self._request = request  # what identifies a response (the cache key); never holds the key
+        # what identifies a response (the cache key); never holds the key
+        self._request = apply_quirks(request, settings)
         self._cache = None
         self._rng = random.Random()  # backoff jitter only: timing, never results
         self._quiet: tuple[Any, bool] | None = None  # litellm and its suppress_debug_info before this client
