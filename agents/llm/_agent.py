@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import random
 
-from agents._base import (
-    PARSE_FALLBACK,
-    PARSE_OK,
-    PARSE_REPAIRED,
-    Agent,
-    AgentFactory,
-    AgentSpec,
-    Decision,
-    EpisodeInfo,
-    RunResources,
-)
+from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision
+from agents._base import EpisodeInfo, RunResources
 from agents.llm._client import EndpointLimits, LLMClient
 from agents.llm._parse import parse_answer
 from agents.llm._prompts import EpisodePrompts
