@@ -162,3 +162,14 @@ def test_every_registry_describes_its_entries_without_importing_lazy_ones():
     *rows, imported = json.loads(out.stdout)
     assert not imported
     assert all(help_text for _, help_text in rows) and {"hf", "torch"} <= {name for name, _ in rows}
+
+
+def test_regret_extensions_lists_every_registry_with_help(capsys):
+    from harness.cli import main
+
+    assert main(["extensions"]) == 0
+    out = capsys.readouterr().out
+    for title in ("scenario families (entry points: regret_harness.scenarios)", "metrics", "executors",
+                  "dataset formats", "fine-tuning backends", "provider quirks"):
+        assert title in out
+    assert "  local  asyncio in this process" in out and "hf " in out

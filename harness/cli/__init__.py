@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # subcommand modules, in the order `regret --help` lists them
-COMMANDS = ("run", "report", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
+COMMANDS = ("run", "report", "scenarios", "agents", "dataset", "iterate", "check", "init_model", "extensions")
 
 
 def __getattr__(name: str):
