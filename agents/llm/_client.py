@@ -155,7 +155,7 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
-class MalformedResponse(RuntimeError):
+class MalformedResponse(RegretError, RuntimeError):
     """A 200 answer without a usable message (no choices, a stream that ended early): retried."""
 
 
