@@ -173,3 +173,20 @@ def test_regret_extensions_lists_every_registry_with_help(capsys):
                   "dataset formats", "fine-tuning backends", "provider quirks"):
         assert title in out
     assert "  local  asyncio in this process" in out and "hf " in out
+
+
+def test_a_registry_takes_entry_points_lazily_and_suggests_close_names(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from scenarios import Registry, UnknownNameError
+
+    group = "regret_harness.test_things"
+    points = [EntryPoint("greedy-plugin", "agents.baselines:Greedy", group),
+              EntryPoint("self-registering", "json", group)]  # a module: imported, registers nothing here
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: points if group == points[0].group else [])
+    things = Registry("thing", group)
+    things.add("local", object(), help="registered in code")
+    assert [e.name for e in things.describe()] == ["greedy-plugin", "local"]
+    assert things.get("greedy-plugin").__name__ == "Greedy"
+    with pytest.raises(UnknownNameError, match=r"unknown thing 'greedy-plugn'; did you mean 'greedy-plugin'\?"):
+        things.get("greedy-plugn")
