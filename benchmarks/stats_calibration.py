@@ -277,8 +277,11 @@ def main() -> None:
         part = steps[name](args.reps, root)
         print("\n".join(part) + "\n", flush=True)
         lines += part + [""]
-    footer = (f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU "
-              f"(pid {os.getpid()}; runs under {root})")
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    footer = (f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU in this process "
+              f"+ {children.ru_utime + children.ru_stime:.0f} s in worker processes (pid {os.getpid()}; runs under {root})")
     print(footer)
     if args.out:
         Path(args.out).write_text("\n".join(lines + [footer]) + "\n")
