@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from scenarios import SCENARIOS, ScenarioSpec, UsageError, make
+from scenarios import SCENARIOS, ScenarioSpec, UnknownNameError, UsageError, make
 
 
 class PlanError(UsageError):
@@ -257,6 +257,13 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
         framing = raw.get("framing")
         if framing is not None and not isinstance(framing, str):
             raise PlanError(f"{where}: 'framing' must be a string")
+        if framing is not None:
+            from scenarios.framing import get_framing
+
+            try:
+                get_framing(framing)
+            except UnknownNameError as exc:
+                raise PlanError(f"{where}: {exc}") from None
         expanded = _expand_sweep(base_id, family, params, where)
         if len(expanded) == 1 and isinstance(raw.get("sweep"), Mapping):  # a frozen plan's swept entry
             expanded = [(base_id, dict(params), dict(raw["sweep"]))]
@@ -325,9 +332,11 @@ def natural_key(text: str) -> list[Any]:
 def load_suite(path: str | Path) -> Plan:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(f"cannot read suite file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the suite as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
