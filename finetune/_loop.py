@@ -231,7 +231,7 @@ def _timed(function: Callable[[], Any], serving: Any = None) -> tuple[Any, float
 def load_plan(suite: Any) -> Plan:
     if isinstance(suite, Plan):
         return suite
-    from harness._suites import load_suite_or_builtin
+    from harness import load_suite_or_builtin
 
     return load_suite_or_builtin(str(suite))
 
@@ -239,7 +239,8 @@ def load_plan(suite: Any) -> Plan:
 def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
             log: Callable[[str], None] | None = None) -> IterateResult:
     """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
-    from harness._runner import build_factories, run_plan
+    from harness import run_plan
+    from harness._runner import build_factories
 
     log = log or (lambda message: None)
     plan = load_plan(config.suite)
@@ -350,7 +351,7 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
 
     from finetune._select import select_episodes
     from finetune._text_data import DatasetError
-    from harness._store import load_run
+    from harness import load_run
 
     _, episodes = load_run(folder / "rollouts")
     kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
@@ -378,7 +379,7 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
     import polars as pl
 
     from finetune._select import select_decisions
-    from harness._store import load_run
+    from harness import load_run
 
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
@@ -391,7 +392,7 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     """iterations.parquet/.csv: one row per (iteration, scenario) from the eval runs and step records."""
     import polars as pl
 
-    from harness._store import load_run
+    from harness import load_run
     from harness.metrics import leaderboard
 
     done = state["done"]
@@ -432,7 +433,7 @@ def _num(value: Any) -> float:
 
 
 def write_baselines(directory: Path):
-    from harness._store import load_run
+    from harness import load_run
     from harness.metrics import leaderboard
 
     board = leaderboard(*load_run(directory / "baselines"))
