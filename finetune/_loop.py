@@ -239,8 +239,7 @@ def load_plan(suite: Any) -> Plan:
 def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
             log: Callable[[str], None] | None = None) -> IterateResult:
     """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
-    from harness import run_plan
-    from harness._runner import build_factories
+    from harness import build_factories, run_plan
 
     log = log or (lambda message: None)
     plan = load_plan(config.suite)
