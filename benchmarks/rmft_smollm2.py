@@ -36,7 +36,7 @@ AGENT_PARAMS = {
     "reasoning": False, "history": "summary", "max_invalid_retries": 1, "seed": 0,
     "system_prompt": "You choose one option per round to earn as much reward as possible.",
 }
-FULL = {"iterations": 2, "rollouts": 3, "k": 1, "train_instances": 3, "eval_instances": 8, "eval_rollouts": 1,
+FULL = {"iterations": 2, "rollouts": 4, "k": 1, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
         "backend_config": {"top_layers": 4, "lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-3, "epochs": 1.0,
                            "batch_size": 4, "max_length": 512}}
 QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_instances": 3, "eval_rollouts": 1,
@@ -150,6 +150,7 @@ def main() -> None:
                         help="server for every checkpoint: llama.cpp (CPU), transformers, vllm (GPU; restarted "
                              "per checkpoint, one model per process)")
     parser.add_argument("--results", default=str(RESULTS / "rmft_smollm2.txt"))
+    parser.add_argument("--summarise-only", action="store_true", help="rewrite the results from --out, run nothing")
     args = parser.parse_args()
     for name, value in (("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("LITELLM_MODE", "PRODUCTION"),
                         ("HF_HUB_OFFLINE", "1"), ("REGRET_SERVE_ENGINE", args.engine),
@@ -168,7 +169,8 @@ def main() -> None:
                            agent_params=AGENT_PARAMS, backend=args.backend, baselines=BASELINES, per="decision",
                            concurrency=args.concurrency, seed=0, **settings)
     started = time.perf_counter()
-    iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
+    if not args.summarise_only:
+        iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
     lines, table, references = summarise(Path(args.out), {**settings, "horizon": args.horizon, "gap": args.gap,
                                        "agent": AGENT_PARAMS, "per": "decision"}, started)
     print("\n".join(lines))
