@@ -14,8 +14,9 @@ decision runs one incremental attention step over cached keys and values, so an 
 
 Agent settings: `play` = "sample" (default: sample an action from the policy each round with
 the episode's seed) or "policy" (answer with the probability vector where the scenario
-accepts one, e.g. experts; this plays the policy's expectation). Each Decision logs the
-probabilities in `info["probs"]`.
+accepts one, e.g. experts; this plays the policy's expectation); `temperature` (default 1)
+divides the logits before the softmax. Each Decision logs the probabilities it played in
+`info["probs"]`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class PolicyConfig:
     d_context: int = field(default=8, metadata={"help": "width of the Transformer context each action's scorer reads"})
     d_arm: int = field(default=32, metadata={"help": "hidden width of the shared per-action scorer"})
     decay: float = field(default=0.8, metadata={"help": "discount of the recency-weighted per-action statistics"})
+    arm_counts: bool = field(default=False, metadata={
+        "help": "bandits: the per-arm statistics include pull counts (experts always see every loss)"})
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -64,6 +67,10 @@ class PolicyConfig:
             raise ValueError(f"torch policy: n_actions must be >= 2, got {self.n_actions}")
         if self.d_model % self.n_heads:
             raise ValueError(f"torch policy: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    @property
+    def uses_counts(self) -> bool:
+        return self.kind != "bandit" or self.arm_counts
 
     @property
     def n_features(self) -> int:
@@ -198,7 +205,7 @@ def build_module(config: PolicyConfig):
                 value, value.cumsum(1), count.cumsum(1), torch.einsum("ts,bsk->btk", discount, value),
                 torch.einsum("ts,bsk->btk", discount, count), t, torch.log1p(t), feats[..., -1:],
                 config.horizon_scale, lambda x: x.amax(-1, keepdim=True), lambda c: torch.stack(c, -1),
-                config.kind != "bandit")
+                config.uses_counts)
 
         def forward(self, feats):
             x = self.embed(feats)
@@ -285,7 +292,7 @@ class NumpyPolicy:
         stats = arm_statistics(value, running["sums"], running["counts"], running["dsums"], running["dcounts"],
                                float(t), math.log1p(t), features[-1:], c.horizon_scale,
                                lambda x: x.max(-1, keepdims=True), lambda cols: np.stack(cols, -1),
-                               c.kind != "bandit")
+                               c.uses_counts)
         for (wqkv, bqkv, wp, bp, wu, bu, wd, bd, g1, b1, g2, b2), layer_cache in zip(self.layers, cache[:-1]):
             keys, values, n = layer_cache
             q, k, v = (layer_norm(x, g1, b1) @ wqkv + bqkv).reshape(3, heads, dh)
@@ -320,9 +327,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class TorchPolicyAgent(Agent):
     """Plays a numeric policy checkpoint: samples (or plays) its policy every round."""
 
-    def __init__(self, policy: NumpyPolicy, play: str = "sample") -> None:
+    def __init__(self, policy: NumpyPolicy, play: str = "sample", temperature: float = 1.0) -> None:
         self.policy = policy
         self.play = play
+        self.temperature = temperature
         config = policy.config
         self._feature_dim = config.n_features
         self._scale = config.horizon_scale
@@ -340,7 +348,7 @@ class TorchPolicyAgent(Agent):
 
     def decide(self, observation: Observation) -> Decision:
         self.next_features[-1] = time_feature(observation.t, self._scale)
-        probs = softmax(self.policy.step(self.cache, self.next_features))
+        probs = softmax(self.policy.step(self.cache, self.next_features) / self.temperature)
         info = {"probs": [round(float(p), 4) for p in probs]}
         if self.use_policy:
             return Decision(policy=tuple(float(p) for p in probs), info=info)
@@ -369,12 +377,16 @@ def checkpoint_path(agent: str) -> Path:
 def torch_policy_factory(spec: AgentSpec) -> AgentFactory:
     """Factory for `torch:PATH` agents (see agents._base.resolve)."""
     directory = checkpoint_path(spec.agent)
-    unknown = set(spec.params) - {"play", "framing"}
+    unknown = set(spec.params) - {"play", "temperature", "framing"}
     if unknown:
-        raise ValueError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} (settings: play)")
+        raise ValueError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} "
+                         "(settings: play, temperature)")
     play = spec.params.get("play", "sample")
     if play not in ("sample", "policy"):
         raise ValueError(f"agent {spec.agent!r}: play must be 'sample' or 'policy', got {play!r}")
+    temperature = spec.params.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"agent {spec.agent!r}: temperature must be a number > 0, got {temperature!r}")
     policy = NumpyPolicy.load(directory)
     kinds = frozenset({policy.config.kind})
-    return AgentFactory(spec, lambda: TorchPolicyAgent(policy, play), kinds)
+    return AgentFactory(spec, lambda: TorchPolicyAgent(policy, play, float(temperature)), kinds)
