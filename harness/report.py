@@ -63,10 +63,28 @@ def _percent(value: Any) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _ci(row: Mapping[str, Any]) -> str:
-    if row["ci_low"] is None:
+def _ci(row: Mapping[str, Any], prefix: str = "") -> str:
+    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    if low is None or high is None:
         return "–"
-    return f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    mark = " †" if not prefix and row.get("ci_method") == "single task" else ""
+    return f"[{low:.3f}, {high:.3f}]{mark}"
+
+
+def _sublinear(row: Mapping[str, Any]) -> str:
+    if row["sublinear"] is None:
+        return "–"
+    return f"{'yes' if row['sublinear'] else 'no'} (p {_pvalue(row['beta_pvalue'])})"
+
+
+SINGLE_TASK_NOTE = ("† one task: the interval is over the episodes of that single instance and says nothing "
+                    "about other instances of the scenario.")
+LEADERBOARD_NOTE = (
+    "Mean final regret over finished episodes with a task-clustered 95% interval (cluster-robust over tasks, "
+    "Student t with tasks - 1 degrees of freedom: few tasks give wide intervals). beta: the regret-growth slope "
+    "log R_t = beta log t + c fitted per episode (first 10% of rounds skipped) and averaged, with its clustered "
+    "95% interval; sublinear: the one-sided test of beta >= 1 rejects at 0.05. SuffFail: share of episodes never "
+    "playing the best arm in the second half. MinFrac: K times the smallest share of pulls any arm got.")
 
 
 # (header, cell) of the Markdown and HTML leaderboard tables
@@ -74,6 +92,7 @@ _TABLE_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("agent", lambda r: r["agent"]),
     ("scenario", lambda r: r["scenario_id"]),
     ("family", lambda r: r["family"] or ""),
+    ("tasks", lambda r: str(r["tasks"])),
     ("episodes", lambda r: str(r["episodes"])),
     ("failed", lambda r: str(r["failed"])),
     ("mean regret", lambda r: _num(r["mean_regret"])),
@@ -82,7 +101,8 @@ _TABLE_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("median", lambda r: _num(r["median_regret"])),
     ("p90", lambda r: _num(r["p90_regret"])),
     ("beta", lambda r: _num(r["beta"])),
-    ("p(beta>=1)", lambda r: _pvalue(r["beta_pvalue"])),
+    ("beta 95% CI", lambda r: _ci(r, "beta_")),
+    ("sublinear", _sublinear),
     ("SuffFail", lambda r: _num(r["suff_fail_freq"])),
     ("MinFrac", lambda r: _num(r["min_frac"])),
     ("invalid", lambda r: _percent(r["invalid_rate"])),
@@ -103,13 +123,14 @@ def leaderboard_markdown(frame: pl.DataFrame) -> str:
     lines = [
         "# Leaderboard",
         "",
-        "Mean final regret over finished episodes with a 95% Student-t interval; beta is the regret-growth",
-        "slope (beta < 1: sublinear) with the one-sided p-value of beta >= 1; SuffFail and MinFrac for bandits.",
+        LEADERBOARD_NOTE,
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers))) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    if any(row.get("ci_method") == "single task" for row in frame.iter_rows(named=True)):
+        lines += ["", SINGLE_TASK_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -131,7 +152,8 @@ def print_leaderboard(frame: pl.DataFrame, console: Console | None = None) -> No
                   collapse_padding=True)
     longest = max((len(a) for a in frame["agent"].to_list()), default=5)
     table.add_column("agent", no_wrap=True, min_width=min(longest + 2, 30), max_width=40)
-    for name in ("n", "mean regret ± 95% CI", "beta (p)", "SuffFail", "MinFrac", "invalid", "cost $"):
+    for name in ("tasks", "episodes", "mean regret ± 95% CI", "beta [95% CI]", "sublinear", "SuffFail", "MinFrac",
+                 "invalid", "cost $"):
         table.add_column(name, justify="right")
     previous = None
     for row in frame.sort("scenario_id", "mean_regret", "agent", nulls_last=True).iter_rows(named=True):
@@ -144,14 +166,19 @@ def print_leaderboard(frame: pl.DataFrame, console: Console | None = None) -> No
         n = str(row["episodes"]) + (f" (+{row['failed']} failed)" if row["failed"] else "")
         mean = _num(row["mean_regret"])
         if row["ci_low"] is not None:
-            mean += f" ± {(row['ci_high'] - row['ci_low']) / 2:.3f}"
-        beta = "–" if row["beta"] is None else f"{row['beta']:.2f} ({_pvalue(row['beta_pvalue'])})"
+            mean += f" ± {(row['ci_high'] - row['ci_low']) / 2:.3f}" + (" †" if row["ci_method"] == "single task" else "")
+        beta = "–" if row["beta"] is None else f"{row['beta']:.2f}"
+        if row["beta_ci_low"] is not None:
+            beta += f" [{row['beta_ci_low']:.2f}, {row['beta_ci_high']:.2f}]"
         cost = row["cost"] or 0.0
         table.add_row(
-            "  " + row["agent"], n, mean, beta, _num(row["suff_fail_freq"], ".2f"), _num(row["min_frac"], ".2f"),
+            "  " + row["agent"], str(row["tasks"]), n, mean, beta, _sublinear(row), _num(row["suff_fail_freq"], ".2f"),
+            _num(row["min_frac"], ".2f"),
             _percent(row["invalid_rate"]), "0" if cost == 0 else f"{cost:.4f}",
         )
     console.print(table)
+    if any(row["ci_method"] == "single task" for row in frame.iter_rows(named=True)):
+        console.print(SINGLE_TASK_NOTE)
 
 
 # --- the plot ----------------------------------------------------------------------------
@@ -474,10 +501,7 @@ def render_html(run_dir: str | Path, frame: pl.DataFrame, png: bytes, decisions:
         f'<p class="meta">{finished} finished and {failed} failed episodes.</p>',
         _plan_section(run_dir),
         "<h2>Leaderboard</h2>",
-        '<p class="meta">Mean final regret over finished episodes with a 95% Student-t interval. beta: slope of '
-        "log R_t = beta log t + c on the mean regret curve (first 10% of rounds skipped), with the one-sided "
-        "p-value of beta &gt;= 1 (small p: sublinear, no-regret). SuffFail: share of episodes never playing the "
-        "best arm in the second half. MinFrac: K times the smallest share of pulls any arm got.</p>",
+        f'<p class="meta">{_e(LEADERBOARD_NOTE)} {_e(SINGLE_TASK_NOTE)}</p>',
         _leaderboard_html(frame),
         "<h2>Regret curves</h2>",
         f'<img id="regret-plot" alt="mean cumulative regret per round with 95% bands" '
