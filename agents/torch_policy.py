@@ -260,6 +260,10 @@ class NumpyPolicy:
         self.norm = (w["norm.weight"], w["norm.bias"])
         self.context = (w["context.weight"].T.copy(), w["context.bias"])
         self.arm = [(w[f"{name}.weight"].T.copy(), w[f"{name}.bias"]) for name in ("arm_in", "arm_hidden", "head")]
+        # arm_in reads [statistics, context]: split its weight so the context part is one vector product
+        arm_in = self.arm[0][0]
+        self.arm_in_stats, self.arm_in_context = arm_in[:ARM_STATS].copy(), arm_in[ARM_STATS:].copy()
+        self.scale = 1.0 / math.sqrt(config.d_model // config.n_heads)
 
     @classmethod
     def load(cls, directory: str | Path) -> NumpyPolicy:
@@ -300,23 +304,22 @@ class NumpyPolicy:
             values[:, n] = v
             n += 1
             layer_cache[2] = n
-            scores = np.einsum("hd,htd->ht", q, keys[:, :n]) / math.sqrt(dh)
+            scores = (keys[:, :n] @ q[:, :, None])[:, :, 0] * self.scale
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores /= scores.sum(axis=1, keepdims=True)
-            attended = np.einsum("ht,htd->hd", scores, values[:, :n]).reshape(-1)
+            attended = (scores[:, None, :] @ values[:, :n]).reshape(-1)
             x = x + attended @ wp + bp
             x = x + np.maximum(layer_norm(x, g2, b2) @ wu + bu, 0.0) @ wd + bd
         context = layer_norm(x, *self.norm) @ self.context[0] + self.context[1]
-        h = np.concatenate([stats, np.broadcast_to(context, (c.n_actions, context.shape[0]))], -1)
-        (w1, b1), (w2, b2), (w3, b3) = self.arm
-        h = np.maximum(h @ w1 + b1, 0.0)
+        (_, b1), (w2, b2), (w3, b3) = self.arm
+        h = np.maximum(stats @ self.arm_in_stats + (context @ self.arm_in_context + b1), 0.0)
         h = np.maximum(h @ w2 + b2, 0.0)
         return (h @ w3 + b3)[:, 0]
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    centred = x - x.mean()
-    return centred / np.sqrt((centred**2).mean() + 1e-5) * weight + bias
+    centred = x - x.sum() / x.size
+    return centred / math.sqrt(centred @ centred / x.size + 1e-5) * weight + bias
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
