@@ -15,7 +15,8 @@
 benchmarks/results/rmft_numeric_diagnosis.md.
 
 Everything runs in one process with one torch thread; CPU minutes are process CPU time. Loop
-directories are resumable: rerunning with the same --out continues where it stopped.
+directories are resumable: rerunning with the same --out continues where it stopped, and
+`--report` prints the tables of loops that were stopped early, at their last finished evaluation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
@@ -45,12 +48,27 @@ BANDIT_SETTINGS = {"rollouts": 30, "k": 9, "train_instances": 40, "eval_instance
                    "selector": "k-lowest"}
 
 
-def run_loop(out: str, suite: dict, **settings):
-    from finetune.iterate import IterateConfig, iterate
+REPORT_ONLY = False  # --report: read the loops that are there (to their last finished evaluation), run nothing
+
+
+@dataclass
+class LoopResult:
+    directory: Path
+    rows: pl.DataFrame  # one row per (finished iteration, scenario), as iterations.csv
+    last: int  # the last finished evaluation
+
+
+def run_loop(out: str, suite: dict, **settings) -> LoopResult:
+    from finetune.iterate import IterateConfig, iterate, write_table
     from harness._plan import parse_suite
 
-    config = IterateConfig(out=out, suite=parse_suite(suite), **settings)
-    return iterate(config, log=lambda message: print(f"  [{out.rsplit('/', 1)[-1]}] {message}", flush=True))
+    if not REPORT_ONLY:
+        config = IterateConfig(out=out, suite=parse_suite(suite), **settings)
+        iterate(config, log=lambda message: print(f"  [{out.rsplit('/', 1)[-1]}] {message}", flush=True))
+    directory = Path(out)
+    state = json.loads((directory / "state.json").read_text())
+    rows = write_table(directory, state, settings["iterations"])
+    return LoopResult(directory, rows, int(rows["iteration"].max()))
 
 
 def show(title: str, frame: pl.DataFrame) -> None:
@@ -96,8 +114,7 @@ def final_summary(result) -> pl.DataFrame:
     from harness._store import load_run
     from harness.metrics import leaderboard
 
-    last = int(result.rows["iteration"].max())
-    runs = [result.directory / f"iter-{last:03d}" / "eval"]
+    runs = [result.directory / f"iter-{result.last:03d}" / "eval"]
     if (result.directory / "baselines").exists():
         runs.append(result.directory / "baselines")
     return pl.concat([leaderboard(*load_run(run)).select(SUMMARY) for run in runs]).sort("scenario_id", "mean_regret")
@@ -163,9 +180,9 @@ def ablation(out: str, iterations: int, seed: int, assignments: list[str]) -> No
                 .select("task_id", "rollout") for s in ("k-lowest", "top-reward")]
         shared = kept[0].join(kept[1], on=["task_id", "rollout"]).height
         tasks_differing = (kept[0].join(kept[1], on=["task_id", "rollout"], how="anti")["task_id"].n_unique())
-        reference = finals("k-lowest", iterations)
-        for variant, selector, iteration in (("k-lowest", "k-lowest", iterations),
-                                             ("reward-filtered", "top-reward", iterations),
+        reference = finals("k-lowest", loops["k-lowest"].last)
+        for variant, selector, iteration in (("k-lowest", "k-lowest", loops["k-lowest"].last),
+                                             ("reward-filtered", "top-reward", loops["top-reward"].last),
                                              ("one iteration", "k-lowest", 1), ("untrained", "k-lowest", 0)):
             board = leaderboard(*load_run(loops[selector].directory / f"iter-{iteration:03d}" / "eval")).row(0, named=True)
             paired = reference.join(finals(selector, iteration), on=["task_id", "rollout"], suffix="_other")
@@ -176,7 +193,7 @@ def ablation(out: str, iterations: int, seed: int, assignments: list[str]) -> No
                          "k_lowest_minus_this": diff.estimate, "diff_low": diff.ci_low, "diff_high": diff.ci_high,
                          "p_k_lowest_better": diff.pvalue(0.0, "less") if variant != "k-lowest" else None,
                          "kept_overlap_iter0": shared / kept[0].height, "tasks_selectors_differ": tasks_differing,
-                         "cpu_min": loops[selector].rows["cumulative_cpu_s"].max() / 60})
+                         "cpu_min": loops[selector].rows.filter(pl.col("iteration") <= iteration)["cumulative_cpu_s"].max() / 60})
     show(f"ablation (seed {seed}): held-out regret; paired differences clustered by task", pl.DataFrame(rows))
 
 
@@ -195,7 +212,11 @@ def main() -> None:
                         help="fine-tuning rounds of every loop (default: bandit 20, experts 20, ablation 5)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                         help="override a bandit-loop setting (repeatable)")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: report the loops under --out as far as they got")
     args = parser.parse_args()
+    global REPORT_ONLY
+    REPORT_ONLY = args.report
     started = time.process_time()
     for part in args.only.split(","):
         function, default = PARTS[part]
