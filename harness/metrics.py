@@ -48,11 +48,12 @@ Metric definitions
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness._stats import BURN_IN, MIN_REGRET, clustered_mean, growth_slopes, sublinearity_test
+from scenarios import ConfigError, Registry
 
 if TYPE_CHECKING:  # polars is imported lazily at run time (see harness/__init__.py)
     import polars as pl
@@ -65,13 +66,9 @@ DECIMALS = 6
 # bits; the in-memory engine is reproducible, which identical-plan runs and report files need.
 ENGINE = "in-memory"
 
+BASE_COLUMNS = ("agent", "scenario_id", "family", "episodes", "failed")
 LEVEL = 0.95  # confidence level of every leaderboard interval
 ALPHA = 0.05  # level of the sublinearity verdict
-LEADERBOARD_COLUMNS = (
-    "agent", "scenario_id", "family", "tasks", "episodes", "failed", "mean_regret", "ci_low", "ci_high", "ci_method",
-    "std_regret", "median_regret", "p90_regret", "beta", "beta_ci_low", "beta_ci_high", "beta_pvalue", "sublinear",
-    "suff_fail_freq", "min_frac", "invalid_rate", "prompt_tokens", "completion_tokens", "cost",
-)
 
 
 # --- scalar helpers ----------------------------------------------------------------------
@@ -129,7 +126,7 @@ def fit_growth(t: Sequence[float] | Any, cumulative_regret: Sequence[float] | An
     t_array = np.asarray(_to_numpy(t), dtype=float).ravel()
     r_array = np.asarray(_to_numpy(cumulative_regret), dtype=float).ravel()
     if t_array.shape != r_array.shape:
-        raise ValueError(f"t and cumulative_regret differ in length ({t_array.size} vs {r_array.size})")
+        raise ConfigError(f"t and cumulative_regret differ in length ({t_array.size} vs {r_array.size})")
     if t_array.size == 0:
         return GrowthFit(math.nan, math.nan, 0)
     fits = growth_slopes(r_array, t_array, np.zeros(t_array.size, dtype=np.int64), burn_in=burn_in)
@@ -177,10 +174,21 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
     )
 
 
+def best_arm_families(frame: pl.LazyFrame) -> list[str]:
+    """The families in `frame` whose scenarios declare `best_arm` (see scenarios.Scenario): those
+    where never playing the best arm late in an episode is a failure to explore."""
+    import polars as pl
+
+    from scenarios import SCENARIOS
+
+    families = frame.select(pl.col("family").unique()).collect(engine=ENGINE)["family"].drop_nulls().to_list()
+    return sorted(f for f in families if f in SCENARIOS and SCENARIOS.get(f).best_arm)
+
+
 def bandit_exploration(
     decisions: pl.LazyFrame | pl.DataFrame, episodes: pl.LazyFrame | pl.DataFrame | None = None
 ) -> pl.DataFrame:
-    """SuffFailFreq and MinFrac per (agent, scenario_id) of the `bandit/*` families.
+    """SuffFailFreq and MinFrac per (agent, scenario_id) of the families with a best arm (bandits).
 
     See the module docstring for the definitions. T (horizon) and K (n_actions) come from the
     episodes table when it is given; without it T is the episode's number of decisions and K
@@ -195,7 +203,8 @@ def _exploration(decisions: pl.LazyFrame, episodes: pl.LazyFrame | None) -> pl.L
     import polars as pl
 
     keys = list(EPISODE_KEYS)
-    rows = decisions.filter(pl.col("family").str.starts_with("bandit/"))
+    exploring = pl.col("family").is_in(best_arm_families(decisions))
+    rows = decisions.filter(exploring)
     action = pl.col("action")
     # one pass over the decisions; the per-episode result is small and joined with T and K after
     per_episode = rows.group_by(keys).agg(
@@ -207,7 +216,7 @@ def _exploration(decisions: pl.LazyFrame, episodes: pl.LazyFrame | None) -> pl.L
         seen_k=pl.max_horizontal(action.max(), pl.col("optimal_action").max()) + 1,
     )
     if episodes is not None:
-        meta = (episodes.filter((pl.col("status") == "finished") & pl.col("family").str.starts_with("bandit/"))
+        meta = (episodes.filter((pl.col("status") == "finished") & exploring)
                 .select(*keys, "horizon", "n_actions"))
         per_episode = per_episode.join(meta, on=keys, how="inner")
     else:
@@ -263,66 +272,244 @@ def leaderboard(
     alpha: float = ALPHA,
     scope: str = "instances",
 ) -> pl.DataFrame:
-    """One row per (agent, scenario_id) with regret statistics, growth slope, exploration and usage.
+    """One row per (agent, scenario_id): the keys, `family`, `episodes` (finished) and `failed`,
+    then the columns of every registered metric (`METRICS`, in their `position` order).
 
-    Columns: see `LEADERBOARD_COLUMNS` and the module docstring. Intervals are task-clustered
-    (`scope="tasks"` makes them conditional on the run's own tasks instead). Regret statistics
-    (std, median, 90th percentile with linear interpolation) use finished episodes only;
-    `episodes` counts finished and `failed` every other episode. `invalid_rate` is the share
-    of decisions whose parse_status is not in agents.VALID_PARSE_STATUSES (null counts as
-    invalid). Tokens and cost are totals over all episodes, failed ones included. Floats are
-    rounded to 6 decimals (and -0.0 to 0.0) and rows sorted by scenario_id, mean_regret (nulls
-    last), agent, so identical runs give identical frames.
+    The built-in metrics: regret statistics (mean with a task-clustered CI, see the module
+    docstring; `scope="tasks"` makes intervals conditional on the run's own tasks; sample std,
+    median, 90th percentile with linear interpolation) over finished episodes; the growth slope
+    with its clustered CI and sublinearity verdict at `alpha`;
+    exploration (families with a best arm); `invalid_rate`, the share of decisions whose
+    parse_status is not in agents.VALID_PARSE_STATUSES (null counts as invalid); tokens and
+    cost, totals over all episodes, failed ones included. Floats are rounded to 6 decimals
+    (and -0.0 to 0.0) and rows sorted by scenario_id, mean_regret (nulls last), agent, so
+    identical runs give identical frames.
     """
+    import polars as pl
+
+    inputs = MetricInputs(_lazy(decisions), _lazy(episodes), level, burn_in, alpha, scope)
+    finished = pl.col("status") == "finished"
+    frame = inputs.episodes.group_by(KEYS).agg(
+        family=pl.col("family").drop_nulls().sort().first(),
+        episodes=finished.sum().cast(pl.Int64),
+        failed=(~finished).sum().cast(pl.Int64),
+    ).collect(engine=ENGINE)
+    for entry in metrics():
+        frame = frame.join(entry.compute(inputs).select(*KEYS, *entry.columns), on=KEYS, how="left")
+    return _canonical(frame.select(leaderboard_columns())).sort("scenario_id", "mean_regret", "agent", nulls_last=True)
+
+
+# --- the metric registry ----------------------------------------------------------------
+@dataclass
+class MetricInputs:
+    """What a metric computes from: the run tables (lazy) and the leaderboard's settings."""
+
+    decisions: pl.LazyFrame
+    episodes: pl.LazyFrame
+    level: float = LEVEL
+    burn_in: float = BURN_IN
+    alpha: float = ALPHA
+    scope: str = "instances"
+    _growth: Any = None
+
+    def growth(self) -> pl.DataFrame:
+        """Every finished episode's final regret and growth slope (`episode_growth`, computed once)."""
+        if self._growth is None:
+            self._growth = episode_growth(self.decisions, self.episodes, self.burn_in)
+        return self._growth
+
+    def per_group(self, statistic: Callable[[pl.DataFrame], dict[str, Any]], schema: Mapping[str, Any]) -> pl.DataFrame:
+        """`statistic(episodes of one agent x scenario)` -> one row per group (a loop over groups, not rows)."""
+        import polars as pl
+
+        rows = [{"agent": agent, "scenario_id": scenario_id, **statistic(part)}
+                for (agent, scenario_id), part in self.growth().group_by(list(KEYS), maintain_order=True)]
+        full = {"agent": pl.String, "scenario_id": pl.String, **schema}
+        return pl.DataFrame(rows, schema=full, orient="row") if rows else pl.DataFrame(schema=full)
+
+
+Cell = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """Leaderboard columns computed together per (agent, scenario_id).
+
+    `compute(inputs)` returns a frame keyed by agent, scenario_id holding `columns`; `table`
+    is how the Markdown/HTML leaderboard shows them: (header, cell function of a row).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    compute: Callable[[MetricInputs], pl.DataFrame | pl.LazyFrame]
+    table: tuple[tuple[str, Cell], ...] = ()
+    position: int = 100
+    help: str = ""
+
+
+METRICS: Registry[Metric] = Registry("metric", "regret_harness.metrics")
+
+
+def metric(name: str, columns: Sequence[str], *, table: Sequence[tuple[str, Cell]] = (), position: int = 100,
+           help: str | None = None) -> Callable:
+    """Decorator registering `compute(inputs) -> frame` as a leaderboard metric (see `Metric`)."""
+
+    def decorator(compute: Callable) -> Callable:
+        doc = help if help is not None else (compute.__doc__ or "").strip().split("\n")[0]
+        METRICS.add(name, Metric(name, tuple(columns), _collected(compute), tuple(table), position, doc), help=doc)
+        return compute
+
+    return decorator
+
+
+def _collected(compute: Callable) -> Callable:
+    def run(inputs: MetricInputs) -> pl.DataFrame:
+        frame = compute(inputs)
+        return frame.collect(engine=ENGINE) if hasattr(frame, "collect") else frame
+
+    return run
+
+
+def metrics() -> list[Metric]:
+    """The registered metrics in leaderboard order."""
+    return sorted((entry for _, entry in METRICS.items()), key=lambda m: (m.position, m.name))
+
+
+def leaderboard_columns() -> tuple[str, ...]:
+    return BASE_COLUMNS + tuple(c for m in metrics() for c in m.columns)
+
+
+def table_columns() -> tuple[tuple[str, Cell], ...]:
+    """(header, cell) of the Markdown and HTML leaderboard tables."""
+    base: tuple[tuple[str, Cell], ...] = (
+        ("agent", lambda r: r["agent"]),
+        ("scenario", lambda r: r["scenario_id"]),
+        ("family", lambda r: r["family"] or ""),
+        ("episodes", lambda r: str(r["episodes"])),
+        ("failed", lambda r: str(r["failed"])),
+    )
+    return base + tuple(cell for m in metrics() for cell in m.table)
+
+
+# --- cell formatting (the Markdown/HTML tables and the terminal) ---------------------------
+def format_number(value: Any, spec: str = ".3f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def format_pvalue(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def format_percent(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+SINGLE_TASK_MARK = " †"  # after an interval that rests on a single task (see harness.report.SINGLE_TASK_NOTE)
+
+
+def _ci(row: Mapping[str, Any], prefix: str = "") -> str:
+    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    if low is None or high is None:
+        return "–"
+    mark = SINGLE_TASK_MARK if not prefix and row.get("ci_method") == "single task" else ""
+    return f"[{low:.3f}, {high:.3f}]{mark}"
+
+
+def _sublinear(row: Mapping[str, Any]) -> str:
+    if row["sublinear"] is None:
+        return "–"
+    return f"{'yes' if row['sublinear'] else 'no'} (p {format_pvalue(row['beta_pvalue'])})"
+
+
+# --- the built-in metrics ---------------------------------------------------------------
+@metric("regret", ("tasks", "mean_regret", "ci_low", "ci_high", "ci_method", "std_regret", "median_regret",
+                   "p90_regret"), position=10,
+        table=(("tasks", lambda r: str(r["tasks"] or 0)), ("mean regret", lambda r: format_number(r["mean_regret"])),
+               ("95% CI", _ci), ("std", lambda r: format_number(r["std_regret"])),
+               ("median", lambda r: format_number(r["median_regret"])),
+               ("p90", lambda r: format_number(r["p90_regret"]))))
+def _regret(inputs: MetricInputs) -> pl.DataFrame:
+    """Final regret over finished episodes: mean with a task-clustered CI, std, median, 90th percentile."""
+    import polars as pl
+
+    finished = pl.col("status") == "finished"
+    final = pl.col("final_regret").filter(finished)
+    spread = inputs.episodes.group_by(KEYS).agg(
+        std_regret=final.std(ddof=1),
+        median_regret=final.median(),
+        p90_regret=final.quantile(0.9, interpolation="linear"),
+    ).collect(engine=ENGINE)
+
+    def clustered(part: pl.DataFrame) -> dict[str, Any]:
+        mean = clustered_mean(part["final_regret"].to_numpy(), part["task_id"].to_numpy(), level=inputs.level,
+                              scope=inputs.scope)
+        return {"tasks": mean.n_tasks, "mean_regret": mean.estimate, "ci_low": mean.ci_low, "ci_high": mean.ci_high,
+                "ci_method": mean.method}
+
+    means = inputs.per_group(clustered, {"tasks": pl.Int64, "mean_regret": pl.Float64, "ci_low": pl.Float64,
+                                         "ci_high": pl.Float64, "ci_method": pl.String})
+    return spread.join(means, on=KEYS, how="left").with_columns(pl.col("tasks").fill_null(0))
+
+
+@metric("growth", ("beta", "beta_ci_low", "beta_ci_high", "beta_pvalue", "sublinear"), position=20,
+        table=(("beta", lambda r: format_number(r["beta"])), ("beta 95% CI", lambda r: _ci(r, "beta_")),
+               ("sublinear", lambda r: _sublinear(r))))
+def _growth(inputs: MetricInputs) -> pl.DataFrame:
+    """Regret-growth slope beta fitted per episode and averaged, its clustered CI and the test of beta >= 1."""
+    import polars as pl
+
+    def slope(part: pl.DataFrame) -> dict[str, Any]:
+        test = sublinearity_test(part["beta"].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+                                 part["task_id"].to_numpy(), alpha=inputs.alpha, level=inputs.level, scope=inputs.scope)
+        return {"beta": test.beta.estimate, "beta_ci_low": test.beta.ci_low, "beta_ci_high": test.beta.ci_high,
+                "beta_pvalue": test.pvalue, "sublinear": test.sublinear}
+
+    return inputs.per_group(slope, {"beta": pl.Float64, "beta_ci_low": pl.Float64, "beta_ci_high": pl.Float64,
+                                    "beta_pvalue": pl.Float64, "sublinear": pl.Boolean})
+
+
+@metric("exploration", ("suff_fail_freq", "min_frac"), position=30,
+        table=(("SuffFail", lambda r: format_number(r["suff_fail_freq"])),
+               ("MinFrac", lambda r: format_number(r["min_frac"]))))
+def _exploration_metric(inputs: MetricInputs) -> pl.LazyFrame:
+    """SuffFailFreq and MinFrac, for families with a best arm."""
+    return _exploration(inputs.decisions, inputs.episodes)
+
+
+@metric("invalid_rate", ("invalid_rate",), position=40,
+        table=(("invalid", lambda r: format_percent(r["invalid_rate"])),))
+def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
+    """Share of decisions whose answer was never valid or needed no valid parse (parse_status)."""
     import polars as pl
 
     from agents import VALID_PARSE_STATUSES
 
-    decisions, episodes = _lazy(decisions), _lazy(episodes)
-    finished = pl.col("status") == "finished"
-    final = pl.col("final_regret").filter(finished)
-    base = episodes.group_by(KEYS).agg(
-        family=pl.col("family").drop_nulls().sort().first(),
-        episodes=finished.sum().cast(pl.Int64),
-        failed=(~finished).sum().cast(pl.Int64),
-        std_regret=final.std(ddof=1),
-        median_regret=final.median(),
-        p90_regret=final.quantile(0.9, interpolation="linear"),
+    return inputs.decisions.group_by(KEYS).agg(
+        invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
+        .cast(pl.Float64).mean()
+    )
+
+
+@metric("usage", ("prompt_tokens", "completion_tokens", "cost"), position=50,
+        table=(("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
+               ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
+               ("cost $", lambda r: format_number(r["cost"] or 0.0, ".4f"))))
+def _usage(inputs: MetricInputs) -> pl.LazyFrame:
+    """Tokens and cost, totals over all episodes (failed ones included)."""
+    import polars as pl
+
+    return inputs.episodes.group_by(KEYS).agg(
         prompt_tokens=pl.col("prompt_tokens").sum().cast(pl.Int64),
         completion_tokens=pl.col("completion_tokens").sum().cast(pl.Int64),
         cost=pl.col("cost").cast(pl.Float64).sum(),
     )
-    invalid = decisions.group_by(KEYS).agg(
-        invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
-        .cast(pl.Float64).mean()
-    )
-    base, invalid, exploration = pl.collect_all([base, invalid, _exploration(decisions, episodes)], engine=ENGINE)
-    growth = episode_growth(decisions, episodes, burn_in)
-    rows = []
-    for (agent, scenario_id), part in growth.group_by(list(KEYS), maintain_order=True):
-        tasks = part["task_id"].to_numpy()
-        mean = clustered_mean(part["final_regret"].to_numpy(), tasks, level=level, scope=scope)
-        slope = sublinearity_test(part["beta"].cast(pl.Float64).fill_null(float("nan")).to_numpy(), tasks,
-                                  alpha=alpha, level=level, scope=scope)
-        rows.append({
-            "agent": agent, "scenario_id": scenario_id, "tasks": mean.n_tasks, "mean_regret": mean.estimate,
-            "ci_low": mean.ci_low, "ci_high": mean.ci_high, "ci_method": mean.method,
-            "beta": slope.beta.estimate, "beta_ci_low": slope.beta.ci_low, "beta_ci_high": slope.beta.ci_high,
-            "beta_pvalue": slope.pvalue, "sublinear": slope.sublinear,
-        })
-    schema = {"agent": pl.String, "scenario_id": pl.String, "tasks": pl.Int64, "mean_regret": pl.Float64,
-              "ci_low": pl.Float64, "ci_high": pl.Float64, "ci_method": pl.String, "beta": pl.Float64,
-              "beta_ci_low": pl.Float64, "beta_ci_high": pl.Float64, "beta_pvalue": pl.Float64,
-              "sublinear": pl.Boolean}
-    statistics = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    frame = (
-        base.join(statistics, on=KEYS, how="left")
-        .with_columns(pl.col("tasks").fill_null(0))
-        .join(exploration, on=KEYS, how="left")
-        .join(invalid, on=KEYS, how="left")
-        .select(LEADERBOARD_COLUMNS)
-    )
-    return _canonical(frame).sort("scenario_id", "mean_regret", "agent", nulls_last=True)
+
+
+LEADERBOARD_COLUMNS = leaderboard_columns()  # the built-in columns (plugins: leaderboard_columns())
 
 
 # --- internals ---------------------------------------------------------------------------
