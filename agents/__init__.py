@@ -12,14 +12,17 @@ from agents._base import (
     AgentSpec,
     Decision,
     EpisodeInfo,
+    RunResources,
     baseline,
     list_agents,
     resolve,
 )
+from agents._explain import EXPLAINERS, View, explain
 
 __all__ = [
     "AGENT_SOURCES",
     "BASELINES",
+    "EXPLAINERS",
     "PARSE_FALLBACK",
     "PARSE_OK",
     "PARSE_REPAIRED",
@@ -29,7 +32,10 @@ __all__ = [
     "AgentSpec",
     "Decision",
     "EpisodeInfo",
+    "RunResources",
+    "View",
     "baseline",
+    "explain",
     "list_agents",
     "resolve",
 ]

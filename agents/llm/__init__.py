@@ -25,7 +25,7 @@ records as a failed episode (`--resume` retries it). Responses are cached in
 
 from agents.llm._agent import LLMAgent, llm_factory
 from agents.llm._cache import CACHE_ENV, ResponseCache, default_cache_dir, request_key
-from agents.llm._client import Completion, LLMClient, ProviderError, retry_after_s
+from agents.llm._client import Completion, EndpointLimits, LLMClient, ProviderError, retry_after_s
 from agents.llm._cost import Pricer, is_self_hosted, load_price_file
 from agents.llm._parse import ParsedAnswer, parse_answer, split_reasoning
 from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts
@@ -35,6 +35,7 @@ __all__ = [
     "CACHE_ENV",
     "DEFAULT_SYSTEM_PROMPT",
     "Completion",
+    "EndpointLimits",
     "EpisodePrompts",
     "LLMAgent",
     "LLMClient",

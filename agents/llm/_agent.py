@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import random
 
-from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
-from agents.llm._client import LLMClient
+from agents._base import (
+    PARSE_FALLBACK,
+    PARSE_OK,
+    PARSE_REPAIRED,
+    Agent,
+    AgentFactory,
+    AgentSpec,
+    Decision,
+    EpisodeInfo,
+    RunResources,
+)
+from agents.llm._client import EndpointLimits, LLMClient
 from agents.llm._parse import parse_answer
 from agents.llm._prompts import EpisodePrompts
 from agents.llm._settings import LLMSettings
@@ -48,18 +58,17 @@ class LLMAgent(Agent):
             latency += completion.latency_s
             calls += completion.calls
             cached += completion.cached
-            parsed = parse_answer(completion.content, self.framing, episode.n_actions, episode.accepts_policy,
-                                  completion.reasoning)
+            parsed = self._read(completion.content, completion.reasoning)
             if parsed.ok:
                 status = PARSE_OK if attempt == 0 else PARSE_REPAIRED
-                action, policy = parsed.action, parsed.policy
+                action, policy, answer = parsed.action, parsed.policy, getattr(parsed, "answer", None)
                 break
             errors.append(parsed.error)
             if attempt < settings.max_invalid_retries:
                 messages = [*messages, {"role": "assistant", "content": completion.content},
                             {"role": "user", "content": self.prompts.correction(parsed.error)}]
         else:
-            status, action, policy = PARSE_FALLBACK, self._rng.randrange(episode.n_actions), None
+            status, action, policy, answer = PARSE_FALLBACK, self._rng.randrange(episode.n_actions), None, None
         info = {"answers": attempt + 1}
         if errors:
             info["errors"] = errors
@@ -67,9 +76,16 @@ class LLMAgent(Agent):
             info["cached"] = cached
         if completion.model:
             info["model"] = completion.model
-        return Decision(action=action, policy=policy, reasoning=parsed.reasoning, raw_output=completion.content,
+        return Decision(action=action, policy=policy, answer=answer, reasoning=parsed.reasoning, raw_output=completion.content,
                         parse_status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
+
+    def _read(self, content: str, reasoning: str | None):
+        """The episode's action space reads the reply; option spaces use this agent's option parser."""
+        episode = self.episode
+        if episode.action_space is None:  # an EpisodeInfo built by hand, without the scenario's space
+            return parse_answer(content, self.framing, episode.n_actions, episode.accepts_policy, reasoning)
+        return episode.action_space.parse(content, self.framing, reasoning, choose=parse_answer)
 
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
         self.prompts.record(observation.t, decision.action, decision.policy, dict(step.feedback), self._asked,
@@ -77,7 +93,18 @@ class LLMAgent(Agent):
 
 
 def llm_factory(spec: AgentSpec) -> AgentFactory:
-    """An AgentFactory for a litellm model string; its settings come from `spec.params`."""
+    """An AgentFactory for a litellm model string; its settings come from `spec.params`.
+
+    Resolving only validates the settings; the client (HTTP session, cache handle, endpoint
+    limits shared with the run's other LLM agents) is created when a run opens the factory,
+    once per run, and closed with the run's resources.
+    """
     settings = LLMSettings.from_params(spec.agent, spec.params)
-    client = LLMClient(settings)
-    return AgentFactory(spec, lambda: LLMAgent(settings, client), LLMAgent.kinds, close=client.aclose)
+    LLMClient.check(settings)
+
+    def open_client(resources: RunResources) -> LLMClient:
+        client = LLMClient(settings, resources.shared("llm/endpoint-limits", EndpointLimits))
+        resources.on_close(client.aclose)
+        return client
+
+    return AgentFactory(spec, lambda client: LLMAgent(settings, client), LLMAgent.kinds, open=open_client)

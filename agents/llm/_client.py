@@ -86,40 +86,44 @@ class ProviderLimiter:
             self._token_sum += tokens
 
 
-# the strictest limits any agent declared per endpoint (provider, api_base); every agent calling that
-# endpoint honours them, declared or not. Limiter objects hold asyncio primitives: one per event loop.
-_ENDPOINT_LIMITS: dict[tuple[str, str], tuple[int | None, float | None, float | None]] = {}
-_LIMITERS: dict[tuple[int, str, str], ProviderLimiter] = {}
+class EndpointLimits:
+    """The strictest limits any agent of one run declared per endpoint (provider, api_base).
+
+    Every agent calling that endpoint in the run honours them, declared or not. One object per
+    run (in the run's `RunResources`), created inside the run's event loop, so the limiters'
+    asyncio primitives belong to it and a later run starts from its own settings.
+    """
+
+    def __init__(self) -> None:
+        self._limits: dict[tuple[str, str], tuple[int | None, float | None, float | None]] = {}
+        self._limiters: dict[tuple[str, str], ProviderLimiter] = {}
+
+    def declare(self, settings: LLMSettings) -> None:
+        if not (settings.max_concurrency or settings.rpm or settings.tpm):
+            return
+
+        def strictest(a, b):
+            return b if a is None else a if b is None else min(a, b)
+
+        old = self._limits.get(_endpoint(settings), (None, None, None))
+        self._limits[_endpoint(settings)] = (strictest(old[0], settings.max_concurrency),
+                                             strictest(old[1], settings.rpm), strictest(old[2], settings.tpm))
+
+    def limiter(self, settings: LLMSettings) -> ProviderLimiter | None:
+        endpoint = _endpoint(settings)
+        limits = self._limits.get(endpoint)
+        if limits is None:
+            return None
+        limiter = self._limiters.get(endpoint)
+        if limiter is None:
+            limiter = self._limiters[endpoint] = ProviderLimiter(*limits)
+        elif (limiter.max_concurrency, limiter.rpm, limiter.tpm) != limits:
+            limiter.tighten(*limits)
+        return limiter
 
 
 def _endpoint(settings: LLMSettings) -> tuple[str, str]:
     return settings.model.split("/", 1)[0], settings.api_base or ""
-
-
-def declare_limits(settings: LLMSettings) -> None:
-    if not (settings.max_concurrency or settings.rpm or settings.tpm):
-        return
-    def strictest(a, b):
-        return b if a is None else a if b is None else min(a, b)
-    old = _ENDPOINT_LIMITS.get(_endpoint(settings), (None, None, None))
-    _ENDPOINT_LIMITS[_endpoint(settings)] = (strictest(old[0], settings.max_concurrency),
-                                             strictest(old[1], settings.rpm), strictest(old[2], settings.tpm))
-
-
-def _limiter(settings: LLMSettings) -> ProviderLimiter | None:
-    limits = _ENDPOINT_LIMITS.get(_endpoint(settings))
-    if limits is None:
-        return None
-    loop = asyncio.get_running_loop()
-    key = (id(loop), *_endpoint(settings))
-    limiter = _LIMITERS.get(key)
-    if limiter is None:
-        for stale in [k for k in _LIMITERS if k[0] != id(loop)]:  # limiters of finished event loops
-            del _LIMITERS[stale]
-        limiter = _LIMITERS[key] = ProviderLimiter(*limits)
-    elif (limiter.max_concurrency, limiter.rpm, limiter.tpm) != limits:
-        limiter.tighten(*limits)
-    return limiter
 
 
 def retry_after_s(exc: BaseException) -> float | None:
@@ -153,15 +157,34 @@ def is_retryable(exc: BaseException) -> bool:
     return True
 
 
-class LLMClient:
-    """One per agent factory; all agents of that factory (one per episode) share it."""
+def _pricer(settings: LLMSettings) -> Pricer:
+    return Pricer(settings.model, settings.api_base, settings.price_file,
+                  settings.input_cost_per_token, settings.output_cost_per_token)
 
-    def __init__(self, settings: LLMSettings) -> None:
+
+def _read_api_key(settings: LLMSettings) -> str | None:
+    name = settings.api_key_env
+    if name:
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(f"LLM agent {settings.model!r}: environment variable {name} "
+                              "(api_key_env) is not set")
+        return value
+    if settings.api_base and is_self_hosted(settings.model, settings.api_base) \
+            and not os.environ.get("OPENAI_API_KEY"):
+        return "no-key"  # local OpenAI-compatible servers ignore it, the OpenAI client needs one
+    return None
+
+
+class LLMClient:
+    """One per agent spec and run; all agents of that factory (one per episode) share it."""
+
+    def __init__(self, settings: LLMSettings, limits: EndpointLimits | None = None) -> None:
         self.settings = settings
-        self.pricer = Pricer(settings.model, settings.api_base, settings.price_file,
-                             settings.input_cost_per_token, settings.output_cost_per_token)
-        self._api_key = self._read_api_key()
-        declare_limits(settings)
+        self.pricer = _pricer(settings)
+        self._api_key = _read_api_key(settings)
+        self.limits = limits if limits is not None else EndpointLimits()
+        self.limits.declare(settings)
         request: dict[str, Any] = {"model": settings.model}
         for name in ("api_base", "temperature", "max_tokens", "seed"):
             if getattr(settings, name) is not None:
@@ -170,19 +193,24 @@ class LLMClient:
         self._request = request  # what identifies a response (the cache key); never holds the key
         self._cache = None
         self._rng = random.Random()  # backoff jitter only: timing, never results
+        self._quiet: tuple[Any, bool] | None = None  # litellm and its suppress_debug_info before this client
 
-    def _read_api_key(self) -> str | None:
-        name = self.settings.api_key_env
-        if name:
-            value = os.environ.get(name)
-            if not value:
-                raise ConfigError(f"LLM agent {self.settings.model!r}: environment variable {name} "
-                                  "(api_key_env) is not set")
-            return value
-        if self.settings.api_base and is_self_hosted(self.settings.model, self.settings.api_base) \
-                and not os.environ.get("OPENAI_API_KEY"):
-            return "no-key"  # local OpenAI-compatible servers ignore it, the OpenAI client needs one
-        return None
+    def _litellm(self):
+        """litellm, told once per client (not per call) to print no "Give Feedback" banner for retried
+        errors; `aclose` restores the setting, so the client leaves no process-wide change behind."""
+        if self._quiet is None:
+            import litellm
+
+            self._quiet = (litellm, litellm.suppress_debug_info)
+            litellm.suppress_debug_info = True
+        return self._quiet[0]
+
+    @staticmethod
+    def check(settings: LLMSettings) -> None:
+        """Raise now what making a client would (an unreadable price file, an unset key variable),
+        without making one."""
+        _pricer(settings)
+        _read_api_key(settings)
 
     def redact(self, text: str) -> str:
         if self._api_key and len(self._api_key) >= 4:
@@ -203,13 +231,11 @@ class LLMClient:
             if hit is not None:
                 return Completion(hit["content"], hit.get("reasoning"), hit["prompt_tokens"],
                                   hit["completion_tokens"], 0.0, 0.0, 0, True, hit.get("model"))
-        import litellm
-
-        litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout for every retried error
+        litellm = self._litellm()
         call = dict(request, timeout=settings.timeout, max_retries=0, num_retries=0, drop_params=True)
         if self._api_key:
             call["api_key"] = self._api_key
-        limiter = _limiter(settings)
+        limiter = self.limits.limiter(settings)
         started = time.perf_counter()
         calls = 0
         while True:
@@ -256,3 +282,7 @@ class LLMClient:
         if self._cache is not None:
             release_cache(self._cache)
             self._cache = None
+        if self._quiet is not None:
+            litellm, previous = self._quiet
+            litellm.suppress_debug_info = previous
+            self._quiet = None

@@ -75,15 +75,11 @@ def select_plan(args: argparse.Namespace):
         plan = plan.replace(agents=tuple(AgentSpec(name) for name in args.agent))
     settings = agent_settings(args)
     if settings:
-        from agents import resolve
-
         def with_settings(spec: AgentSpec) -> AgentSpec:
             is_llm = "/" in spec.agent and not spec.agent.startswith("torch:")
             return dataclasses.replace(spec, params={**spec.params, **settings}) if is_llm else spec
 
         plan = plan.replace(agents=tuple(map(with_settings, plan.agents)))
-        for spec in plan.agents:
-            resolve(spec)  # validates settings now rather than mid-run
     if args.rollouts is not None:
         if args.rollouts < 1:
             raise PlanError(f"--rollouts must be >= 1, got {args.rollouts}")
@@ -124,7 +120,7 @@ class BarProgress:
 def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness import Plan, Progress, RunStore, run_plan
+    from harness import Plan, Progress, RunStore, build_factories, run_plan
     from harness.cli import CommandError
 
     if args.concurrency < 1:
@@ -136,9 +132,12 @@ def handle(args: argparse.Namespace) -> int:
     else:
         plan = select_plan(args)
         directory = Path(args.out or f"runs/{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # each agent is resolved once, here: bad settings fail before anything is written, and the
+    # run opens these same factories (one client per LLM agent spec, closed when the run ends)
+    factories = build_factories(plan)
     progress = Progress() if args.no_progress else BarProgress()
     result = run_plan(plan, directory, concurrency=args.concurrency, resume=bool(args.resume),
-                      max_cost=args.max_cost, progress=progress)
+                      max_cost=args.max_cost, progress=progress, factories=factories)
     if not args.no_report:
         from harness.report import report_run
 
