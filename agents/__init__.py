@@ -1,5 +1,6 @@
 """Who decides: algorithm baselines, LLM agents through litellm, numeric torch policies."""
 
+from agents._budget import RUN_BUDGET, CostBudget, CostCapReached, Spend
 from agents._base import (
     AGENT_SOURCES,
     BASELINES,
@@ -20,6 +21,7 @@ from agents._base import (
 from agents._explain import EXPLAINERS, View, explain
 
 __all__ = [
+    "RUN_BUDGET",
     "AGENT_SOURCES",
     "BASELINES",
     "EXPLAINERS",
@@ -29,10 +31,13 @@ __all__ = [
     "VALID_PARSE_STATUSES",
     "Agent",
     "AgentFactory",
+    "CostBudget",
+    "CostCapReached",
     "AgentSpec",
     "Decision",
     "EpisodeInfo",
     "RunResources",
+    "Spend",
     "View",
     "baseline",
     "explain",

@@ -97,6 +97,11 @@ class Agent:
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
         """Learn from the step's feedback (`step.feedback`); never from its regret."""
 
+    def spent(self):
+        """What this episode has cost so far (an agents.Spend), decisions in progress included;
+        None for agents that spend nothing. Read for failed and partial episodes."""
+        return None
+
 
 @dataclass(frozen=True)
 class AgentSpec:
@@ -251,7 +256,31 @@ def _baseline_factory(spec: AgentSpec) -> AgentFactory:
         if key not in known:
             raise ConfigError(unknown_key_message(f"agent {spec.agent!r}", key, known))
     params = dict(spec.params)
+    _check_values(spec.agent, cls, params)
     return AgentFactory(spec, lambda: cls(**params), cls.kinds)
+
+
+def _check_values(name: str, cls: type, params: Mapping[str, Any]) -> None:
+    """Setting values checked when the plan is built, not in every episode: the type of each
+    default (a number must be a finite number, a flag true or false), then the class's own checks."""
+    import math
+
+    for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
+        if f.name not in params:
+            continue
+        value, default = params[f.name], f.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"agent {name!r}: {f.name} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"agent {name!r}: {f.name} must be a finite number, got {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"agent {name!r}: {f.name} must be an integer, got {value!r}")
+    try:
+        cls(**params)  # the range checks of its __post_init__
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc) if str(exc).startswith("agent ") else f"agent {name!r}: {exc}") from None
 
 
 def source_of(name: str) -> str | None:

@@ -6,9 +6,9 @@ against H1: mean(now) > mean(baseline) (regret got worse):
 
 - paired differences now - baseline stratified by task (`harness._stats.paired_difference`,
   scope "tasks", the machinery of `regret compare`), when both runs hold exactly the same
-  episodes (task_id, rollout, env_seed); with one task this is the paired t-test. Episodes with the same env_seed face the same
-  pre-drawn world (common random numbers), so the world's noise cancels in the differences
-  and the test is far more powerful. This is the case when the baseline was written from a
+  episodes (task_id, rollout, env_seed); with one task this is the paired t-test. Episodes
+  with the same env_seed face the same pre-drawn world (common random numbers), so the
+  world's noise cancels in the differences and the test is far more powerful. This is the case when the baseline was written from a
   run of the same suite with the same master seed (the usual CI setup).
 - Welch's t-test stratified by task, when both runs played the same tasks (instances) with
   other episode seeds (e.g. a suite with explicit instance `seeds` and another master seed).
@@ -406,7 +406,7 @@ def paired_by_task(now: Sequence[float], base: Sequence[float], tasks: Sequence[
     from harness._stats import paired_difference
 
     if len(now) < 2:
-        raise ValueError(f"a paired test needs at least 2 pairs, got {len(now)}")
+        raise ConfigError(f"a paired test needs at least 2 pairs, got {len(now)}")
     estimate = paired_difference(now, base, tasks, scope="tasks")
     if not math.isfinite(estimate.std_error):  # a task with a single pair: pool the differences instead
         return paired_test(now, base)

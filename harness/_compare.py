@@ -30,6 +30,7 @@ from typing import Any
 
 from harness._plan import natural_key as _natural
 from harness._stats import Estimate, adjust_pvalues, clustered_mean, difference, paired_difference
+from scenarios import UsageError
 
 PAIR_KEYS = ("task_id", "rollout", "env_seed")
 ROW_COLUMNS = ("scenario_id", "agent", "versus", "design", "pairs", "tasks", "difference", "ci_low", "ci_high",
@@ -199,10 +200,10 @@ def compare_episodes(episodes, *, agents: Sequence[str] | None = None, reference
     if agents:
         missing = [a for a in agents if a not in known]
         if missing:
-            raise ValueError(f"unknown agent(s) {', '.join(map(repr, missing))} (agents: {', '.join(known)})")
+            raise UsageError(f"unknown agent(s) {', '.join(map(repr, missing))} (agents: {', '.join(known)})")
         frame = frame.filter(pl.col("agent").is_in(list(agents)))
     if reference is not None and reference not in known:
-        raise ValueError(f"unknown reference agent {reference!r} (agents: {', '.join(known)})")
+        raise UsageError(f"unknown reference agent {reference!r} (agents: {', '.join(known)})")
     rows: list[PairRow] = []
     scenarios: list[tuple[Any, ...]] = []
     for (scenario_id,), part in sorted(frame.group_by(["scenario_id"]), key=lambda item: _natural(item[0][0])):
@@ -245,11 +246,11 @@ def compare_runs(run_dirs: Sequence[str | Path], **options: Any) -> Comparison:
     from harness._store import load_run
 
     if not run_dirs:
-        raise ValueError("compare needs at least one run directory")
+        raise UsageError("compare needs at least one run directory")
     frames, plans, names = [], [], []
     for directory in map(Path, run_dirs):
         if not (directory / "store.sqlite").exists():
-            raise ValueError(f"{directory} is not a run directory (no store.sqlite)")
+            raise UsageError(f"{directory} is not a run directory (no store.sqlite)")
         _, episodes = load_run(directory)
         try:
             plan = read_plan(directory)

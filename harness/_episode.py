@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import Any
 
 import orjson
 
-from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo
+from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, Spend
+from agents._redact import redact  # noqa: F401  (harness.redact)
 from harness._plan import Episode, scenario_kind
 from harness._records import DecisionRecord, EpisodeRecord
 from harness._store import FAILED, FINISHED
 from scenarios import make
 from scenarios.framing import DEFAULT_FRAMING
-
-
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Replace the values of secret-looking environment variables (API keys, tokens) in text."""
-    for name, value in os.environ.items():
-        if len(value) >= 8 and _SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, f"<{name}>")
-    return text
 
 
 def _json(value) -> str | None:
@@ -39,9 +27,18 @@ def _answer_text(answer: Any) -> str | None:
     return answer if answer is None or isinstance(answer, str) else _json(answer)
 
 
+class EpisodeFailed(Exception):
+    """An episode stopped by an error; `spent` is what it had cost by then (an agents.Spend, or None)."""
+
+    def __init__(self, cause: BaseException, spent: Spend | None) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause, self.spent = cause, spent
+
+
 async def play_episode(episode: Episode, factory: AgentFactory,
                        framing: str | None = None) -> tuple[EpisodeRecord, list[DecisionRecord]]:
-    """Play one episode; return its record and its decisions' records."""
+    """Play one episode; return its record and its decisions' records. An error raises
+    EpisodeFailed with what the episode had spent (tokens, cost), kept for the failed record."""
     task = episode.task
     env = make(task.spec)
     agent = factory()
@@ -58,6 +55,15 @@ async def play_episode(episode: Episode, factory: AgentFactory,
         context_dim=getattr(env, "context_dim", 0), description=description,
         scenario=env if agent.privileged else None, action_space=env.action_space,
     )
+    try:
+        return await _play(episode, factory, agent, env, info, framing)
+    except Exception as exc:
+        raise EpisodeFailed(exc, agent.spent()) from exc
+
+
+async def _play(episode: Episode, factory: AgentFactory, agent, env, info: EpisodeInfo,
+                framing: str) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+    task = episode.task
     agent.reset(info)
     observation = env.reset(episode.env_seed)
     name, scenario_id, task_id, family = factory.name, task.scenario_id, task.task_id, task.family
@@ -98,9 +104,13 @@ async def play_episode(episode: Episode, factory: AgentFactory,
     return record, records
 
 
-def failed_record(episode: Episode, error: str) -> EpisodeRecord:
+def failed_record(episode: Episode, error: str, spent: Spend | None = None) -> EpisodeRecord:
+    """A failed episode keeps what it cost: its tokens and cost count against the run's cap."""
     task = episode.task
+    spent = spent or Spend()
     return EpisodeRecord(
         episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family), task.framing,
         task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
+        prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens, cost=spent.cost,
+        latency_s=spent.latency_s, attempts=spent.attempts,
     )

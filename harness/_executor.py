@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from agents import AgentFactory, RunResources, resolve
-from harness._episode import failed_record, play_episode, redact
+from harness._episode import EpisodeFailed, failed_record, play_episode, redact
 from harness._plan import Episode
 from harness._records import DecisionRecord, EpisodeRecord
 from harness._store import FAILED
@@ -60,7 +60,8 @@ async def play_outcome(episode: Episode, factory: AgentFactory) -> Outcome:
     try:
         record, decisions = await play_episode(episode, factory, episode.agent.params.get("framing"))
     except Exception as exc:
-        return Outcome(episode, failed_record(episode, redact(f"{type(exc).__name__}: {exc}")))
+        message = redact(str(exc) if isinstance(exc, EpisodeFailed) else f"{type(exc).__name__}: {exc}")[:2000]
+        return Outcome(episode, failed_record(episode, message, getattr(exc, "spent", None)))  # redacted, then cut
     return Outcome(episode, record, decisions)
 
 

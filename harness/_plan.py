@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from scenarios import SCENARIOS, ScenarioSpec, UsageError, make
+from scenarios import SCENARIOS, ScenarioSpec, UnknownNameError, UsageError, make
 
 
 class PlanError(UsageError):
@@ -257,6 +257,13 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
         framing = raw.get("framing")
         if framing is not None and not isinstance(framing, str):
             raise PlanError(f"{where}: 'framing' must be a string")
+        if framing is not None:
+            from scenarios.framing import get_framing
+
+            try:
+                get_framing(framing)
+            except UnknownNameError as exc:
+                raise PlanError(f"{where}: {exc}") from None
         expanded = _expand_sweep(base_id, family, params, where)
         if len(expanded) == 1 and isinstance(raw.get("sweep"), Mapping):  # a frozen plan's swept entry
             expanded = [(base_id, dict(params), dict(raw["sweep"]))]
@@ -298,13 +305,10 @@ def _sweeps(family: str, name: str, value: list) -> bool:
     """A list sweeps a scalar parameter; a parameter that takes a list sweeps only over a list of lists."""
     import dataclasses
 
-    from scenarios._base import _import_builtin_families
-
-    _import_builtin_families()
     try:
         params_cls = SCENARIOS.get(family).Params
         annotation = {f.name: str(f.type) for f in dataclasses.fields(params_cls)}.get(name, "")
-    except (KeyError, AttributeError, TypeError, ScenarioError):
+    except (UsageError, AttributeError, TypeError):  # an unknown family is reported when the entry is validated
         annotation = ""
     takes_list = any(word in annotation for word in ("tuple", "list", "Sequence"))
     return all(isinstance(v, list) for v in value) if takes_list else True
@@ -328,9 +332,11 @@ def natural_key(text: str) -> list[Any]:
 def load_suite(path: str | Path) -> Plan:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(f"cannot read suite file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the suite as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

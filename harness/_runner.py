@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents import AgentFactory, resolve
+from agents import RUN_BUDGET, AgentFactory, CostBudget, resolve
 from harness._executor import Executor, Outcome, get_executor
-from harness._plan import Episode, Plan, scenario_kind
+from harness._files import PLAN_FILE
+from harness._plan import Episode, Plan, PlanError, scenario_kind
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
-from scenarios import ConfigError
+from scenarios import ConfigError, make
 
 
 @dataclass
@@ -25,6 +27,8 @@ class RunResult:
     stopped: str | None = None  # why new work stopped early (e.g. the cost limit)
     wall_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. agent x scenario pairs skipped
+    spent: float = 0.0  # USD spent by this run directory so far, every invocation and failed attempt included
 
 
 class Progress:
@@ -41,6 +45,44 @@ def build_factories(plan: Plan) -> dict[str, AgentFactory]:
     return {spec.name: resolve(spec) for spec in plan.agents}
 
 
+# size bounds of a plan (override: allow_large / --allow-large)
+MAX_EPISODE_BYTES = 2 * 2**30  # an episode's pre-drawn world and decision rows, in memory
+MAX_DECISIONS = 50_000_000  # decisions in the whole plan (store size and running time)
+_BYTES_PER_DECISION = 600  # a decision row in memory (record, JSON strings), order of magnitude
+_BYTES_PER_OUTCOME = 16  # one pre-drawn outcome (a float and its list slot) per round and option
+_SECONDS_PER_DECISION = 20e-6  # an algorithm's decision through the runner, at least
+
+
+def check_plan(plan: Plan, factories: dict[str, AgentFactory], allow_large: bool = False) -> list[str]:
+    """Refuse a plan no agent can play, or one too large to run (a PlanError naming why, with the
+    memory and time estimate); return warnings for the agent x scenario pairs that are skipped."""
+    warnings, playable, decisions = [], 0, 0
+    for entry in plan.scenarios:
+        env = make(entry.family, entry.params, entry.instance_seeds[0])
+        kind = env.kind
+        players = [spec.name for spec in plan.agents if kind in factories[spec.name].kinds]
+        for spec in plan.agents:
+            if spec.name not in players:
+                warnings.append(f"agent {spec.name!r} cannot play scenario {entry.id!r} ({kind}): skipped")
+        playable += len(players)
+        rollouts = entry.rollouts if entry.rollouts is not None else plan.rollouts
+        decisions += len(players) * len(entry.instance_seeds) * rollouts * env.horizon
+        episode_bytes = env.horizon * (env.n_actions * _BYTES_PER_OUTCOME + _BYTES_PER_DECISION)
+        if players and episode_bytes > MAX_EPISODE_BYTES and not allow_large:
+            raise PlanError(f"scenario {entry.id!r}: horizon {env.horizon} x {env.n_actions} options needs about "
+                            f"{episode_bytes / 2**30:.1f} GiB per episode in memory (limit "
+                            f"{MAX_EPISODE_BYTES / 2**30:.0f} GiB); lower it or pass --allow-large")
+    if not playable:
+        kinds = ", ".join(f"{spec.name}: {'/'.join(sorted(factories[spec.name].kinds)) or 'none'}" for spec in plan.agents)
+        raise PlanError(f"no agent can play any scenario of the plan (agents play {kinds})")
+    if decisions > MAX_DECISIONS and not allow_large:
+        hours = decisions * _SECONDS_PER_DECISION / 3600
+        raise PlanError(f"the plan has {decisions:.3g} decisions (limit {MAX_DECISIONS:.0e}): at least "
+                        f"{hours:.3g} h of running and about {decisions * 150 / 2**30:.3g} GiB of run store; "
+                        "lower horizon/rollouts/instances or pass --allow-large")
+    return warnings
+
+
 def supports_filter(factories: dict[str, AgentFactory]) -> Callable:
     return lambda spec, task: scenario_kind(task.family) in factories[spec.name].kinds
 
@@ -55,6 +97,7 @@ async def execute(
     progress: Progress | None = None,
     factories: dict[str, AgentFactory] | None = None,
     executor: str | Executor = "local",
+    allow_large: bool = False,
 ) -> RunResult:
     """Run every episode of `plan` not yet finished in `directory`.
 
@@ -66,38 +109,48 @@ async def execute(
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    if max_cost is not None and not (isinstance(max_cost, (int, float)) and math.isfinite(max_cost) and max_cost >= 0):
+        raise ConfigError(f"max_cost must be a finite number of USD >= 0, got {max_cost!r}")
     started = time.perf_counter()
     progress = progress or Progress()
     runner = get_executor(executor)
-    store = RunStore(directory, create=not resume)
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise RunStoreError(f"{directory} is a file, not a run directory; choose another --out")
+    warnings: list[str] = []
+    store = None
     try:
-        if store.plan_path.exists():
-            saved = Plan.from_dict(store.read_plan(), str(store.plan_path))
-            if not resume:
-                raise RunStoreError(f"{store.directory} already holds a run; resume it with --resume or choose another --out")
-            plan = saved
+        # nothing is written until the plan is valid, every agent resolves and the size is sane
+        if resume:
+            store = RunStore(directory, create=False)
+            plan = Plan.from_dict(store.read_plan(), str(store.plan_path))
+            factories = factories or build_factories(plan)
         else:
-            if resume:
-                raise RunStoreError(f"{store.directory} holds no run to resume (no plan.json)")
+            if (directory / PLAN_FILE).exists():
+                raise RunStoreError(f"{directory} already holds a run; resume it with --resume or choose another --out")
+            factories = factories or build_factories(plan)
+            warnings = check_plan(plan, factories, allow_large=allow_large)
+            store = RunStore(directory, create=True)
             store.write_plan(plan.to_dict())
-        factories = factories or build_factories(plan)
         supports = supports_filter(factories)
         done = store.finished_keys()
         total = sum(1 for _ in plan.episodes(supports))
         pending: Iterator[Episode] = (e for e in plan.episodes(supports) if e.key not in done)
-        result = RunResult(store.directory, total, 0, 0, len(done))
+        result = RunResult(store.directory, total, 0, 0, len(done), warnings=warnings)
         progress.start(total, len(done))
-        spent = store.total_cost()
+        # the hard cap counts everything this run directory ever spent, failed and replaced attempts
+        # included; agents in this process reserve each paid call's worst case against it
+        budget = CostBudget(max_cost, store.total_spent())
 
         def episodes() -> Iterator[Episode]:
             for episode in pending:  # the cost cap is checked each time an executor asks for more work
-                if max_cost is not None and spent >= max_cost:
-                    result.stopped = f"cost limit ${max_cost:g} reached (${spent:.4f} spent)"
+                # in-process calls settle into the budget; episodes played elsewhere count once committed
+                if budget.exhausted or (max_cost is not None and store.total_spent() >= max_cost):
+                    result.stopped = f"cost limit ${max_cost:g} reached (${budget.spent:.4f} spent)"
                     return
                 yield episode
 
         def deliver(outcome: Outcome) -> None:
-            nonlocal spent
             episode, record = outcome.episode, outcome.record
             store.commit_episode(record, outcome.decisions)
             if outcome.failed:
@@ -105,16 +158,23 @@ async def execute(
                 result.errors.append(f"{episode.agent.name} {episode.task.task_id} #{episode.rollout}: {record.error}")
                 progress.advance(episode, FAILED)
             else:
-                spent += record.cost
                 result.finished += 1
                 progress.advance(episode, FINISHED)
 
-        await runner.run(episodes(), deliver, factories=factories, concurrency=concurrency)
+        token = RUN_BUDGET.set(budget)  # the run's tasks see it (a context variable, reset after)
+        try:
+            await runner.run(episodes(), deliver, factories=factories, concurrency=concurrency)
+        finally:
+            RUN_BUDGET.reset(token)
+        if budget.refused and result.stopped is None:
+            result.stopped = f"cost limit ${max_cost:g} reached (${budget.spent:.4f} spent)"
+        result.spent = store.total_spent()
         progress.stop()
         result.wall_s = time.perf_counter() - started
         return result
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def run_plan(plan: Plan, directory: str | Path, **options) -> RunResult:

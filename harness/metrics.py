@@ -43,6 +43,14 @@ Metric definitions
 - MinFrac: the mean over episodes of K times the smallest fraction of the episode's decisions
   given to any arm (an arm never pulled gives 0), K = `n_actions` of the episode. 1 means
   perfectly uniform exploration, 0 means some arm was never tried.
+- Position bias: agents that see the options as a list (LLMs) record the listed position of
+  each pick (`info.position`, 0-based; with `shuffle_options` the listing is a seeded
+  per-episode permutation). `position_shares` is the share of picks at listed positions
+  1..K in percent ("61/20/19"), `position_bias` the largest share divided by the share chance
+  gives (1/K): 1 is no preference for any position, K is always the same position. With
+  shuffled options the best option is equally likely at every position, so a bias well above
+  1 is a preference for a place in the list, not for an option. Null for agents without
+  listed positions.
 """
 
 from __future__ import annotations
@@ -147,7 +155,7 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
     from scipy.special import stdtrit
 
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise ConfigError(f"level must be in (0, 1), got {level}")
     R = pl.col("cumulative_regret")
     by_round = [*KEYS, "t"]
     per_task = (
@@ -491,6 +499,34 @@ def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
     return inputs.decisions.group_by(KEYS).agg(
         invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
         .cast(pl.Float64).mean()
+    )
+
+
+@metric("position_bias", ("position_bias", "position_shares"), position=45,
+        table=(("position bias", lambda r: format_number(r["position_bias"], ".2f")),
+               ("picks by position %", lambda r: r["position_shares"] or "–")))
+def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
+    """Share of picks per listed position against chance (agents that see a list of options)."""
+    import polars as pl
+
+    decisions, episodes = inputs.decisions, inputs.episodes
+    if "info" not in decisions.collect_schema().names():  # a frame of regret columns only
+        return pl.LazyFrame(schema={"agent": pl.String, "scenario_id": pl.String, "position_bias": pl.Float64,
+                                    "position_shares": pl.String})
+    picks = (decisions.filter(pl.col("info").str.contains('"position":', literal=True))
+             .select(*KEYS, position=pl.col("info").str.json_path_match("$.position").cast(pl.Int64))
+             .drop_nulls("position"))
+    counts = picks.group_by(*KEYS, "position").agg(picks=pl.len())
+    k = episodes.group_by(KEYS).agg(k=pl.col("n_actions").max())
+    grid = (counts.select(KEYS).unique().join(k, on=KEYS, how="inner")
+            .with_columns(position=pl.int_ranges(0, pl.col("k"))).explode("position")
+            .join(counts, on=[*KEYS, "position"], how="left")
+            .with_columns(pl.col("picks").fill_null(0))
+            .with_columns(share=pl.col("picks") / pl.col("picks").sum().over(KEYS))
+            .sort(*KEYS, "position"))
+    return grid.group_by(KEYS).agg(
+        position_bias=pl.col("share").max() * pl.col("k").first(),
+        position_shares=(pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String).str.join("/"),
     )
 
 

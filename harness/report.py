@@ -108,7 +108,7 @@ def print_leaderboard(frame: pl.DataFrame, console: Console | None = None) -> No
                  "invalid", "cost $"):
         table.add_column(name, justify="right")
     previous = None
-    for row in frame.sort("scenario_id", "mean_regret", "agent", nulls_last=True).iter_rows(named=True):
+    for row in frame.iter_rows(named=True):  # in the frame's order (report_run: the plan's scenario order)
         scenario = row["scenario_id"]
         if scenario != previous:
             if previous is not None:
@@ -851,7 +851,7 @@ def report_run(run_dir: str | Path, console: Console | None = None, **options: A
     from harness._store import load_run
 
     decisions, episodes = load_run(run_dir)
-    frame = metrics.leaderboard(decisions, episodes)
+    frame = in_plan_order(metrics.leaderboard(decisions, episodes), plan_order(_plan_of(Path(run_dir)))[0])
     print_leaderboard(frame, console)
     return write_report(run_dir, leaderboard=frame, **options)
 

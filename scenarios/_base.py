@@ -89,6 +89,8 @@ def _check_type(family: str, key: str, annotation: str, value: Any) -> Any:
         raise ScenarioError(f"{family}: parameter {key!r} must be an integer, got {value!r}")
     if base == "float" and not is_real:
         raise ScenarioError(f"{family}: parameter {key!r} must be a number, got {value!r}")
+    if base in ("int", "float") and not np.isfinite(value):  # inf or nan would make every regret NaN
+        raise ScenarioError(f"{family}: parameter {key!r} must be a finite number, got {value!r}")
     if base == "str" and not isinstance(value, str):
         raise ScenarioError(f"{family}: parameter {key!r} must be a string, got {value!r}")
     if base.startswith("tuple[float"):
@@ -97,6 +99,8 @@ def _check_type(family: str, key: str, annotation: str, value: Any) -> Any:
             for v in value
         ):
             raise ScenarioError(f"{family}: parameter {key!r} must be a list of numbers, got {value!r}")
+        if not all(np.isfinite(float(v)) for v in value):
+            raise ScenarioError(f"{family}: parameter {key!r} must hold finite numbers, got {list(value)!r}")
         return tuple(float(v) for v in value)
     return int(value) if base == "int" else value
 

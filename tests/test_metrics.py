@@ -327,3 +327,24 @@ def test_docstring_examples():
 
     result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.slow
+def test_sublinear_verdict_on_real_runs_linear_agents_rarely_ucb1_usually(tmp_path):
+    """A small version of benchmarks/stats_calibration.py through the leaderboard itself: 30 runs
+    (3 tasks x 2 rollouts each) of uniform play on a Bernoulli bandit, whose regret is exactly
+    linear, and 8 runs of UCB1 at T = 1000. The replaced curve-regression test called ~40% of
+    such uniform runs sublinear."""
+    from harness import parse_suite, run_plan
+
+    def verdicts(agent, horizon, runs):
+        plan = parse_suite({"seed": 1, "rollouts": 2, "agents": [agent], "scenarios": [
+            {"id": f"r{k:02d}", "family": "bandit/bernoulli", "params": {"n_arms": 5, "horizon": horizon},
+             "instances": 3} for k in range(runs)]})
+        run_plan(plan, tmp_path / agent)
+        return leaderboard(*load_run(tmp_path / agent))["sublinear"].to_list()
+
+    uniform = verdicts("uniform", 200, 30)
+    assert sum(v is True for v in uniform) <= 4  # binomial(30, 0.05) exceeds 4 with probability < 2%
+    ucb1 = verdicts("ucb1", 1000, 8)
+    assert sum(v is True for v in ucb1) >= 7

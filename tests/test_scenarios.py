@@ -398,3 +398,21 @@ def test_import_scenarios_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("n_arms", [2, 3, 5, 8])
+def test_nonstationary_drift_meets_the_variation_budget_for_any_k(n_arms):
+    """The realised V_T = sum_t max_a |mu_{t+1,a} - mu_{t,a}| matches the budget (it was 3.09 for 2 at K=5)."""
+    for seed in range(5):
+        env = make("bandit/nonstationary", {"n_arms": n_arms, "horizon": 2000, "mode": "drift",
+                                            "variation_budget": 2.0}, seed)
+        assert env.variation() == pytest.approx(2.0, rel=1e-3)
+        assert env.summary()["variation"] == pytest.approx(2.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -float("inf")])
+def test_non_finite_parameters_are_refused(value):
+    with pytest.raises(ScenarioError, match="must be a finite number"):
+        make("bandit/gaussian", {"n_arms": 3, "sigma": value}, 0)
+    with pytest.raises(ScenarioError, match="finite numbers"):
+        make("bandit/gaussian", {"n_arms": 2, "means": [0.0, value]}, 0)
