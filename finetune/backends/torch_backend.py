@@ -181,9 +181,9 @@ def _loss(module, config: PolicyConfig, batch: dict, index, perms):
 
 
 def _plan_kind(plan) -> str:
-    from harness._plan import scenario_kind
+    from scenarios import SCENARIOS
 
-    kinds = {scenario_kind(e.family) for e in plan.scenarios}
+    kinds = {SCENARIOS.get(e.family).kind for e in plan.scenarios}
     if len(kinds) != 1 or not kinds <= {"bandit", "experts"}:
         raise BackendError(f"torch backend: a policy plays one kind, bandit or experts; the suite has {sorted(kinds)}")
     return kinds.pop()
