@@ -33,9 +33,12 @@ class Decision:
     attempts: int = 0  # provider calls made for this decision (0 for algorithms)
     messages: list[dict] | None = None  # the exact messages sent on the final attempt
     info: dict | None = None  # algorithm internals worth logging (e.g. UCB indices)
+    answer: Any = None  # a free-form answer the scenario checks (reply text, or a numeric agent's path)
 
     @property
-    def played(self) -> int | tuple[float, ...]:
+    def played(self) -> Any:
+        if self.answer is not None:
+            return self.answer
         return self.action if self.policy is None else self.policy
 
 
@@ -197,3 +200,4 @@ def list_agents() -> list[str]:
 
 def _import_builtin_baselines() -> None:
     import agents.baselines  # noqa: F401  (registers on import)
+    import agents.graph_policy  # noqa: F401

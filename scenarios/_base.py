@@ -249,3 +249,4 @@ def _import_builtin_families() -> None:
     import scenarios.bandits  # noqa: F401  (registers on import)
     import scenarios.contextual  # noqa: F401
     import scenarios.experts  # noqa: F401
+    import scenarios.graph  # noqa: F401

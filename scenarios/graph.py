@@ -42,10 +42,11 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from scenarios._base import Observation, Scenario, ScenarioError, Step, require, scenario
 from scenarios._registry import Registry
 
 # --- graphs and their generator ----------------------------------------------------------
@@ -482,3 +483,121 @@ for _framing in (
 ):
     register_graph_framing(_framing)
 del _framing
+
+
+# --- the scenario family -----------------------------------------------------------------
+
+ASKS = ("path", "length")
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemObservation(Observation):
+    """The single observation of a graph task: the public problem (graph, source, target)."""
+
+    problem: PathProblem | None = None
+
+
+@scenario("graph/shortest-path")
+class ShortestPath(Scenario):
+    """One question per episode: a shortest path (or its length) between two nodes.
+
+    The answer is free-form: reply text (parsed with the framing's node names) or, from a
+    numeric agent, the path as a sequence of node indices (or an int for `ask = "length"`).
+    `step` returns reward 1 / 0 and the ranking regret of the module docstring; its feedback
+    records the outcome, the parsed path and a one-line detail.
+    """
+
+    kind = "answer"
+    feedback = "answer"
+
+    @dataclass(frozen=True)
+    class Params:
+        level: int = field(default=2, metadata={"help": "difficulty d >= 1: the shortest path has d + 1 edges"})
+        min_nodes: int | None = field(default=None, metadata={"help": "fewest nodes (default 6 + level)"})
+        max_nodes: int | None = field(default=None, metadata={"help": "most nodes (default 10 + level)"})
+        extra_edge_prob: float | None = field(default=None, metadata={"help": "chance of each extra edge "
+                                                                      "(default 0.6 / (level + 1))"})
+        ask: str = field(default="path", metadata={"help": "'path' (the nodes) or 'length' (the edge count)"})
+        names: str = field(default="letters", metadata={"help": "graph framing: letters, cities or friends"})
+
+    @property
+    def n_actions(self) -> int:
+        return self.problem.graph.n_nodes
+
+    @property
+    def horizon(self) -> int:
+        return 1
+
+    def _validate(self) -> None:
+        p = self.params
+        require(p.level >= 1, self.family, f"level must be >= 1, got {p.level}")
+        require(p.ask in ASKS, self.family, f"ask must be one of {', '.join(ASKS)}, got {p.ask!r}")
+        try:
+            self.framing = get_graph_framing(p.names)
+        except KeyError as exc:
+            raise ScenarioError(f"{self.family}: {exc}") from None
+
+    def _build_world(self, rng):
+        p = self.params
+        try:
+            self.problem = generate_problem(p.level, rng, min_nodes=p.min_nodes, max_nodes=p.max_nodes,
+                                            extra_edge_prob=p.extra_edge_prob)
+        except ValueError as exc:
+            raise ScenarioError(f"{self.family}: {exc}") from None
+
+    def _draw_episode(self, rng):
+        pass  # nothing random happens after the instance is drawn
+
+    def reset(self, seed: int) -> Observation:
+        super().reset(seed)
+        return ProblemObservation(0, None, self.problem)
+
+    def expected_rewards(self, t: int) -> np.ndarray:
+        return np.zeros(self.n_actions)  # no discrete actions: answers are scored by `check`
+
+    def optimal_action(self, t: int) -> int:
+        return -1
+
+    def _outcome(self, t, action, policy):  # unused: `step` scores answers itself
+        raise ScenarioError(f"{self.family}: answer with a path, not an action index")
+
+    def describe(self) -> str:
+        """The question and how to answer it, in the family's graph framing."""
+        return (f"{self.framing.describe(self.problem, self.params.ask)}\n"
+                f"{self.framing.answer_instructions(self.problem, self.params.ask)}")
+
+    def check(self, answer) -> tuple[PathCheck, tuple[int, ...] | int | None]:
+        """(the check, the parsed answer) of reply text or a numeric agent's path / length."""
+        problem = self.problem
+        if self.params.ask == "length":
+            value = parse_length(answer) if isinstance(answer, str) else answer
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                right = int(value) == problem.distance
+                outcome = PathCheck(SHORTEST if right else LONGER, 0.0 if right else failure_regret(problem),
+                                    1.0 if right else 0.0, f"answered {int(value)}, the distance is {problem.distance}")
+                return outcome, int(value)
+            return PathCheck(UNPARSEABLE, failure_regret(problem), 0.0, "no single integer in the answer"), None
+        parsed = self.framing.parse(problem, answer) if isinstance(answer, str) else (
+            None if answer is None else PathAnswer(nodes=tuple(int(x) for x in answer)))
+        return check_path(problem, parsed), (parsed.nodes if parsed is not None else None)
+
+    def step(self, action) -> Step:
+        if not self._episode_ready:
+            raise ScenarioError(f"{self.family}: call reset(seed) before step()")
+        if self._t >= 1:
+            raise ScenarioError(f"{self.family}: episode is over (one answer per episode)")
+        result, parsed = self.check(action)
+        self._t = 1
+        feedback = {"reward": result.reward, "outcome": result.outcome,
+                    "answer": list(parsed) if isinstance(parsed, tuple) else parsed, "detail": result.detail}
+        return Step(0, result.reward, result.regret, -1, feedback, True, None)
+
+    def difficulty(self) -> dict[str, float]:
+        return {"level": float(self.params.level), "distance": float(self.problem.distance or 0),
+                "n_nodes": float(self.problem.graph.n_nodes)}
+
+    def summary(self) -> dict:
+        problem = self.problem
+        return {"level": self.params.level, "n_nodes": problem.graph.n_nodes, "source": problem.source,
+                "target": problem.target, "distance": problem.distance,
+                "edges": [list(e) for e in problem.graph.edges]}

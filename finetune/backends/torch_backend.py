@@ -48,6 +48,11 @@ class TorchBackend(BaseBackend):
         shape = {k: v for k, v in params.items() if k in shape_keys}
         agent_params = {k: v for k, v in params.items() if k not in shape_keys}
         source = base_model or agent
+        if source in (NEW, "torch") and plan is not None and _plan_kinds(plan) == {"answer"}:
+            from finetune.backends import torch_graph
+
+            directory, agent_params = torch_graph.new_checkpoint(params, output_dir)
+            return Checkpoint(str(directory), f"torch:{directory}", self.name, agent_params)
         if source in (NEW, "torch"):
             if plan is not None:
                 shape.setdefault("kind", _plan_kind(plan))
@@ -58,7 +63,10 @@ class TorchBackend(BaseBackend):
             save_policy(module, PolicyConfig(**shape), directory)
         else:
             directory = checkpoint_path(source)
-            PolicyConfig.load(directory)  # fails clearly if it is not a policy checkpoint
+            from agents.graph_policy import is_graph_checkpoint
+
+            if not is_graph_checkpoint(directory):
+                PolicyConfig.load(directory)  # fails clearly if it is not a policy checkpoint
         checkpoint = Checkpoint(str(directory), f"torch:{directory}", self.name, agent_params)
         return checkpoint
 
@@ -69,6 +77,12 @@ class TorchBackend(BaseBackend):
             raise BackendError(f"torch backend: expected a TrainingSet of kept trajectories, got {type(dataset).__name__}")
         if dataset.episodes.height == 0:
             raise BackendError("torch backend: the training set is empty (no kept trajectories)")
+        from agents.graph_policy import is_graph_checkpoint
+
+        if is_graph_checkpoint(checkpoint_path(base)):
+            from finetune.backends import torch_graph
+
+            return torch_graph.fit(base, dataset, config, self.name)
         torch.set_num_threads(max(1, config.threads))
         module, policy_config = load_module(checkpoint_path(base))
         batch = episode_tensors(dataset, policy_config)
@@ -180,10 +194,14 @@ def _loss(module, config: PolicyConfig, batch: dict, index, perms):
     return (per_episode * weights).sum() / weights.sum()
 
 
-def _plan_kind(plan) -> str:
+def _plan_kinds(plan) -> set[str]:
     from harness._plan import scenario_kind
 
-    kinds = {scenario_kind(e.family) for e in plan.scenarios}
+    return {scenario_kind(e.family) for e in plan.scenarios}
+
+
+def _plan_kind(plan) -> str:
+    kinds = _plan_kinds(plan)
     if len(kinds) != 1 or not kinds <= {"bandit", "experts"}:
         raise BackendError(f"torch backend: a policy plays one kind, bandit or experts; the suite has {sorted(kinds)}")
     return kinds.pop()
