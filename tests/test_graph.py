@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 
@@ -247,3 +250,88 @@ def _one_shortest_path(problem: PathProblem) -> list[int]:
     while path[-1] != problem.target:
         path.append(min(v for v in problem.graph.neighbours()[path[-1]] if to_target[v] == to_target[path[-1]] - 1))
     return path
+
+
+# --- the scenario family and its agents --------------------------------------------------
+
+def test_family_checks_text_and_node_sequences():
+    from scenarios import ScenarioError, make
+
+    env = make("graph/shortest-path", {"level": 2, "names": "cities"}, 5)
+    observation = env.reset(0)
+    problem = observation.problem
+    assert env.horizon == 1 and env.kind == "answer" and problem.distance == 3
+    assert "ANSWER:" in env.describe() and "Amber" in env.describe()
+    path = _one_shortest_path(problem)
+    step = env.step(f"I think so.\nANSWER: {env.framing.path_text(problem, path)}")
+    assert (step.reward, step.regret, step.done, step.feedback["outcome"]) == (1.0, 0.0, True, SHORTEST)
+    assert step.feedback["answer"] == path
+    with pytest.raises(ScenarioError, match="episode is over"):
+        env.step(path)
+    env.reset(1)
+    assert env.step(tuple(path[:-1])).feedback["outcome"] == WRONG_ENDPOINTS
+    assert env.difficulty()["level"] == 2.0 and env.summary()["distance"] == 3
+    length = make("graph/shortest-path", {"level": 2, "ask": "length"}, 5)
+    length.reset(0)
+    assert length.step("ANSWER: 3").reward == 1.0
+    length.reset(0)
+    assert length.step("ANSWER: 4").regret == length.n_actions - 1
+    for bad, message in (({"level": 0}, "level must be >= 1"), ({"ask": "nodes"}, "ask must be one of"),
+                         ({"names": "colours"}, "unknown graph framing"),
+                         ({"level": 3, "max_nodes": 4, "min_nodes": 4}, "needs at least 5 nodes")):
+        with pytest.raises(ScenarioError, match=message):
+            make("graph/shortest-path", bad)
+
+
+def test_bfs_is_exact_and_random_walk_is_a_valid_walk(tmp_path):
+    import polars as pl
+
+    from harness._plan import parse_suite
+    from harness._runner import run_plan
+
+    plan = parse_suite({"agents": ["bfs", "random-walk"], "rollouts": 3, "scenarios": [
+        {"id": "g", "family": "graph/shortest-path", "params": {"level": 3}, "instances": 5}]})
+    run_plan(plan, tmp_path / "run")
+    from harness._store import load_run
+
+    load_run(tmp_path / "run")  # writes the Parquet exports
+    episodes = pl.read_parquet(tmp_path / "run" / "episodes.parquet")
+    bfs = episodes.filter(pl.col("agent") == "bfs")
+    assert bfs.height == 15 and (bfs["final_regret"] == 0).all() and (bfs["total_reward"] == 1).all()
+    decisions = pl.read_parquet(tmp_path / "run" / "decisions.parquet").filter(pl.col("agent") == "random-walk")
+    outcomes = {json.loads(f)["outcome"] for f in decisions["feedback"]}
+    assert outcomes <= {SHORTEST, LONGER, WRONG_ENDPOINTS}  # a simple walk never uses a non-edge
+
+
+def test_untrained_graph_policy_is_a_uniform_walk_and_fit_changes_it(tmp_path):
+    pytest.importorskip("torch")
+    import polars as pl
+
+    from agents import AgentSpec, resolve
+    from finetune.iterate import IterateConfig, iterate
+    from harness._plan import parse_suite
+
+    suite = parse_suite({"agents": [], "scenarios": [
+        {"id": "g", "family": "graph/shortest-path", "params": {"level": 1}, "instances": 4}]})
+    config = IterateConfig(out=str(tmp_path / "loop"), suite=suite, selector="threshold", iterations=1, rollouts=8,
+                           eval_instances=3, backend_config={"epochs": 3, "learning_rate": 0.01})
+    result = iterate(config)
+    from scenarios import make
+
+    env = make("graph/shortest-path", {"level": 1}, 3)
+    observation = env.reset(0)
+    agent = resolve(AgentSpec(f"torch:{tmp_path}/loop/iter-000/checkpoint"))()
+    from agents import EpisodeInfo
+
+    agent.reset(EpisodeInfo("graph/shortest-path", "answer", "answer", env.n_actions, 1, False, "t", "s", 0, 7))
+    decision = agent.decide(observation)
+    neighbours = observation.problem.graph.neighbours()
+    path = decision.answer
+    expected = sum(math.log(1 / len([v for v in neighbours[u] if v not in path[:j + 1]]))
+                   for j, u in enumerate(path[:-1]))
+    assert decision.info["log_prob"] == pytest.approx(expected, abs=1e-3)  # exactly uniform over unvisited neighbours
+    trained = resolve(AgentSpec(result.checkpoint.agent))()
+    trained.reset(EpisodeInfo("graph/shortest-path", "answer", "answer", env.n_actions, 1, False, "t", "s", 0, 7))
+    assert trained.decide(observation).info["log_prob"] != decision.info["log_prob"]
+    kept = pl.read_parquet(tmp_path / "loop" / "iter-000" / "dataset" / "episodes.parquet")
+    assert (kept["final_regret"] == 0).all() and kept.height > 0
