@@ -33,7 +33,7 @@ class Decision:
     attempts: int = 0  # provider calls made for this decision (0 for algorithms)
     messages: list[dict] | None = None  # the exact messages sent on the final attempt
     info: dict | None = None  # algorithm internals worth logging (e.g. UCB indices)
-    answer: Any = None  # a free-form answer the scenario checks (reply text, or a numeric agent's path)
+    answer: Any = None  # a free-form answer the scenario itself checks (a number, a string, a path)
 
     @property
     def played(self) -> Any:
