@@ -434,19 +434,17 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
 
 
 def _reward_by_scenario(episodes) -> dict[str, dict[str, float]]:
-    """Held-out mean reward per scenario with a 95% interval over task means (episodes of a task
-    share its instance, so the task is the independent unit; one episode per task is the plain case)."""
+    """Held-out mean reward per scenario with its task-clustered 95% interval (harness._stats)."""
     import polars as pl
 
-    from harness.metrics import mean_ci
+    from harness._stats import clustered_mean
 
-    per_task = (episodes.filter(pl.col("status") == "finished").group_by("scenario_id", "task_id")
-                .agg(pl.col("total_reward").mean()).collect())
+    finished = episodes.filter(pl.col("status") == "finished").select("scenario_id", "task_id", "total_reward").collect()
     result = {}
-    for (scenario_id,), part in per_task.group_by("scenario_id"):
-        mean, low, high = mean_ci(part["total_reward"].to_numpy())
-        result[scenario_id] = {"mean_reward": mean, "reward_ci_low": low, "reward_ci_high": high,
-                               "tasks": float(part.height)}
+    for (scenario_id,), part in finished.group_by("scenario_id"):
+        estimate = clustered_mean(part["total_reward"].to_numpy(), part["task_id"].to_numpy())
+        result[scenario_id] = {"mean_reward": estimate.estimate, "reward_ci_low": estimate.ci_low,
+                               "reward_ci_high": estimate.ci_high, "tasks": float(estimate.n_tasks)}
     return result
 
 
