@@ -95,11 +95,11 @@ class IterateConfig:
                 raise ValueError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
         if self.train_instances is not None and self.train_instances < 1:
             raise ValueError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
-        if self.k > self.rollouts:
-            raise ValueError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
         if selector not in SELECTORS:
             raise ValueError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
+        if selector != "threshold" and self.k > self.rollouts:  # the threshold selector keeps any number
+            raise ValueError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
         from finetune._curriculum import SCHEDULES
 

@@ -39,6 +39,7 @@ chain is the no-path answer.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -185,6 +186,7 @@ class PathCheck:
     regret: float
     reward: float
     detail: str  # one line naming what is wrong (or right)
+    answer: tuple[int, ...] | int | None = None  # what was read: node indices (or the length asked for)
 
     @property
     def correct(self) -> bool:
@@ -509,6 +511,7 @@ class ShortestPath(Scenario):
 
     kind = "answer"
     feedback = "answer"
+    framed = False  # the scenario tells itself (describe()); the bandit framings do not apply
 
     @dataclass(frozen=True)
     class Params:
@@ -566,28 +569,30 @@ class ShortestPath(Scenario):
         return (f"{self.framing.describe(self.problem, self.params.ask)}\n"
                 f"{self.framing.answer_instructions(self.problem, self.params.ask)}")
 
-    def check(self, answer) -> tuple[PathCheck, tuple[int, ...] | int | None]:
-        """(the check, the parsed answer) of reply text or a numeric agent's path / length."""
+    def check(self, answer) -> PathCheck:
+        """Score reply text or a numeric agent's path / length; `.answer` holds what was read."""
         problem = self.problem
         if self.params.ask == "length":
             value = parse_length(answer) if isinstance(answer, str) else answer
             if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
                 right = int(value) == problem.distance
-                outcome = PathCheck(SHORTEST if right else LONGER, 0.0 if right else failure_regret(problem),
-                                    1.0 if right else 0.0, f"answered {int(value)}, the distance is {problem.distance}")
-                return outcome, int(value)
-            return PathCheck(UNPARSEABLE, failure_regret(problem), 0.0, "no single integer in the answer"), None
+                return PathCheck(SHORTEST if right else LONGER, 0.0 if right else failure_regret(problem),
+                                 1.0 if right else 0.0, f"answered {int(value)}, the distance is {problem.distance}",
+                                 int(value))
+            return PathCheck(UNPARSEABLE, failure_regret(problem), 0.0, "no single integer in the answer")
         parsed = self.framing.parse(problem, answer) if isinstance(answer, str) else (
             None if answer is None else PathAnswer(nodes=tuple(int(x) for x in answer)))
-        return check_path(problem, parsed), (parsed.nodes if parsed is not None else None)
+        result = check_path(problem, parsed)
+        return dataclasses.replace(result, answer=parsed.nodes if parsed is not None else None)
 
     def step(self, action) -> Step:
         if not self._episode_ready:
             raise ScenarioError(f"{self.family}: call reset(seed) before step()")
         if self._t >= 1:
             raise ScenarioError(f"{self.family}: episode is over (one answer per episode)")
-        result, parsed = self.check(action)
+        result = self.check(action)
         self._t = 1
+        parsed = result.answer
         feedback = {"reward": result.reward, "outcome": result.outcome,
                     "answer": list(parsed) if isinstance(parsed, tuple) else parsed, "detail": result.detail}
         return Step(0, result.reward, result.regret, -1, feedback, True, None)
