@@ -1,6 +1,7 @@
 """Curriculum self-improvement on graph shortest paths (arXiv 2602.10014 in miniature), as a plain script.
 
     nice -n 10 .venv/bin/python benchmarks/curriculum_graph.py [--out DIR] [--seeds 0,1,2] [--iterations N]
+        [--tasks-per-level M] [--rollouts L] [--results FILE]
 
 The model is the numeric graph policy (agents/graph_policy.py: a looped graph-attention
 Transformer that writes a path node by node), trained from scratch: untrained, it is a
@@ -8,7 +9,7 @@ uniform random simple walk. Each iteration it samples `rollouts` paths for each 
 keeps the correct ones (the `threshold` selector at regret 0: reward-filtered fine-tuning) and
 is fine-tuned by maximum likelihood on them (the torch backend). Levels d = 1, 3, 5, 7
 (shortest paths of 2, 4, 6, 8 edges in 7-11 ... 13-17 nodes). Three schedules spend the same
-sample budget per iteration (`TASKS_PER_LEVEL` x 4 tasks x `ROLLOUTS` samples):
+sample budget per iteration (--tasks-per-level x 4 tasks x --rollouts samples; defaults 8 and 4):
 
 - mixture: every level every iteration;
 - easy-to-hard: iteration i of N on level floor(4 i / N) only;
@@ -37,20 +38,20 @@ SCHEDULES = ("mixture", "easy-to-hard", "adaptive")
 BACKEND = {"epochs": 10, "learning_rate": 0.003}
 
 
-def suite():
+def suite(tasks: int):
     from harness._plan import parse_suite
 
     return parse_suite({"name": "graph-levels", "agents": [], "scenarios": [
-        {"id": f"L{d}", "family": "graph/shortest-path", "params": {"level": d}, "instances": TASKS_PER_LEVEL}
+        {"id": f"L{d}", "family": "graph/shortest-path", "params": {"level": d}, "instances": tasks}
         for d in LEVELS]})
 
 
-def run(out: Path, schedule: str, seed: int, iterations: int):
+def run(out: Path, schedule: str, seed: int, iterations: int, tasks: int, rollouts: int):
     from finetune.iterate import IterateConfig, iterate
 
-    config = IterateConfig(out=str(out / f"{schedule}-seed{seed}"), suite=suite(), selector="threshold",
+    config = IterateConfig(out=str(out / f"{schedule}-seed{seed}"), suite=suite(tasks), selector="threshold",
                            max_regret=0.0, schedule=schedule, advance_at=0.8, iterations=iterations,
-                           rollouts=ROLLOUTS, train_instances=TASKS_PER_LEVEL, eval_instances=EVAL_INSTANCES,
+                           rollouts=rollouts, train_instances=tasks, eval_instances=EVAL_INSTANCES,
                            eval_rollouts=EVAL_ROLLOUTS, backend_config=BACKEND, seed=seed,
                            baselines=("random-walk", "bfs") if schedule == SCHEDULES[0] else ())
     started = time.process_time()
@@ -133,18 +134,22 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-curriculum-graph")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--tasks-per-level", type=int, default=TASKS_PER_LEVEL, help="training tasks a mixture gives "
+                        "each level per iteration (the budget is this times the number of levels)")
+    parser.add_argument("--rollouts", type=int, default=ROLLOUTS, help="samples per training task")
     parser.add_argument("--results", default=None, help="write the tables here too (e.g. benchmarks/results/...)")
     args = parser.parse_args()
+    tasks, rollouts = args.tasks_per_level, args.rollouts
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     tables, cpu = {}, {}
-    lines = [f"settings: levels {LEVELS}, {TASKS_PER_LEVEL} tasks x {len(LEVELS)} levels x {ROLLOUTS} samples per "
+    lines = [f"settings: levels {LEVELS}, {tasks} tasks x {len(LEVELS)} levels x {rollouts} samples per "
              f"iteration (every schedule), {args.iterations} iterations, held-out {EVAL_INSTANCES} instances x "
              f"{EVAL_ROLLOUTS} samples per level, backend {BACKEND}, seeds {seeds}"]
     baselines = None
     for seed in seeds:
         for schedule in SCHEDULES:
-            result, cpu[schedule, seed] = run(out, schedule, seed, args.iterations)
+            result, cpu[schedule, seed] = run(out, schedule, seed, args.iterations, tasks, rollouts)
             tables[schedule, seed] = result.rows
             if result.baselines is not None and baselines is None:
                 baselines = result.baselines
@@ -159,6 +164,19 @@ def main() -> None:
         show("reference agents on the same held-out instances (seed 0)",
              baselines.select("agent", "scenario_id", "mean_regret", "ci_low", "ci_high"), lines)
     final = args.iterations
+    reach = []
+    for seed in seeds:
+        for schedule in SCHEDULES:
+            rows = tables[schedule, seed]
+            for d in LEVELS:
+                hit = rows.filter((pl.col("scenario_id") == f"L{d}") & (pl.col("mean_reward") >= 0.9)).sort("iteration")
+                first = hit["iteration"][0] if hit.height else None
+                budget = hit["accepted_total"][0] if hit.height else None
+                reach.append({"schedule": schedule, "seed": seed, "level": f"L{d}", "first_iteration_at_0.9": first,
+                              "accepted_samples_by_then": budget})
+    show("first iteration whose held-out accuracy is >= 0.9 (samples drawn by then: iteration x "
+         f"{tasks * len(LEVELS) * rollouts})",
+         pl.DataFrame(reach).pivot("level", index=["schedule", "seed"], values="first_iteration_at_0.9"), lines)
     summary = pl.concat([
         tables[schedule, seed].filter(pl.col("iteration").is_in([final // 2, final]))
         .select(pl.lit(schedule).alias("schedule"), pl.lit(seed).alias("seed"), "iteration", "scenario_id",

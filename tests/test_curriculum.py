@@ -171,3 +171,23 @@ def test_bandit_curriculum_through_difficulty(tmp_path):
         for k in (3, 2)]})
     config = IterateConfig(out=str(tmp_path), suite=suite, schedule="easy-to-hard", iterations=2)
     assert [[e.id for e in training_entries(suite, config, i)] for i in range(2)] == [["k2"], ["k3"]]
+
+
+def test_cli_graph_curriculum(tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "cli"
+    code = main(["iterate", "--suite", "iterate-graph", "--selector", "correct", "--schedule", "adaptive",
+                 "--advance-at", "0.5", "--iterations", "1", "--rollouts", "2", "--train-instances", "2",
+                 "--eval-instances", "2", "--set", "epochs=1", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "warning: level graph/L" in printed and "iterations.csv" in printed
+    rows = pl.read_csv(out / "iterations.csv")
+    assert rows.height == 8 and set(rows["scenario_id"]) == {"graph/L1", "graph/L3", "graph/L5", "graph/L7"}
+    # adaptive starts on the easiest level with the whole budget (2 tasks x 4 levels x 2 rollouts)
+    assert rows.filter(pl.col("iteration") == 1).filter(pl.col("samples").is_not_null())["scenario_id"].to_list() \
+        == ["graph/L1"]
+    assert main(["iterate", "--suite", "iterate-graph", "--curriculum", "--schedule", "adaptive",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--curriculum means --schedule easy-to-hard" in capsys.readouterr().err
