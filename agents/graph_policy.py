@@ -189,8 +189,6 @@ class GraphPolicyAgent(Agent):
 
 
 def graph_policy_factory(spec: AgentSpec) -> AgentFactory:
-    from agents.torch_policy import checkpoint_path
-
     import torch
 
     unknown = set(spec.params) - {"temperature", "threads", "framing", "play"}
@@ -201,7 +199,7 @@ def graph_policy_factory(spec: AgentSpec) -> AgentFactory:
     # one decision is a few small matrix products: extra intra-op threads only spin (measured
     # 180 ms of CPU per decision with 2 threads on a loaded 2-core machine, 1.6 ms with 1)
     torch.set_num_threads(int(spec.params.get("threads", 1)))
-    module, _ = load_module(checkpoint_path(spec.agent))
+    module, _ = load_module(spec.agent.removeprefix("torch:"))  # torch_policy_factory has checked the path
     return AgentFactory(spec, lambda: GraphPolicyAgent(module, temperature), frozenset({"answer"}))
 
 

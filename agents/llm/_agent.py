@@ -11,8 +11,7 @@ from agents.llm._parse import parse_answer
 from agents.llm._prompts import EpisodePrompts
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, Step
-
-DEFAULT_FRAMING = "buttons"
+from scenarios.framing import DEFAULT_FRAMING
 
 
 class LLMAgent(Agent):
