@@ -590,12 +590,20 @@ class ShortestPath(Scenario):
             raise ScenarioError(f"{self.family}: call reset(seed) before step()")
         if self._t >= 1:
             raise ScenarioError(f"{self.family}: episode is over (one answer per episode)")
+        if isinstance(action, (int, np.integer)) and self.params.ask == "path":
+            raise ScenarioError(f"{self.family}: answer with a path (reply text or node indices), "
+                                f"not the action index {action}")
         result = self.check(action)
         self._t = 1
         parsed = result.answer
         feedback = {"reward": result.reward, "outcome": result.outcome,
                     "answer": list(parsed) if isinstance(parsed, tuple) else parsed, "detail": result.detail}
         return Step(0, result.reward, result.regret, -1, feedback, True, None)
+
+    def sample_action(self, rng: np.random.Generator) -> tuple[int, ...]:
+        """A random reply (a checker plays these): 1 to n node indices, valid or not."""
+        n = self.problem.graph.n_nodes
+        return tuple(int(x) for x in rng.integers(n, size=int(rng.integers(1, n + 1))))
 
     def difficulty(self) -> dict[str, float]:
         return {"level": float(self.params.level), "distance": float(self.problem.distance or 0),

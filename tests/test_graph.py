@@ -271,6 +271,15 @@ def test_family_checks_text_and_node_sequences():
     env.reset(1)
     assert env.step(tuple(path[:-1])).feedback["outcome"] == WRONG_ENDPOINTS
     assert env.difficulty()["level"] == 2.0 and env.summary()["distance"] == 3
+    env.reset(2)
+    with pytest.raises(ScenarioError, match="answer with a path"):
+        env.step(3)
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for _ in range(200):  # random replies exercise every failure the checker knows, deterministically
+        env.reset(0)
+        outcomes.add(env.step(env.sample_action(rng)).feedback["outcome"])
+    assert {WRONG_ENDPOINTS, NON_EDGE} <= outcomes
     length = make("graph/shortest-path", {"level": 2, "ask": "length"}, 5)
     length.reset(0)
     assert length.step("ANSWER: 3").reward == 1.0
