@@ -86,37 +86,55 @@ class TorchBackend(BaseBackend):
         torch.set_num_threads(max(1, config.threads))
         module, policy_config = load_module(checkpoint_path(base))
         batch = episode_tensors(dataset, policy_config)
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
-        optimiser = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        def batch_loss(index, generator):
+            perms = None
+            if generator is not None and config.permute_actions:
+                perms = torch.stack([torch.randperm(policy_config.n_actions, generator=generator) for _ in index])
+            return _loss(module, policy_config, batch, index, perms)
+
         n = batch["actions"].shape[0]
-        initial_loss = _loss(module, policy_config, batch, torch.arange(n), None).item()
-        epoch_loss = math.nan
-        for _ in range(config.epochs):
-            order = torch.randperm(n, generator=generator)
-            total = weight = 0.0
-            for start in range(0, n, config.batch_size):
-                index = order[start:start + config.batch_size]
-                perms = None
-                if config.permute_actions:
-                    perms = torch.stack([torch.randperm(policy_config.n_actions, generator=generator) for _ in index])
-                loss = _loss(module, policy_config, batch, index, perms)
-                optimiser.zero_grad()
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-                optimiser.step()
-                w = float(batch["weights"][index].sum())
-                total += loss.item() * w
-                weight += w
-            epoch_loss = total / weight
-        with torch.no_grad():
-            final_loss = _loss(module, policy_config, batch, torch.arange(n), None).item()
+        initial_loss, epoch_loss, final_loss = maximise_likelihood(module, n, batch["weights"], batch_loss, config)
         directory = Path(config.output_dir)
         save_policy(module, policy_config, directory, {"trained_from": base})
         metrics = {"train_loss": epoch_loss, "initial_loss": initial_loss, "final_loss": final_loss,
                    "examples": float(n), "decisions": float(batch["mask"].sum())}
         return Checkpoint(str(directory), f"torch:{directory}", self.name, {}, metrics)
+
+
+def maximise_likelihood(module, n: int, weights, batch_loss, config: TorchConfig) -> tuple[float, float, float]:
+    """AdamW over shuffled mini-batches for `config.epochs` (seeded by `config.seed`).
+
+    `batch_loss(index, generator)` is the weighted negative log-likelihood of examples `index`
+    (`generator` draws any augmentation; None means none). Returns the loss over all examples
+    before training, the last epoch's mean and the loss after training.
+    """
+    import torch
+
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimiser = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    everything = torch.arange(n)
+    with torch.no_grad():
+        initial_loss = batch_loss(everything, None).item()
+    epoch_loss = math.nan
+    for _ in range(config.epochs):
+        order = torch.randperm(n, generator=generator)
+        total = weight = 0.0
+        for start in range(0, n, config.batch_size):
+            index = order[start:start + config.batch_size]
+            loss = batch_loss(index, generator)
+            optimiser.zero_grad()
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+            optimiser.step()
+            w = float(weights[index].sum())
+            total += loss.item() * w
+            weight += w
+        epoch_loss = total / weight
+    with torch.no_grad():
+        final_loss = batch_loss(everything, None).item()
+    return initial_loss, epoch_loss, final_loss
 
 
 def _seeded_module(config: PolicyConfig, seed: int):

@@ -9,7 +9,6 @@ neighbours of the current node, as the agent samples them (agents.graph_policy).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -96,35 +95,15 @@ def fit(base: str, dataset: TrainingSet, config, backend_name: str) -> Checkpoin
     import torch
 
     from agents.torch_policy import checkpoint_path
+    from finetune.backends.torch_backend import maximise_likelihood
 
     torch.set_num_threads(max(1, config.threads))
     module, policy_config = load_module(checkpoint_path(base))
     module.train()
     batch = path_tensors(dataset)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimiser = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     n = batch["current"].shape[0]
-    with torch.no_grad():
-        initial_loss = _loss(module, batch, torch.arange(n)).item()
-    epoch_loss = math.nan
-    for _ in range(config.epochs):
-        order = torch.randperm(n, generator=generator)
-        total = weight = 0.0
-        for start in range(0, n, config.batch_size):
-            index = order[start:start + config.batch_size]
-            loss = _loss(module, batch, index)
-            optimiser.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-            optimiser.step()
-            w = float(batch["weights"][index].sum())
-            total += loss.item() * w
-            weight += w
-        epoch_loss = total / weight
-    with torch.no_grad():
-        final_loss = _loss(module, batch, torch.arange(n)).item()
+    initial_loss, epoch_loss, final_loss = maximise_likelihood(
+        module, n, batch["weights"], lambda index, generator: _loss(module, batch, index), config)
     directory = Path(config.output_dir)
     save_policy(module, policy_config, directory, {"trained_from": base})
     metrics = {"train_loss": epoch_loss, "initial_loss": initial_loss, "final_loss": final_loss,
