@@ -18,13 +18,13 @@ sample budget per iteration (--tasks-per-level x 4 tasks x --rollouts samples; d
 Held-out: `EVAL_INSTANCES` instances per level (odd seeds, never trained on; the same for
 every schedule and iteration) x `EVAL_ROLLOUTS` sampled paths each. Intervals are
 task-clustered (harness._stats.clustered_mean); schedule differences are paired on the shared
-held-out episodes (harness._stats.paired_difference). CPU time is this process's.
+held-out episodes (harness._stats.paired_difference). CPU time is the process time of the
+loop's steps (eval, rollout, select, fit) as recorded in each loop's table.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import polars as pl
@@ -54,10 +54,10 @@ def run(out: Path, schedule: str, seed: int, iterations: int, tasks: int, rollou
                            rollouts=rollouts, train_instances=tasks, eval_instances=EVAL_INSTANCES,
                            eval_rollouts=EVAL_ROLLOUTS, backend_config=BACKEND, seed=seed,
                            baselines=("random-walk", "bfs") if schedule == SCHEDULES[0] else ())
-    started = time.process_time()
     result = iterate(config, log=lambda m: print(f"  [{schedule} seed {seed}] {m}", flush=True)
                      if "warning" in m or "eval" in m else None)
-    return result, time.process_time() - started
+    # CPU of the loop's steps as recorded when they ran (a resumed call re-reads finished loops)
+    return result, float(result.rows["cumulative_cpu_s"].max())
 
 
 def heldout_rewards(directory: Path, iteration: int) -> pl.DataFrame:
@@ -177,6 +177,16 @@ def main() -> None:
     show("first iteration whose held-out accuracy is >= 0.9 (samples drawn by then: iteration x "
          f"{tasks * len(LEVELS) * rollouts})",
          pl.DataFrame(reach).pivot("level", index=["schedule", "seed"], values="first_iteration_at_0.9"), lines)
+    window = pl.concat([
+        tables[schedule, seed].select(pl.lit(schedule).alias("schedule"), pl.lit(seed).alias("seed"), "iteration",
+                                      "scenario_id", "mean_reward") for seed in seeds for schedule in SCHEDULES])
+    spread = window.group_by("schedule", "seed", "scenario_id", maintain_order=True).agg(
+        last_3=pl.col("mean_reward").filter(pl.col("iteration") > final - 3).mean(),
+        all_iterations=pl.col("mean_reward").mean())
+    for column, what in (("last_3", "mean held-out accuracy over the last 3 iterations (end of the budget)"),
+                         ("all_iterations", f"mean held-out accuracy over iterations 0..{final} (anytime)")):
+        show(what, spread.pivot("scenario_id", index=["schedule", "seed"], values=column).sort("schedule", "seed"),
+             lines)
     summary = pl.concat([
         tables[schedule, seed].filter(pl.col("iteration").is_in([final // 2, final]))
         .select(pl.lit(schedule).alias("schedule"), pl.lit(seed).alias("seed"), "iteration", "scenario_id",
@@ -188,7 +198,7 @@ def main() -> None:
         show(f"paired held-out accuracy differences vs mixture at iteration {iteration} "
              "(task-clustered 95% CI)", diffs, lines)
     total = sum(cpu.values())
-    lines.append(f"\ntotal CPU {total / 60:.1f} min ({', '.join(f'{k[0]} s{k[1]} {v:.0f}s' for k, v in cpu.items())})")
+    lines.append(f"\ntotal loop CPU {total / 60:.1f} min ({', '.join(f'{k[0]} s{k[1]} {v:.0f}s' for k, v in cpu.items())})")
     print(lines[-1])
     path = plot(out, tables, seeds)
     print(f"wrote {path}")

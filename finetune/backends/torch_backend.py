@@ -9,7 +9,6 @@ actions, so this multiplies the data without changing what is learnt.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from agents.torch_policy import PolicyConfig, build_module, checkpoint_path, history_features, load_module, save_policy
 from finetune._backend import BackendConfig, BackendError, BaseBackend, Checkpoint, TrainingSet
+from finetune.backends._train import maximise_likelihood
 
 EPISODE_KEYS = ["agent", "task_id", "rollout"]
 NEW = "torch:new"  # the agent string of a fresh, untrained policy
@@ -99,42 +99,6 @@ class TorchBackend(BaseBackend):
         metrics = {"train_loss": epoch_loss, "initial_loss": initial_loss, "final_loss": final_loss,
                    "examples": float(n), "decisions": float(batch["mask"].sum())}
         return Checkpoint(str(directory), f"torch:{directory}", self.name, {}, metrics)
-
-
-def maximise_likelihood(module, n: int, weights, batch_loss, config: TorchConfig) -> tuple[float, float, float]:
-    """AdamW over shuffled mini-batches for `config.epochs` (seeded by `config.seed`).
-
-    `batch_loss(index, generator)` is the weighted negative log-likelihood of examples `index`
-    (`generator` draws any augmentation; None means none). Returns the loss over all examples
-    before training, the last epoch's mean and the loss after training.
-    """
-    import torch
-
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimiser = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    everything = torch.arange(n)
-    with torch.no_grad():
-        initial_loss = batch_loss(everything, None).item()
-    epoch_loss = math.nan
-    for _ in range(config.epochs):
-        order = torch.randperm(n, generator=generator)
-        total = weight = 0.0
-        for start in range(0, n, config.batch_size):
-            index = order[start:start + config.batch_size]
-            loss = batch_loss(index, generator)
-            optimiser.zero_grad()
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-            optimiser.step()
-            w = float(weights[index].sum())
-            total += loss.item() * w
-            weight += w
-        epoch_loss = total / weight
-    with torch.no_grad():
-        final_loss = batch_loss(everything, None).item()
-    return initial_loss, epoch_loss, final_loss
 
 
 def _seeded_module(config: PolicyConfig, seed: int):

@@ -95,7 +95,7 @@ def fit(base: str, dataset: TrainingSet, config, backend_name: str) -> Checkpoin
     import torch
 
     from agents.torch_policy import checkpoint_path
-    from finetune.backends.torch_backend import maximise_likelihood
+    from finetune.backends._train import maximise_likelihood
 
     torch.set_num_threads(max(1, config.threads))
     module, policy_config = load_module(checkpoint_path(base))
