@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scenarios._base import Observation, Scenario, ScenarioError, Step, require, scenario
+from scenarios._spaces import FreeForm
 from scenarios._registry import Registry
 
 # --- graphs and their generator ----------------------------------------------------------
@@ -512,6 +513,9 @@ class ShortestPath(Scenario):
     kind = "answer"
     feedback = "answer"
     framed = False  # the scenario tells itself (describe()); the bandit framings do not apply
+    # replies are read as text (the last ANSWER: line) and then as a path by `check`; numeric
+    # agents may answer with the node sequence itself, which `step` checks directly
+    action_space = FreeForm("path", example="A -> B -> C")
 
     @dataclass(frozen=True)
     class Params:
