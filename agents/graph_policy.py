@@ -140,6 +140,12 @@ def problem_of(observation: Observation):
     return problem
 
 
+def _answer(observation: Observation, path: list[int], info: dict | None = None) -> Decision:
+    """The path as reply text in the framing's node names (what the store and datasets show)."""
+    text = observation.path_text(path)
+    return Decision(answer=text, raw_output=f"ANSWER: {text}", info={"path": path, **(info or {})})
+
+
 def _walk(problem, choose) -> list[int]:
     """A simple path from the source, extended by `choose(path, options)` until the target or a dead end."""
     neighbours = problem.graph.neighbours()
@@ -185,7 +191,7 @@ class GraphPolicyAgent(Agent):
             return options[pick]
 
         path = _walk(problem, choose)
-        return Decision(answer=tuple(path), raw_output=json.dumps(path), info={"log_prob": round(log_prob, 4)})
+        return _answer(observation, path, {"log_prob": round(log_prob, 4)})
 
 
 def graph_policy_factory(spec: AgentSpec) -> AgentFactory:
@@ -219,11 +225,11 @@ class BreadthFirst(Agent):
                     parent[v] = u
                     queue.append(v)
         if problem.target not in parent:
-            return Decision(answer="ANSWER: none", raw_output="none")
+            return Decision(answer="none", raw_output="ANSWER: none")
         path = [problem.target]
         while path[-1] != problem.source:
             path.append(parent[path[-1]])
-        return Decision(answer=tuple(reversed(path)), raw_output=json.dumps(path[::-1]))
+        return _answer(observation, path[::-1])
 
 
 @baseline("random-walk", kinds=("answer",))
@@ -236,4 +242,4 @@ class RandomWalk(Agent):
 
     def decide(self, observation: Observation) -> Decision:
         path = _walk(problem_of(observation), lambda path, options: options[int(self.rng.integers(len(options)))])
-        return Decision(answer=tuple(path), raw_output=json.dumps(path))
+        return _answer(observation, path)

@@ -495,9 +495,15 @@ ASKS = ("path", "length")
 
 @dataclass(frozen=True, slots=True)
 class ProblemObservation(Observation):
-    """The single observation of a graph task: the public problem (graph, source, target)."""
+    """The single observation of a graph task: the public problem (graph, source, target) and the
+    framing's node names, so a numeric agent can answer in the words a reply would use."""
 
     problem: PathProblem | None = None
+    names: tuple[str, ...] = ()
+
+    def path_text(self, nodes: Sequence[int]) -> str:
+        """A node sequence written as the model is asked to write it: "A -> C -> F"."""
+        return " -> ".join(self.names[i] for i in nodes)
 
 
 @scenario("graph/shortest-path")
@@ -515,7 +521,8 @@ class ShortestPath(Scenario):
     framed = False  # the scenario tells itself (describe()); the bandit framings do not apply
     # replies are read as text (the last ANSWER: line) and then as a path by `check`; numeric
     # agents may answer with the node sequence itself, which `step` checks directly
-    action_space = FreeForm("path", example="A -> B -> C")
+    action_space = FreeForm("path, its nodes in order from the start to the end separated by ' -> '",
+                            example="A -> C -> F")
 
     @dataclass(frozen=True)
     class Params:
@@ -557,7 +564,7 @@ class ShortestPath(Scenario):
 
     def reset(self, seed: int) -> Observation:
         super().reset(seed)
-        return ProblemObservation(0, None, self.problem)
+        return ProblemObservation(0, None, self.problem, tuple(self.framing.node_names(self.problem.graph.n_nodes)))
 
     def expected_rewards(self, t: int) -> np.ndarray:
         return np.zeros(self.n_actions)  # no discrete actions: answers are scored by `check`
@@ -569,9 +576,8 @@ class ShortestPath(Scenario):
         raise ScenarioError(f"{self.family}: answer with a path, not an action index")
 
     def describe(self) -> str:
-        """The question and how to answer it, in the family's graph framing."""
-        return (f"{self.framing.describe(self.problem, self.params.ask)}\n"
-                f"{self.framing.answer_instructions(self.problem, self.params.ask)}")
+        """The question in the family's graph framing (the action space adds the answer line's form)."""
+        return self.framing.describe(self.problem, self.params.ask)
 
     def check(self, answer) -> PathCheck:
         """Score reply text or a numeric agent's path / length; `.answer` holds what was read."""

@@ -261,7 +261,7 @@ def test_family_checks_text_and_node_sequences():
     observation = env.reset(0)
     problem = observation.problem
     assert env.horizon == 1 and env.kind == "answer" and problem.distance == 3
-    assert "ANSWER:" in env.describe() and "Amber" in env.describe()
+    assert "Amber" in env.describe() and "ANSWER:" in env.action_space.instructions(None)
     path = _one_shortest_path(problem)
     step = env.step(f"I think so.\nANSWER: {env.framing.path_text(problem, path)}")
     assert (step.reward, step.regret, step.done, step.feedback["outcome"]) == (1.0, 0.0, True, SHORTEST)
@@ -335,7 +335,8 @@ def test_untrained_graph_policy_is_a_uniform_walk_and_fit_changes_it(tmp_path):
     agent.reset(EpisodeInfo("graph/shortest-path", "answer", "answer", env.n_actions, 1, False, "t", "s", 0, 7))
     decision = agent.decide(observation)
     neighbours = observation.problem.graph.neighbours()
-    path = decision.answer
+    path = decision.info["path"]
+    assert decision.answer == observation.path_text(path)  # answered as text in the framing's node names
     expected = sum(math.log(1 / len([v for v in neighbours[u] if v not in path[:j + 1]]))
                    for j, u in enumerate(path[:-1]))
     assert decision.info["log_prob"] == pytest.approx(expected, abs=1e-3)  # exactly uniform over unvisited neighbours
