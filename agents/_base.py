@@ -243,7 +243,8 @@ def baseline(name: str, kinds: tuple[str, ...], *, help: str | None = None):
             from agents._explain import EXPLAINERS
 
             cls.explainer = name
-            EXPLAINERS.add(name, explain.__func__ if isinstance(explain, staticmethod) else explain)
+            EXPLAINERS.add(name, explain.__func__ if isinstance(explain, staticmethod) else explain,
+                           help=f"the {name} baseline's reasons (from its logged info)")
         return BASELINES.register(name, help=help)(cls)
 
     return decorator

@@ -225,7 +225,7 @@ def _timed(function: Callable[[], Any]) -> tuple[Any, float, float]:
 def load_plan(suite: Any) -> Plan:
     if isinstance(suite, Plan):
         return suite
-    from harness._suites import load_suite_or_builtin
+    from harness import load_suite_or_builtin
 
     return load_suite_or_builtin(str(suite))
 
@@ -233,7 +233,7 @@ def load_plan(suite: Any) -> Plan:
 def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
             log: Callable[[str], None] | None = None) -> IterateResult:
     """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
-    from harness._runner import run_plan
+    from harness import run_plan
 
     log = log or (lambda message: None)
     plan = load_plan(config.suite)
@@ -356,7 +356,7 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     import polars as pl
 
     from finetune._select import select_episodes
-    from harness._store import load_run
+    from harness import load_run
 
     _, episodes = load_run(folder / "rollouts")
     kept = select_episodes(episodes, _selector(config)).with_columns(weight=pl.lit(1.0)).collect()
@@ -377,7 +377,7 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
     import polars as pl
 
     from finetune._select import select_decisions
-    from harness._store import load_run
+    from harness import load_run
 
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
@@ -390,7 +390,7 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     """iterations.parquet/.csv: one row per (iteration, scenario) from the eval runs and step records."""
     import polars as pl
 
-    from harness._store import load_run
+    from harness import load_run
     from harness.metrics import leaderboard
 
     done = state["done"]
@@ -472,7 +472,7 @@ def _num(value: Any) -> float:
 
 
 def write_baselines(directory: Path):
-    from harness._store import load_run
+    from harness import load_run
     from harness.metrics import leaderboard
 
     board = leaderboard(*load_run(directory / "baselines"))

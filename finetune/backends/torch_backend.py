@@ -177,9 +177,9 @@ def _loss(module, config: PolicyConfig, batch: dict, index, perms):
 
 
 def _plan_kinds(plan) -> set[str]:
-    from harness._plan import scenario_kind
+    from scenarios import SCENARIOS
 
-    return {scenario_kind(e.family) for e in plan.scenarios}
+    return {SCENARIOS.get(e.family).kind for e in plan.scenarios}
 
 
 def _plan_kind(plan) -> str:
