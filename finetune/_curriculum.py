@@ -53,7 +53,7 @@ class Schedule:
         raise NotImplementedError
 
 
-SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule", "regret_harness.schedules")
 
 
 def schedule(name: str):
@@ -66,12 +66,16 @@ def schedule(name: str):
 
 @schedule("mixture")
 class Mixture(Schedule):
+    """Every level every iteration, equal shares (a fixed mixture)."""
+
     def weights(self, levels, iteration, iterations, history, advance_at):
         return {level: 1.0 for level in levels}
 
 
 @schedule("easy-to-hard")
 class EasyToHard(Schedule):
+    """Iteration i of N trains only on level floor(i * L / N): contiguous stages, easy first."""
+
     def weights(self, levels, iteration, iterations, history, advance_at):
         stage = min(iteration * len(levels) // max(iterations, 1), len(levels) - 1)
         return {level: float(j == stage) for j, level in enumerate(levels)}
@@ -79,6 +83,8 @@ class EasyToHard(Schedule):
 
 @schedule("adaptive")
 class Adaptive(Schedule):
+    """The current level until its acceptance rate reaches advance_at, then the next one."""
+
     def weights(self, levels, iteration, iterations, history, advance_at):
         current = adaptive_level(levels, history, advance_at)
         return {level: float(j == current) for j, level in enumerate(levels)}

@@ -391,6 +391,10 @@ def parse_length(text: str) -> int | None:
 class GraphFraming:
     """How a graph problem is told: node names, nouns, and edge-list or adjacency text."""
 
+    @property
+    def help(self) -> str:  # the registry listing's line
+        return f"{self.node_plural} joined by {self.edge_plural}, told as {'an edge list' if self.style == 'edges' else 'adjacency lines'}"
+
     name: str
     setting: str  # the opening sentence
     node_noun: str  # "city"
