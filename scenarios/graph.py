@@ -40,6 +40,7 @@ chain is the no-path answer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -439,17 +440,6 @@ class GraphFraming:
             f"{self.setting} There are {problem.graph.n_nodes} {self.node_plural}: {', '.join(names)}.",
             self.graph_text(problem.graph), question])
 
-    def answer_instructions(self, problem: PathProblem, ask: str = "path", reasoning: bool = True) -> str:
-        names = self.node_names(problem.graph.n_nodes)
-        lead = ("Think step by step, then end your reply with a final line" if reasoning
-                else "Answer with the final line only, with no other text,")
-        if ask == "length":
-            return f"{lead} of exactly this form:\n{ANSWER_PREFIX} <number of {self.edge_plural}>"
-        example = " -> ".join(names[:3])
-        return (f"{lead} of exactly this form, listing the {self.node_plural} of the path in order from "
-                f"{names[problem.source]} to {names[problem.target]}:\n{ANSWER_PREFIX} <{self.node_noun}> -> "
-                f"<{self.node_noun}> -> ... -> <{self.node_noun}>\nfor example (format only):\n{ANSWER_PREFIX} {example}")
-
     def path_text(self, problem: PathProblem, nodes: Sequence[int]) -> str:
         """An answer as the model is asked to write it ("A -> C -> F"); -1 (unknown) as '?'."""
         names = self.node_names(problem.graph.n_nodes)
@@ -523,10 +513,16 @@ class ShortestPath(Scenario):
     kind = "answer"
     feedback = "answer"
     framed = False  # the scenario tells itself (describe()); the bandit framings do not apply
-    # replies are read as text (the last ANSWER: line) and then as a path by `check`; numeric
-    # agents may answer with the node sequence itself, which `step` checks directly
-    action_space = FreeForm("path, its nodes in order from the start to the end separated by ' -> '",
-                            example="A -> C -> F")
+
+    @functools.cached_property
+    def action_space(self) -> FreeForm:
+        """Replies are read as text (the last ANSWER: line), then as a path (or a length) by `check`;
+        numeric agents may also answer with the node sequence itself, which `step` checks directly."""
+        if self.params.ask == "length":
+            return FreeForm("number", example="3")
+        names = self.framing.node_names(3)
+        return FreeForm("path, its nodes in order from the start to the end separated by ' -> '",
+                        example=" -> ".join(names))
 
     @dataclass(frozen=True)
     class Params:
