@@ -12,7 +12,9 @@ a `ProblemObservation` (graph, source, target) and writes a path one node at a t
   the softmax; the path ends at the target, or fails at a dead end. An untrained policy is
   therefore exactly a uniform random simple walk.
 
-Every decision logs the path's log-probability in `info`; the answer is the node sequence.
+Every agent here answers with the path as reply text in the framing's node names ("D -> C -> B",
+what the store and datasets show) and logs the node indices in `info["path"]` (the policy also
+the path's log-probability).
 Inference and training share `build_module`; training is the torch backend's `fit`
 (maximum likelihood of the kept paths).
 """

@@ -504,8 +504,8 @@ class ProblemObservation(Observation):
 class ShortestPath(Scenario):
     """One question per episode: a shortest path (or its length) between two nodes.
 
-    The answer is free-form: reply text (parsed with the framing's node names) or, from a
-    numeric agent, the path as a sequence of node indices (or an int for `ask = "length"`).
+    The answer is free-form: reply text (parsed with the framing's node names; the numeric agents
+    answer this way too) or the path as a sequence of node indices (an int for `ask = "length"`).
     `step` returns reward 1 / 0 and the ranking regret of the module docstring; its feedback
     records the outcome, the parsed path and a one-line detail.
     """
