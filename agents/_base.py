@@ -33,9 +33,12 @@ class Decision:
     attempts: int = 0  # provider calls made for this decision (0 for algorithms)
     messages: list[dict] | None = None  # the exact messages sent on the final attempt
     info: dict | None = None  # algorithm internals worth logging (e.g. UCB indices)
+    answer: str | None = None  # answer scenarios: the reply the scenario checks (the action is free text)
 
     @property
-    def played(self) -> int | tuple[float, ...]:
+    def played(self) -> int | tuple[float, ...] | str:
+        if self.answer is not None:
+            return self.answer
         return self.action if self.policy is None else self.policy
 
 

@@ -66,7 +66,7 @@ async def play_episode(episode: Episode, factory: AgentFactory, framing: str | N
     agent = factory()
     framing = framing or task.framing or DEFAULT_FRAMING
     description = ""
-    if agent.is_async:  # only language agents read the story; algorithms skip the rendering cost
+    if agent.is_async and env.framed:  # only language agents read the story; algorithms skip the rendering cost
         from scenarios.framing import get_framing
 
         description = get_framing(framing).describe(env)

@@ -29,6 +29,8 @@ class Observation:
 
     t: int
     context: tuple[float, ...] | None = None
+    # answer scenarios: the conversation to reply to (role/content dicts), built by the scenario
+    messages: tuple[Mapping[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class Step:
     t: int
     reward: float  # what the agent earned this round (experts: minus its expected loss)
     regret: float
-    optimal_action: int  # the best action this round (experts: the best fixed expert over the episode)
+    optimal_action: int | None  # the best action this round (experts: the best fixed expert; answers: None)
     feedback: Mapping[str, Any]  # what the agent is told: {"reward": r} or {"losses": [...]}
     done: bool
     observation: Observation | None  # the next round's observation, None when done
@@ -124,6 +126,7 @@ class Scenario(ABC):
     kind: ClassVar[str]
     feedback: ClassVar[str] = "bandit"
     accepts_policy: ClassVar[bool] = False  # may the agent answer with a probability vector?
+    framed: ClassVar[bool] = True  # told to language agents through a framing (answer scenarios tell themselves)
     Params: ClassVar[type]
 
     def __init__(self, params: Mapping[str, Any] | None = None, instance_seed: int = 0) -> None:
@@ -249,3 +252,4 @@ def _import_builtin_families() -> None:
     import scenarios.bandits  # noqa: F401  (registers on import)
     import scenarios.contextual  # noqa: F401
     import scenarios.experts  # noqa: F401
+    import scenarios.self_correction  # noqa: F401

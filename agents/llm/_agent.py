@@ -7,17 +7,18 @@ import random
 
 from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
 from agents.llm._client import LLMClient
-from agents.llm._parse import parse_answer
+from agents.llm._parse import parse_answer, split_reasoning
 from agents.llm._prompts import EpisodePrompts
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, Step
+from scenarios.self_correction import ANSWER_KIND
 
 DEFAULT_FRAMING = "buttons"
 
 
 class LLMAgent(Agent):
     is_async = True
-    kinds = frozenset({"bandit", "contextual", "experts"})
+    kinds = frozenset({"bandit", "contextual", "experts", ANSWER_KIND})
 
     def __init__(self, settings: LLMSettings, client: LLMClient) -> None:
         self.settings = settings
@@ -29,12 +30,17 @@ class LLMAgent(Agent):
         self.episode = episode
         self.framing = get_framing(episode.framing or self.settings.framing or DEFAULT_FRAMING)
         s = self.settings
-        self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
-                                      multi_turn=s.multi_turn, system_prompt=s.system_prompt)
         self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
         self._asked: list[dict] | None = None
+        if episode.kind == ANSWER_KIND:  # the scenario writes the conversation (observation.messages)
+            self.prompts = None
+            return
+        self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
+                                      multi_turn=s.multi_turn, system_prompt=s.system_prompt)
 
     async def adecide(self, observation: Observation) -> Decision:
+        if observation.messages is not None:
+            return await self._reply(observation)
         episode, settings = self.episode, self.settings
         messages = self.prompts.messages(observation.t, observation.context)
         self._asked = messages
@@ -72,7 +78,23 @@ class LLMAgent(Agent):
                         parse_status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
 
+    async def _reply(self, observation: Observation) -> Decision:
+        """An answer scenario's turn: send its conversation as it is; the reply is the action it checks."""
+        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        messages = [*system, *({"role": m["role"], "content": m["content"]} for m in observation.messages)]
+        completion = await self.client.complete(messages, self.episode.rollout)
+        reasoning, visible = split_reasoning(completion.content, completion.reasoning)
+        info = {"cached": completion.cached} if completion.cached else {}
+        if completion.model:
+            info["model"] = completion.model
+        return Decision(reasoning=reasoning, raw_output=completion.content, answer=visible,
+                        prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                        cost=completion.cost, latency_s=completion.latency_s, attempts=completion.calls,
+                        messages=messages, info=info or None)
+
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
+        if self.prompts is None:
+            return
         self.prompts.record(observation.t, decision.action, decision.policy, dict(step.feedback), self._asked,
                             decision.raw_output)
 
