@@ -1,4 +1,8 @@
-"""Running agents on scenarios: plans, the runner, the run store, metrics, reports and the CLI.
+"""Running agents on scenarios: plans, the runner, the run store, statistics, metrics, reports and the CLI.
+
+The statistics (`harness._stats`: task-clustered intervals, the sublinearity test, paired
+differences with Holm's correction, power planning) take plain arrays, so any code that has
+regrets and task labels can use them: `from harness import clustered_mean, sublinearity_test`.
 
 The public names below are loaded on first use (PEP 562), so importing a submodule such as
 `harness.pytest_plugin` or `harness.cli` — which pytest and `regret --help` do at start-up —
@@ -15,6 +19,9 @@ _EXPORTS = {
     "harness._plan": ("Episode", "Plan", "PlanError", "ScenarioEntry", "Task", "derive_seed", "load_suite",
                       "parse_suite"),
     "harness._runner": ("Progress", "RunResult", "execute", "play_episode", "redact", "run_plan"),
+    "harness._stats": ("Estimate", "GrowthSlopes", "PowerPlan", "SublinearityTest", "VarianceComponents",
+                       "adjust_pvalues", "clustered_mean", "difference", "growth_slopes", "paired_difference",
+                       "plan_power", "sample_size", "sublinearity_test", "t_test_power", "variance_components"),
     "harness._store": ("RunStore", "RunStoreError", "load_run"),
     "harness._suites": ("builtin_suites", "load_builtin", "load_suite_or_builtin"),
 }
@@ -25,6 +32,23 @@ __all__ = sorted(_MODULE_OF)
 if TYPE_CHECKING:
     from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
     from harness._runner import Progress, RunResult, execute, play_episode, redact, run_plan
+    from harness._stats import (
+        Estimate,
+        GrowthSlopes,
+        PowerPlan,
+        SublinearityTest,
+        VarianceComponents,
+        adjust_pvalues,
+        clustered_mean,
+        difference,
+        growth_slopes,
+        paired_difference,
+        plan_power,
+        sample_size,
+        sublinearity_test,
+        t_test_power,
+        variance_components,
+    )
     from harness._store import RunStore, RunStoreError, load_run
     from harness._suites import builtin_suites, load_builtin, load_suite_or_builtin
 

@@ -53,10 +53,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from harness._stats import CORRECTIONS, adjust_pvalues
+
 BASELINE_FORMAT = "regret-baseline"
 BASELINE_VERSION = 1
 TESTS = ("auto", "paired", "stratified", "task-means", "welch")
-CORRECTIONS = ("holm", "bonferroni", "none")
 
 PASS, NEW, MISSING = "pass", "new", "missing"
 WORSE, CEILING, INVALID, COST, TOO_FEW = "worse", "ceiling", "invalid rate", "cost", "untestable"
@@ -451,24 +452,6 @@ def compare_samples(now: Sample, base: Sample, test: str = "auto") -> TestResult
     if test == "task-means":
         return task_means_test(now, base)
     return welch_test(now.regret, base.regret)
-
-
-def adjust_pvalues(pvalues: Sequence[float], correction: str) -> list[float]:
-    """Holm's step-down or Bonferroni adjusted p-values (compare them with alpha), or unchanged."""
-    m = len(pvalues)
-    if correction == "none" or m == 0:
-        return list(pvalues)
-    if correction == "bonferroni":
-        return [min(1.0, p * m) for p in pvalues]
-    if correction != "holm":
-        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 # --- checks ------------------------------------------------------------------------------
