@@ -31,6 +31,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from scenarios.self_correction import ANSWER_KIND
+
 METRICS = ("m1@t1", "m5@t1", "m1@t5", "p1@t5")
 
 
@@ -110,3 +112,89 @@ def metric_values(episodes: Sequence[AnswerEpisode], turns: int = 5, samples: in
     """The four RISE metrics' per-unit values, keyed by metric name (see METRICS)."""
     return {"m1@t1": first_turn_values(episodes), "m5@t1": parallel_majority_values(episodes, samples),
             "m1@t5": sequential_majority_values(episodes, turns), "p1@t5": pass_values(episodes, turns)}
+
+
+# --- from a run's tables ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricEstimate:
+    """One metric of one (agent, scenario): the mean with its task-clustered interval."""
+
+    metric: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n_tasks: int
+    n_units: int  # episodes (m1@t1, m1@t5, p1@t5) or votes (m5@t1)
+    method: str
+
+
+def estimate(metric: str, values: Sequence[tuple[str, float]], level: float = 0.95) -> MetricEstimate:
+    """Mean of per-unit values with an interval clustered by task (harness._stats.clustered_mean)."""
+    from harness._stats import clustered_mean
+
+    if not values:
+        return MetricEstimate(metric, math.nan, math.nan, math.nan, 0, 0, "none")
+    result = clustered_mean([v for _, v in values], [t for t, _ in values], level=level)
+    return MetricEstimate(metric, result.estimate, result.ci_low, result.ci_high, result.n_tasks,
+                          result.n_episodes, result.method)
+
+
+def answer_episodes(decisions, episodes) -> dict[tuple[str, str], list[AnswerEpisode]]:
+    """The finished episodes of answer scenarios, per (agent, scenario_id), from a run's tables.
+
+    Each decision's feedback holds the scenario's verdict ({"reward", "answer", "correct"});
+    the episode's scenario summary says whether it was played with an oracle.
+    """
+    import json
+
+    import polars as pl
+
+    from harness.metrics import ENGINE
+
+    lazy = lambda f: f.lazy() if isinstance(f, pl.DataFrame) else f  # noqa: E731
+    finished = (lazy(episodes).filter((pl.col("status") == "finished") & (pl.col("kind") == ANSWER_KIND))
+                .select("agent", "scenario_id", "task_id", "rollout", "scenario_summary"))
+    rows = (lazy(decisions).select("agent", "scenario_id", "task_id", "rollout", "t", "feedback")
+            .join(finished, on=["agent", "scenario_id", "task_id", "rollout"], how="inner")
+            .sort("agent", "scenario_id", "task_id", "rollout", "t").collect(engine=ENGINE))
+    grouped: dict[tuple, list] = {}
+    for row in rows.iter_rows(named=True):
+        grouped.setdefault((row["agent"], row["scenario_id"], row["task_id"], row["rollout"]), []).append(row)
+    out: dict[tuple[str, str], list[AnswerEpisode]] = {}
+    for (agent, scenario_id, task_id, rollout), turns in grouped.items():
+        verdicts = [json.loads(r["feedback"] or "{}") for r in turns]
+        oracle = bool(json.loads(turns[0]["scenario_summary"] or "{}").get("oracle", False))
+        out.setdefault((agent, scenario_id), []).append(AnswerEpisode(
+            task_id, rollout, tuple(v.get("answer") for v in verdicts), tuple(bool(v.get("correct")) for v in verdicts),
+            oracle))
+    return out
+
+
+def self_correction_table(decisions, episodes, turns: int = 5, samples: int = 5, level: float = 0.95):
+    """Per (agent, scenario_id) of the answer scenarios in a run: the four RISE metrics with
+    task-clustered intervals (`<metric>`, `<metric>_low`, `<metric>_high`), the numbers of tasks
+    and episodes, and accuracy / solved share by turn (lists over turns 1..`turns`).
+    Empty (no rows) when the run has no answer scenario."""
+    import polars as pl
+
+    records = []
+    for (agent, scenario_id), group in sorted(answer_episodes(decisions, episodes).items()):
+        record: dict[str, object] = {"agent": agent, "scenario_id": scenario_id,
+                                     "tasks": len({e.task_id for e in group}), "episodes": len(group),
+                                     "oracle": any(e.oracle for e in group)}
+        for name, values in metric_values(group, turns, samples).items():
+            result = estimate(name, values, level)
+            record.update({name: result.estimate, f"{name}_low": result.ci_low, f"{name}_high": result.ci_high})
+        by_turn = accuracy_by_turn(group, turns)
+        record["accuracy_by_turn"] = [r["accuracy"] for r in by_turn]
+        record["solved_by_turn"] = [r["solved"] for r in by_turn]
+        records.append(record)
+    columns = ["agent", "scenario_id", "tasks", "episodes", "oracle"]
+    for name in METRICS:
+        columns += [name, f"{name}_low", f"{name}_high"]
+    schema = {c: (pl.String if c in ("agent", "scenario_id") else pl.Int64 if c in ("tasks", "episodes")
+                  else pl.Boolean if c == "oracle" else pl.Float64) for c in columns}
+    schema |= {"accuracy_by_turn": pl.List(pl.Float64), "solved_by_turn": pl.List(pl.Float64)}
+    if not records:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(records, schema=schema).fill_nan(None)

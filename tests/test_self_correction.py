@@ -1,0 +1,153 @@
+"""Self-correction scenarios end to end: a scripted model through litellm whose every answer is known,
+so the RISE metrics, rewards and regrets the harness records are known exactly."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from harness import load_run, parse_suite, run_plan
+from harness._self_correction import self_correction_table
+from harness.testing.openai_server import ScriptedServer, answer_script_policy
+from scenarios import ScenarioError, make
+
+TURNS = 5
+ROLLOUTS = 5
+SEEDS = (11, 12, 13)  # tasks A, B, C
+
+
+def gold_by_question(params=None) -> dict[str, tuple[int, int]]:
+    """question -> (task index, gold answer) for the three tasks."""
+    out = {}
+    for index, seed in enumerate(SEEDS):
+        problem = make("self-correction/arithmetic", params or {}, seed).problem
+        out[problem.question] = (index, int(problem.answer))
+    return out
+
+
+def script(golds):
+    """Task A: turn 1 right in rollouts 0 and 3 (else gold+1), then always right.
+    Task B: right, wrong, right, wrong, right in every rollout (wrong = gold+2).
+    Task C: no answer at turn 1; then right in rollout 0 only (else gold+3)."""
+
+    def answer(question: str, turn: int, sample: int):
+        task, gold = golds[question]
+        if task == 0:
+            return gold if turn > 1 or sample in (0, 3) else gold + 1
+        if task == 1:
+            return gold if turn % 2 == 1 else gold + 2
+        if turn == 1:
+            return None
+        return gold if sample == 0 else gold + 3
+
+    return answer
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGRET_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer(answer_script_policy(script(gold_by_question()))) as running:
+        yield running
+
+
+def plan(server, **params):
+    return parse_suite({
+        "seed": 0, "rollouts": ROLLOUTS,
+        "agents": [{"agent": "openai/scripted", "api_base": server.api_base, "seed": 0, "backoff_base": 0.01}],
+        "scenarios": [{"id": "arith", "family": "self-correction/arithmetic", "params": {"turns": TURNS, **params},
+                       "seeds": list(SEEDS)}],
+    })
+
+
+def test_metrics_are_exactly_the_scripted_ones(server, tmp_path):
+    result = run_plan(plan(server), tmp_path / "run")
+    assert result.finished == len(SEEDS) * ROLLOUTS and result.failed == 0
+    decisions, episodes = load_run(tmp_path / "run")
+    table = self_correction_table(decisions, episodes)
+    row = table.row(0, named=True)
+    assert (row["tasks"], row["episodes"], row["oracle"]) == (3, 15, False)
+    assert row["m1@t1"] == pytest.approx(7 / 15)  # A 2/5, B 5/5, C 0/5
+    assert row["m5@t1"] == pytest.approx(1 / 3)  # A: wrong answer 3-2, B right, C no answer at all
+    assert row["m1@t5"] == pytest.approx(11 / 15)  # A 5/5, B 3-2 for the right answer, C only rollout 0
+    assert row["p1@t5"] == pytest.approx(11 / 15)
+    assert row["m5@t1"] != row["m1@t5"]
+    assert row["accuracy_by_turn"] == pytest.approx([7 / 15, 6 / 15, 11 / 15, 6 / 15, 11 / 15])
+    assert row["solved_by_turn"] == pytest.approx([7 / 15, 11 / 15, 11 / 15, 11 / 15, 11 / 15])
+    for name in ("m1@t1", "m1@t5", "p1@t5"):  # clustered by task: 3 tasks
+        assert row[f"{name}_low"] < row[name] < row[f"{name}_high"]
+
+    episodes = episodes.collect().sort("task_id", "rollout")
+    decisions = decisions.collect()
+    # no oracle: every episode plays all turns; regret counts the wrong turns
+    assert episodes["n_decisions"].to_list() == [TURNS] * 15
+    by_task = {t: g.sort("rollout")["final_regret"].to_list() for (t,), g in episodes.group_by("task_id")}
+    assert by_task["arith#11"] == [0.0, 1.0, 1.0, 0.0, 1.0]
+    assert by_task["arith#12"] == [2.0] * 5
+    assert by_task["arith#13"] == [1.0] + [5.0] * 4
+    # rewards: C's first turn has no number at all (-1), a wrong number scores 0
+    first_c = decisions.filter((pl.col("task_id") == "arith#13") & (pl.col("t") == 0))
+    assert first_c["reward"].to_list() == [-1.0] * 5
+    verdict = json.loads(first_c["feedback"][0])
+    assert verdict == {"reward": -1.0, "answer": None, "correct": False}
+    # the retry prompt follows every answer, right or wrong, with the question in it
+    last = json.loads(decisions.filter((pl.col("task_id") == "arith#12") & (pl.col("t") == 1))["messages"][0])
+    assert [m["role"] for m in last] == ["user", "assistant", "user"]
+    assert last[-1]["content"].startswith("The answer is incorrect. Please try again. Here's the question: ")
+
+
+def test_oracle_stops_at_the_first_correct_answer(server, tmp_path):
+    run_plan(plan(server, oracle=True), tmp_path / "run")
+    decisions, episodes = load_run(tmp_path / "run")
+    frame = episodes.collect().sort("task_id", "rollout")
+    assert frame["n_decisions"].to_list() == [1, 2, 2, 1, 2] + [1] * 5 + [2, 5, 5, 5, 5]
+    assert frame["final_regret"].to_list() == [0, 1, 1, 0, 1] + [0] * 5 + [1, 5, 5, 5, 5]  # turns wasted
+    row = self_correction_table(decisions, episodes).row(0, named=True)
+    assert row["oracle"] is True
+    assert row["p1@t5"] == pytest.approx(11 / 15)
+    assert row["m1@t1"] == pytest.approx(7 / 15)
+    assert row["m1@t5"] is None  # no oracle-free episode to vote over
+
+
+def test_context_window_keeps_the_question_and_the_last_attempts(server, tmp_path):
+    run_plan(plan(server, context_window=2), tmp_path / "run")
+    decisions, episodes = load_run(tmp_path / "run")
+    sent = [json.loads(m) for m in decisions.collect().sort("task_id", "rollout", "t")["messages"].to_list()]
+    assert max(len(m) for m in sent) == 3  # question, last attempt, retry prompt
+    assert sent[4][1]["content"].startswith("[attempt4]")  # turn 5 sees attempt 4 only
+    row = self_correction_table(decisions, episodes).row(0, named=True)
+    assert row["m1@t5"] == pytest.approx(11 / 15)  # the scripted model ignores the window
+
+
+def test_bad_parameters_name_the_problem(tmp_path):
+    with pytest.raises(ScenarioError, match="turns must be >= 1"):
+        make("self-correction/arithmetic", {"turns": 0})
+    with pytest.raises(ScenarioError, match="context_window must be an integer >= 0"):
+        make("self-correction/arithmetic", {"context_window": -1})
+    with pytest.raises(ScenarioError, match="retry_prompt may only use the placeholder"):
+        make("self-correction/arithmetic", {"retry_prompt": "Wrong: {answer}"})
+    with pytest.raises(ScenarioError, match="oracle must be true or false"):
+        make("self-correction/arithmetic", {"oracle": "yes"})
+    with pytest.raises(ScenarioError, match="needs a problem file"):
+        make("self-correction/gsm8k", {})
+    with pytest.raises(ScenarioError, match="missing.jsonl does not exist"):
+        make("self-correction/math", {"path": str(tmp_path / "missing.jsonl")})
+
+
+def test_file_problems_are_picked_by_seed(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    path.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}) + "\n"
+                            for i in range(3)))
+    env = make("self-correction/gsm8k", {"path": str(path), "retry_prompt": "No. {query}"}, 4)
+    assert env.problem.question == "What is 1 + 1?"
+    observation = env.reset(0)
+    assert observation.messages[0]["content"].endswith("What is 1 + 1?")
+    step = env.step("It is 3.")
+    assert (step.reward, step.regret, step.done) == (0.0, 1.0, False)
+    assert step.observation.messages[-1]["content"] == "No. What is 1 + 1?"
+    assert env.step("\\boxed{2}").feedback["correct"] is True
