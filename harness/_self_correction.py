@@ -198,3 +198,28 @@ def self_correction_table(decisions, episodes, turns: int = 5, samples: int = 5,
     if not records:
         return pl.DataFrame(schema=schema)
     return pl.DataFrame(records, schema=schema).fill_nan(None)
+
+
+def _cell(row: dict, name: str) -> str:
+    value, low, high = row[name], row[f"{name}_low"], row[f"{name}_high"]
+    if value is None:
+        return "-"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def self_correction_markdown(table) -> str:
+    """The RISE metrics table in Markdown: each metric with its 95% task-clustered interval."""
+    headers = ["agent", "scenario", "tasks", "episodes", *METRICS, "accuracy by turn", "solved by turn"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in table.iter_rows(named=True):
+        turns = lambda values: " ".join("-" if v is None else f"{v:.2f}" for v in values)  # noqa: E731
+        cells = [row["agent"], row["scenario_id"], str(row["tasks"]), str(row["episodes"]),
+                 *(_cell(row, name) for name in METRICS), turns(row["accuracy_by_turn"]),
+                 turns(row["solved_by_turn"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("m1@t1: first-turn accuracy; m5@t1: majority of 5 parallel first turns; m1@t5: majority of the 5 "
+            "sequential answers without an oracle; p1@t5: any of the first 5 turns correct (with an oracle). "
+            "Intervals: 95%, clustered by task.")
+    return "\n".join(lines) + "\n\n" + note + "\n"

@@ -456,10 +456,21 @@ def _leaderboard_html(frame: pl.DataFrame) -> str:
     return f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _self_correction_html(markdown: str) -> str:
+    """The RISE metrics section, from its Markdown table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not line.startswith("|---")]
+    head = "".join(f"<th>{_e(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    note = markdown.strip().splitlines()[-1]
+    return (f'<h2>Self-correction</h2><p class="meta">{_e(note)}</p>'
+            f'<table id="self-correction"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+
+
 def render_html(run_dir: str | Path, frame: pl.DataFrame, png: bytes, decisions: pl.LazyFrame,
                 episodes: pl.DataFrame, *, episodes_per_group: int = EPISODES_PER_GROUP,
-                max_rounds: int = MAX_ROUNDS, max_bytes: int = MAX_HTML_BYTES) -> str:
-    """The self-contained report page as a string."""
+                max_rounds: int = MAX_ROUNDS, max_bytes: int = MAX_HTML_BYTES, extra: str = "") -> str:
+    """The self-contained report page as a string (`extra`: sections placed after the leaderboard)."""
     run_dir = Path(run_dir)
     image = base64.b64encode(png).decode("ascii")
     finished = int(frame["episodes"].sum() or 0) if len(frame) else 0
@@ -479,6 +490,7 @@ def render_html(run_dir: str | Path, frame: pl.DataFrame, png: bytes, decisions:
         "p-value of beta &gt;= 1 (small p: sublinear, no-regret). SuffFail: share of episodes never playing the "
         "best arm in the second half. MinFrac: K times the smallest share of pulls any arm got.</p>",
         _leaderboard_html(frame),
+        extra,
         "<h2>Regret curves</h2>",
         f'<img id="regret-plot" alt="mean cumulative regret per round with 95% bands" '
         f'src="data:image/png;base64,{image}">',
@@ -521,9 +533,25 @@ def write_report(
     leaderboard.write_parquet(buffer)
     _write_bytes(paths["parquet"], buffer.getvalue())
     plot_regret_curves(metrics.regret_curves(decisions), paths["plot"])
+    import polars as pl
+
+    from harness._self_correction import self_correction_markdown, self_correction_table
+
+    answers = self_correction_table(decisions, episodes)
+    extra = ""
+    if len(answers):  # answer scenarios: the RISE metrics beside the leaderboard
+        markdown = self_correction_markdown(answers)
+        paths["self_correction"] = run_dir / "self_correction.md"
+        _write_bytes(paths["self_correction"], markdown.encode())
+        paths["self_correction_csv"] = run_dir / "self_correction.csv"
+        buffer = io.BytesIO()
+        answers.with_columns(answers[c].list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" ")
+                             for c in ("accuracy_by_turn", "solved_by_turn")).write_csv(buffer)
+        _write_bytes(paths["self_correction_csv"], buffer.getvalue())
+        extra = _self_correction_html(markdown)
     page = render_html(run_dir, leaderboard, paths["plot"].read_bytes(), decisions,
                        episodes.collect(engine=metrics.ENGINE), episodes_per_group=episodes_per_group,
-                       max_rounds=max_rounds, max_bytes=max_html_bytes)
+                       max_rounds=max_rounds, max_bytes=max_html_bytes, extra=extra)
     _write_bytes(paths["html"], page.encode("utf-8"))
     return paths
 
@@ -535,7 +563,12 @@ def report_run(run_dir: str | Path, console: Console | None = None, **options: A
     decisions, episodes = load_run(run_dir)
     frame = metrics.leaderboard(decisions, episodes)
     print_leaderboard(frame, console)
-    return write_report(run_dir, leaderboard=frame, **options)
+    paths = write_report(run_dir, leaderboard=frame, **options)
+    if "self_correction" in paths:
+        from rich.console import Console
+
+        (console or Console(width=200)).print(paths["self_correction"].read_text(), markup=False)
+    return paths
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

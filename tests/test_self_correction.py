@@ -151,3 +151,27 @@ def test_file_problems_are_picked_by_seed(tmp_path):
     assert (step.reward, step.regret, step.done) == (0.0, 1.0, False)
     assert step.observation.messages[-1]["content"] == "No. What is 1 + 1?"
     assert env.step("\\boxed{2}").feedback["correct"] is True
+
+
+def test_report_shows_the_rise_metrics(server, tmp_path):
+    from harness.report import write_report
+
+    run_plan(plan(server), tmp_path / "run")
+    paths = write_report(tmp_path / "run")
+    markdown = paths["self_correction"].read_text()
+    assert "| openai/scripted | arith | 3 | 15 | 0.467 [" in markdown
+    assert "0.47 0.40 0.73 0.40 0.73" in markdown
+    csv = pl.read_csv(paths["self_correction_csv"])
+    assert csv["m5@t1"][0] == pytest.approx(1 / 3)
+    html = paths["html"].read_text()
+    assert '<table id="self-correction">' in html and "m1@t5" in html
+    assert "self_correction" not in write_report_of_bandit_run(tmp_path)
+
+
+def write_report_of_bandit_run(tmp_path) -> dict:
+    from harness.report import write_report
+
+    run_plan(parse_suite({"seed": 0, "rollouts": 1, "agents": ["ucb1"],
+                          "scenarios": [{"family": "bandit/bernoulli", "params": {"horizon": 10}}]}),
+             tmp_path / "bandit")
+    return write_report(tmp_path / "bandit")
