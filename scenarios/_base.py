@@ -218,6 +218,10 @@ class Scenario(ABC):
             raise ScenarioError(f"{self.family}: policy must sum to 1, sums to {policy.sum():.6f}")
         return None, np.clip(policy, 0.0, None) / policy.sum()
 
+    def sample_action(self, rng: np.random.Generator) -> Any:
+        """A random valid action (the checker plays these)."""
+        return int(rng.integers(self.n_actions))
+
     def optimal_action(self, t: int) -> int:
         return int(np.argmax(self.expected_rewards(t)))
 

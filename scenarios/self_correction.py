@@ -159,6 +159,13 @@ class SelfCorrection(Scenario):
         observation = None if done else Observation(self._t, None, self.conversation(self._replies))
         return Step(t, checked.reward, 0.0 if checked.correct else 1.0, None, feedback, done, observation)
 
+    def sample_action(self, rng: np.random.Generator) -> str:
+        """A random reply: the gold answer, a wrong number or no answer, each a third of the time."""
+        choice = int(rng.integers(3))
+        if choice == 0:
+            return f"\\boxed{{{self.problem.answer}}}"
+        return f"I get {int(rng.integers(10**6))} apples." if choice == 1 else "I am not sure."
+
     def summary(self) -> dict[str, Any]:
         return {"answer": self.problem.answer, "style": self.problem.style, "source": self.problem.source,
                 "oracle": self.params.oracle, "turns": self.params.turns}

@@ -175,8 +175,22 @@ ALL_SPECS = [
 ]
 
 
+# answer scenarios (free-text actions): replayed by the checker with their own random replies
+ANSWER_SPECS = [
+    ScenarioSpec("self-correction/arithmetic", {"turns": 4}, 1),
+    ScenarioSpec("self-correction/arithmetic", {"turns": 6, "oracle": True, "steps": 3}, 2),
+]
+
+
 def test_every_builtin_family_is_covered():
-    assert {s.family for s in ALL_SPECS} == set(list_scenarios())
+    file_families = {"self-correction/gsm8k", "self-correction/math"}  # need a file: tests/test_self_correction.py
+    assert {s.family for s in ALL_SPECS + ANSWER_SPECS} | file_families == set(list_scenarios())
+
+
+@pytest.mark.parametrize("spec", ANSWER_SPECS, ids=lambda s: f"{s.family}:{dict(s.params)}")
+def test_check_answer_scenario_passes(spec):
+    for seed in range(5):
+        check_scenario(spec, seed=seed, policy_seed=seed)
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: f"{s.family}:{dict(s.params)}")
