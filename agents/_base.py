@@ -33,10 +33,10 @@ class Decision:
     attempts: int = 0  # provider calls made for this decision (0 for algorithms)
     messages: list[dict] | None = None  # the exact messages sent on the final attempt
     info: dict | None = None  # algorithm internals worth logging (e.g. UCB indices)
-    answer: str | None = None  # answer scenarios: the reply the scenario checks (the action is free text)
+    answer: Any = None  # a free-form answer the scenario itself checks (a number, a string, a path)
 
     @property
-    def played(self) -> int | tuple[float, ...] | str:
+    def played(self) -> Any:
         if self.answer is not None:
             return self.answer
         return self.action if self.policy is None else self.policy
