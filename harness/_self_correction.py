@@ -142,8 +142,9 @@ def estimate(metric: str, values: Sequence[tuple[str, float]], level: float = 0.
 def answer_episodes(decisions, episodes) -> dict[tuple[str, str], list[AnswerEpisode]]:
     """The finished episodes of answer scenarios, per (agent, scenario_id), from a run's tables.
 
-    Each decision's feedback holds the scenario's verdict ({"reward", "answer", "correct"});
-    the episode's scenario summary says whether it was played with an oracle.
+    Each decision's feedback holds the scenario's verdict ({"reward", "answer", "correct"}); an
+    answer scenario that reports no `correct` verdict is left out. The episode's scenario
+    summary says whether it was played with an oracle.
     """
     import json
 
@@ -156,6 +157,7 @@ def answer_episodes(decisions, episodes) -> dict[tuple[str, str], list[AnswerEpi
                 .select("agent", "scenario_id", "task_id", "rollout", "scenario_summary"))
     rows = (lazy(decisions).select("agent", "scenario_id", "task_id", "rollout", "t", "feedback")
             .join(finished, on=["agent", "scenario_id", "task_id", "rollout"], how="inner")
+            .filter(pl.col("feedback").str.json_path_match("$.correct").is_not_null())
             .sort("agent", "scenario_id", "task_id", "rollout", "t").collect(engine=ENGINE))
     grouped: dict[tuple, list] = {}
     for row in rows.iter_rows(named=True):

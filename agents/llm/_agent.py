@@ -41,6 +41,9 @@ class LLMAgent(Agent):
     async def adecide(self, observation: Observation) -> Decision:
         if observation.messages is not None:
             return await self._reply(observation)
+        if self.prompts is None:
+            raise ValueError(f"{self.episode.family}: this answer scenario gives no conversation "
+                             "(observation.messages) for a language model to reply to")
         episode, settings = self.episode, self.settings
         messages = self.prompts.messages(observation.t, observation.context)
         self._asked = messages
