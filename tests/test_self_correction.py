@@ -175,3 +175,34 @@ def write_report_of_bandit_run(tmp_path) -> dict:
                           "scenarios": [{"family": "bandit/bernoulli", "params": {"horizon": 10}}]}),
              tmp_path / "bandit")
     return write_report(tmp_path / "bandit")
+
+
+def test_rise_data_from_a_real_run(server, tmp_path):
+    import math
+
+    from finetune._text_data import chat_examples
+    from finetune.dataset import build_rise_dataset
+
+    run_plan(plan(server), tmp_path / "run")
+    # attempts, cut at the first correct answer: A 1,2,2,1,2; B 1 x5; C 2,5,5,5,5 -> 35
+    counts = {}
+    for criterion in ("all", "better", "best", "success"):
+        result = build_rise_dataset([tmp_path / "run"], tmp_path / criterion, criterion=criterion, val_fraction=0)
+        counts[criterion] = result.n_train
+        assert result.metadata["counts"]["attempts"] == 35
+    # better: every first attempt (15) + A's 0 -> 1 (3) + C's -1 -> 1 (1) and -1 -> 0 (4)
+    assert counts == {"all": 35, "better": 23, "best": 35, "success": 11}
+    rows = [json.loads(line) for line in (tmp_path / "all" / "train.jsonl").read_text().splitlines()]
+    by_reward = {r["reward"]: r["weight"] for r in rows}
+    assert by_reward == pytest.approx({1.0: math.exp(2.5), 0.0: 1.0, -1.0: math.exp(-2.5)})
+    assert by_reward[1.0] == pytest.approx(12.18, abs=0.01) and by_reward[-1.0] == pytest.approx(0.082, abs=0.001)
+    late = next(r for r in rows if r["task_id"] == "arith#13" and r["rollout"] == 1 and r["turn"] == 2)
+    assert [(m["role"], m["train"]) for m in late["messages"]] == [
+        ("user", False), ("assistant", False), ("user", False), ("assistant", False), ("user", False), ("assistant", True)]
+    assert late["messages"][-1]["content"].startswith("[attempt3]")
+    assert late["messages"][2]["content"].startswith("The answer is incorrect. Please try again.")
+    examples = chat_examples(tmp_path / "all")  # what the hf backend trains on: weights and masks kept
+    assert sorted({round(e["weight"], 3) for e in examples}) == [0.082, 1.0, 12.182]
+    # distillation: only another agent's episodes; none here
+    with pytest.raises(ValueError, match="no finished answer-scenario episode"):
+        build_rise_dataset([tmp_path / "run"], tmp_path / "none", agents=["openai/teacher"])
