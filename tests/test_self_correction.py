@@ -206,3 +206,40 @@ def test_rise_data_from_a_real_run(server, tmp_path):
     # distillation: only another agent's episodes; none here
     with pytest.raises(ValueError, match="no finished answer-scenario episode"):
         build_rise_dataset([tmp_path / "run"], tmp_path / "none", agents=["openai/teacher"])
+
+
+def test_best_of_n_and_teacher_collect_rise_data(tmp_path):
+    """Self-distillation: of 3 samples per turn the scenario's best is played; distillation: a
+    teacher writes the turns after the first."""
+    golds = gold_by_question()
+    student = answer_script_policy(lambda q, turn, sample: golds[q][1] if turn >= 2 and sample % 3 == 2
+                                   else golds[q][1] + 1)
+    teacher = answer_script_policy(lambda q, turn, sample: golds[q][1])
+
+    def dispatch(messages, request):
+        return (teacher if request["model"].endswith("teacher") else student)(messages, request)
+
+    with ScriptedServer(dispatch) as server:
+        base = {"agent": "openai/student", "api_base": server.api_base, "seed": 0, "backoff_base": 0.01,
+                "cache": False}  # identical requests of different agents would be answered once
+        suite = {"seed": 0, "rollouts": 2, "scenarios": [{"id": "arith", "family": "self-correction/arithmetic",
+                                                         "params": {"turns": 4, "oracle": True}, "seeds": [11, 12]}]}
+        run_plan(parse_suite({**suite, "agents": [{**base, "best_of": 3, "label": "best3"},
+                                                  {**base, "label": "plain"},
+                                                  {**base, "teacher": "openai/teacher", "label": "taught"}]}),
+                 tmp_path / "run")
+        requests = len(server.requests)
+    decisions, episodes = load_run(tmp_path / "run")
+    regret = {a: g["final_regret"].to_list() for (a,), g in episodes.collect().sort("task_id", "rollout").group_by("agent")}
+    assert regret == {"best3": [1.0] * 4, "plain": [4.0] * 4, "taught": [1.0] * 4}
+    # best3: 3 samples at turn 1 and 3 at turn 2 per episode; plain 4 turns; taught 2 turns
+    assert requests == 4 * (3 + 3) + 4 * 4 + 4 * 2
+    info = json.loads(decisions.filter((pl.col("agent") == "best3") & (pl.col("t") == 1)).collect()["info"][0])
+    assert info["samples"] == {"rewards": [0.0, 0.0, 1.0], "chosen": 2}
+    taught = decisions.filter((pl.col("agent") == "taught") & (pl.col("t") == 1)).collect()
+    assert json.loads(taught["info"][0])["teacher"] == "openai/teacher"
+    from finetune.dataset import build_rise_dataset
+
+    result = build_rise_dataset([tmp_path / "run"], tmp_path / "distilled", criterion="success",
+                                agents=["taught"], val_fraction=0)
+    assert result.n_train == 4  # the teacher's correct second turns

@@ -3,6 +3,7 @@ falls back to a recorded uniform-random action, and keeps everything needed to a
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
@@ -20,9 +21,12 @@ class LLMAgent(Agent):
     is_async = True
     kinds = frozenset({"bandit", "contextual", "experts", ANSWER_KIND})
 
-    def __init__(self, settings: LLMSettings, client: LLMClient) -> None:
+    def __init__(self, settings: LLMSettings, client: LLMClient, teacher: LLMClient | None = None) -> None:
         self.settings = settings
         self.client = client
+        self.teacher = teacher
+        # best-of-N picks replies with the scenario's own checker, so it must be handed the scenario
+        self.privileged = settings.best_of > 1
 
     def reset(self, episode: EpisodeInfo) -> None:
         from scenarios.framing import get_framing
@@ -82,18 +86,38 @@ class LLMAgent(Agent):
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
 
     async def _reply(self, observation: Observation) -> Decision:
-        """An answer scenario's turn: send its conversation as it is; the reply is the action it checks."""
-        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        """An answer scenario's turn: send its conversation as it is; the reply is the action it checks.
+
+        With `best_of` N, N replies are sampled (sample k of rollout r is requested as rollout
+        r * N + k, so the samples' seeds and cache keys differ) and the one the scenario scores
+        best is played (the first of the best); with a `teacher`, turns after the first are the
+        teacher's. Usage sums over every sample.
+        """
+        settings = self.settings
+        system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
         messages = [*system, *({"role": m["role"], "content": m["content"]} for m in observation.messages)]
-        completion = await self.client.complete(messages, self.episode.rollout)
-        reasoning, visible = split_reasoning(completion.content, completion.reasoning)
-        info = {"cached": completion.cached} if completion.cached else {}
-        if completion.model:
-            info["model"] = completion.model
-        return Decision(reasoning=reasoning, raw_output=completion.content, answer=visible,
-                        prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                        cost=completion.cost, latency_s=completion.latency_s, attempts=completion.calls,
-                        messages=messages, info=info or None)
+        client = self.teacher if self.teacher is not None and observation.t > 0 else self.client
+        n = settings.best_of
+        completions = [await client.complete(messages, self.episode.rollout * n + k) for k in range(n)]
+        visible = [split_reasoning(c.content, c.reasoning) for c in completions]
+        info: dict = {}
+        best = 0
+        if n > 1:
+            rewards = [float(self.episode.scenario.check(text).reward) for _, text in visible]
+            best = rewards.index(max(rewards))
+            info["samples"] = {"rewards": rewards, "chosen": best}
+        chosen = completions[best]
+        if client is self.teacher:
+            info["teacher"] = settings.teacher
+        if any(c.cached for c in completions):
+            info["cached"] = sum(c.cached for c in completions)
+        if chosen.model:
+            info["model"] = chosen.model
+        return Decision(reasoning=visible[best][0], raw_output=chosen.content, answer=visible[best][1],
+                        prompt_tokens=sum(c.prompt_tokens for c in completions),
+                        completion_tokens=sum(c.completion_tokens for c in completions),
+                        cost=sum(c.cost for c in completions), latency_s=sum(c.latency_s for c in completions),
+                        attempts=sum(c.calls for c in completions), messages=messages, info=info or None)
 
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
         if self.prompts is None:
@@ -106,4 +130,13 @@ def llm_factory(spec: AgentSpec) -> AgentFactory:
     """An AgentFactory for a litellm model string; its settings come from `spec.params`."""
     settings = LLMSettings.from_params(spec.agent, spec.params)
     client = LLMClient(settings)
-    return AgentFactory(spec, lambda: LLMAgent(settings, client), LLMAgent.kinds, close=client.aclose)
+    teacher = LLMClient(dataclasses.replace(settings, model=settings.teacher)) if settings.teacher else None
+
+    async def close() -> None:
+        try:
+            await client.aclose()
+        finally:
+            if teacher is not None:
+                await teacher.aclose()
+
+    return AgentFactory(spec, lambda: LLMAgent(settings, client, teacher), LLMAgent.kinds, close=close)
