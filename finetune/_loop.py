@@ -42,7 +42,7 @@ from harness._plan import Plan, ScenarioEntry, derive_seed
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
-SELECTORS = ("k-lowest", "top-reward")
+SELECTORS = ("k-lowest", "top-reward", "rise")
 _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
@@ -68,7 +68,11 @@ class IterateConfig:
     iterations: int = field(default=5, metadata={"help": "fine-tuning rounds N (N + 1 evaluated models)"})
     rollouts: int = field(default=20, metadata={"help": "L: rollouts per training task"})
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
-    selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT) or top-reward (reward-filtered ablation)"})
+    selector: str = field(default="k-lowest", metadata={
+        "help": "k-lowest (RMFT), top-reward (reward-filtered ablation) or rise (RISE: reward-weighted attempts of "
+                "answer scenarios)"})
+    rise_filter: str = field(default="all", metadata={"help": "rise: which attempts are trained on (all, better, best, success)"})
+    tau: float = field(default=0.4, metadata={"help": "rise: example weight exp(reward / tau)"})
     train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
     resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
     eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
@@ -93,6 +97,12 @@ class IterateConfig:
         if selector not in SELECTORS:
             raise ValueError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
         object.__setattr__(self, "selector", selector)
+        from finetune._render import RISE_FILTERS
+
+        if self.rise_filter not in RISE_FILTERS:
+            raise ValueError(f"iterate: unknown rise_filter {self.rise_filter!r} (choose: {', '.join(RISE_FILTERS)})")
+        if not (isinstance(self.tau, (int, float)) and self.tau > 0):
+            raise ValueError(f"iterate: tau must be > 0, got {self.tau!r}")
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}
@@ -329,6 +339,8 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     from harness._store import load_run
 
     _, episodes = load_run(folder / "rollouts")
+    if config.selector == "rise":
+        return _select_rise(folder, config, episodes)
     kept = select_episodes(episodes, _selector(config)).with_columns(weight=pl.lit(1.0)).collect()
     total = episodes.select(pl.len()).collect().item()
     (folder / "dataset").mkdir(parents=True, exist_ok=True)
@@ -339,8 +351,25 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
             "kept_regret": float(kept["final_regret"].mean()) if kept.height else math.nan}
 
 
-def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
+def _select_rise(folder: Path, config: IterateConfig, episodes) -> dict[str, float]:
+    """RISE: every kept attempt of the rollouts, weighted exp(reward / tau), in dataset/train.jsonl."""
     import polars as pl
+
+    from finetune.dataset import build_rise_dataset
+
+    result = build_rise_dataset([folder / "rollouts"], folder / "dataset", criterion=config.rise_filter,
+                                tau=config.tau, val_fraction=0.0, seed=config.seed)
+    counts = result.metadata["counts"]
+    finished = episodes.filter(pl.col("status") == "finished")
+    return {"dataset_size": float(result.n_train), "acceptance_rate": result.n_train / counts["attempts"],
+            "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan)}
+
+
+def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
+    import polars as pl
+
+    if config.selector == "rise":  # rendered and weighted already: the text backends read the directory
+        return folder / "dataset"
 
     from finetune._select import select_decisions
     from harness._store import load_run
@@ -359,13 +388,18 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     from harness._store import load_run
     from harness.metrics import leaderboard
 
+    from harness._self_correction import self_correction_table
+
     done = state["done"]
     rows = []
+    answers = []  # answer scenarios: the RISE metrics of each iteration's held-out evaluation
     for i in range(iterations + 1):
         if f"{i}/eval" not in done:
             break
         decisions, episodes = load_run(directory / f"iter-{i:03d}" / "eval")
         board = leaderboard(decisions, episodes)
+        answers.append(self_correction_table(decisions, episodes).drop("agent", "tasks", "episodes", "oracle")
+                       .with_columns(iteration=pl.lit(i, pl.Int64)))
         previous = done.get(f"{i - 1}/select", {}) if i else {}
         fit = done.get(f"{i - 1}/fit", {}) if i else {}
         steps = [done.get(f"{i - 1}/{s}", {}) for s in ("rollout", "select", "fit")] if i else []
@@ -386,6 +420,9 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
               for c in ROW_COLUMNS}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     frame = frame.with_columns(cumulative_cpu_s=pl.col("cpu_s").cum_sum().over("scenario_id")).fill_nan(None)
+    rise = pl.concat(answers) if answers else None
+    if rise is not None and rise.height:
+        frame = frame.join(rise.drop("accuracy_by_turn", "solved_by_turn"), on=["iteration", "scenario_id"], how="left")
     frame.write_parquet(directory / "iterations.parquet")
     frame.write_csv(directory / "iterations.csv")
     return frame

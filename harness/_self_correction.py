@@ -172,11 +172,14 @@ def answer_episodes(decisions, episodes) -> dict[tuple[str, str], list[AnswerEpi
     return out
 
 
-def self_correction_table(decisions, episodes, turns: int = 5, samples: int = 5, level: float = 0.95):
+def self_correction_table(decisions, episodes, turns: int | None = None, samples: int = 5, level: float = 0.95):
     """Per (agent, scenario_id) of the answer scenarios in a run: the four RISE metrics with
     task-clustered intervals (`<metric>`, `<metric>_low`, `<metric>_high`), the numbers of tasks
     and episodes, and accuracy / solved share by turn (lists over turns 1..`turns`).
-    Empty (no rows) when the run has no answer scenario."""
+
+    `turns` (the "t5" of m1@t5 and p1@t5) defaults to the longest episode of each scenario,
+    i.e. its `turns` parameter (5 in the paper); `samples` is the "5" of m5@t1. Empty (no
+    rows) when the run has no answer scenario."""
     import polars as pl
 
     records = []
@@ -184,10 +187,11 @@ def self_correction_table(decisions, episodes, turns: int = 5, samples: int = 5,
         record: dict[str, object] = {"agent": agent, "scenario_id": scenario_id,
                                      "tasks": len({e.task_id for e in group}), "episodes": len(group),
                                      "oracle": any(e.oracle for e in group)}
-        for name, values in metric_values(group, turns, samples).items():
+        horizon = turns or max(len(e.answers) for e in group)
+        for name, values in metric_values(group, horizon, samples).items():
             result = estimate(name, values, level)
             record.update({name: result.estimate, f"{name}_low": result.ci_low, f"{name}_high": result.ci_high})
-        by_turn = accuracy_by_turn(group, turns)
+        by_turn = accuracy_by_turn(group, horizon)
         record["accuracy_by_turn"] = [r["accuracy"] for r in by_turn]
         record["solved_by_turn"] = [r["solved"] for r in by_turn]
         records.append(record)
