@@ -22,10 +22,10 @@ import resource
 import time
 from pathlib import Path
 
-INSTRUCTION = "Solve the problem. Put the final answer, a number, in \\boxed{}."
+INSTRUCTION = "Reply with only the final answer, a number, in \\boxed{}."
 PROBE_LEVELS = ({"steps": 1, "max_number": 10, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+-"},
                 {"steps": 2, "max_number": 10, "operations": "+-"}, {"steps": 1, "max_number": 50, "operations": "+-"})
-AGENT = {"temperature": 0.7, "max_tokens": 64, "seed": 0, "cache": False, "timeout": 300.0}
+AGENT = {"temperature": 0.7, "max_tokens": 12, "seed": 0, "cache": False, "timeout": 300.0}
 
 
 def cpu_seconds() -> float:

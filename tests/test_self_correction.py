@@ -243,3 +243,22 @@ def test_best_of_n_and_teacher_collect_rise_data(tmp_path):
     result = build_rise_dataset([tmp_path / "run"], tmp_path / "distilled", criterion="success",
                                 agents=["taught"], val_fraction=0)
     assert result.n_train == 4  # the teacher's correct second turns
+
+
+def test_cli_rise_dataset_and_bad_input(server, tmp_path, capsys):
+    from harness.cli import main
+
+    run_plan(plan(server), tmp_path / "run")
+    assert main(["dataset", str(tmp_path / "run"), "--rise", "success", "--out", str(tmp_path / "data"),
+                 "--val-fraction", "0"]) == 0
+    assert "RISE (success): 11 train / 0 validation examples from 35 attempts of 15 episodes" in capsys.readouterr().out
+    assert main(["dataset", str(tmp_path / "run"), "--rise", "best", "--format", "openai",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "OpenAI JSONL cannot carry weights" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    bad_suite = tmp_path / "bad.toml"
+    bad_suite.write_text('[[scenarios]]\nfamily = "self-correction/gsm8k"\nparams = {path = "nowhere.jsonl"}\n')
+    assert main(["run", "--suite", str(bad_suite), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere.jsonl does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()
