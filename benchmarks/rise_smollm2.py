@@ -22,10 +22,10 @@ import resource
 import time
 from pathlib import Path
 
-INSTRUCTION = "Reply with only the final answer, a number, in \\boxed{}."
+INSTRUCTION = "Answer in one short sentence that ends with the final number."
 PROBE_LEVELS = ({"steps": 1, "max_number": 10, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+-"},
                 {"steps": 2, "max_number": 10, "operations": "+-"}, {"steps": 1, "max_number": 50, "operations": "+-"})
-AGENT = {"temperature": 0.7, "max_tokens": 12, "seed": 0, "cache": False, "timeout": 300.0}
+AGENT = {"temperature": 0.7, "max_tokens": 24, "seed": 0, "cache": False, "timeout": 300.0}
 
 
 def cpu_seconds() -> float:
@@ -57,7 +57,7 @@ def experiment(args: argparse.Namespace) -> None:
     from harness._plan import Plan, ScenarioEntry
 
     level = json.loads(args.level)
-    params = {"turns": 5, "context_window": 0, "instruction": INSTRUCTION, **level}
+    params = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **level}
     entry = ScenarioEntry("arithmetic", "self-correction/arithmetic", params, None, (0,))
     config = IterateConfig(
         out=str(args.out), suite=Plan((), (entry,), 0, 1, "rise-smollm2"), agent=f"openai/{args.model}",

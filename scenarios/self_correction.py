@@ -33,9 +33,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scenarios._answers import CheckedAnswer, check_answer
+from scenarios._answers import CheckedAnswer, check_answer, normalise_gold, normalise_math, read_answer
 from scenarios._base import Observation, Scenario, ScenarioError, Step, require, scenario
-from scenarios._problems import OPERATIONS, Problem, arithmetic_problem, load_problems
+from scenarios._problems import (
+    OPERATIONS,
+    Problem,
+    ProblemFileError,
+    arithmetic_problem,
+    load_gsm8k,
+    load_math,
+    load_problems,
+)
+
+__all__ = [
+    "ANSWER_KIND", "INSTRUCTION", "RETRY_PROMPT", "ArithmeticSelfCorrection", "CheckedAnswer", "GSM8KSelfCorrection",
+    "MATHSelfCorrection", "Problem", "ProblemFileError", "SelfCorrection", "arithmetic_problem", "check_answer",
+    "load_gsm8k", "load_math", "load_problems", "normalise_gold", "normalise_math", "read_answer",
+]
 
 ANSWER_KIND = "answer"
 RETRY_PROMPT = "The answer is incorrect. Please try again. Here's the question: {query}"
