@@ -32,8 +32,10 @@ def script(golds):
     Task B: right, wrong, right, wrong, right in every rollout (wrong = gold+2).
     Task C: no answer at turn 1; then right in rollout 0 only (else gold+3)."""
 
-    def answer(question: str, turn: int, sample: int):
+    def answer(question: str, turn: int, seed: int):
         task, gold = golds[question]
+        sample = seed // TURNS  # the agent asks turn t of rollout r with seed r * TURNS + t (agent seed 0)
+        assert seed == sample * TURNS + turn - 1
         if task == 0:
             return gold if turn > 1 or sample in (0, 3) else gold + 1
         if task == 1:
@@ -212,7 +214,8 @@ def test_best_of_n_and_teacher_collect_rise_data(tmp_path):
     """Self-distillation: of 3 samples per turn the scenario's best is played; distillation: a
     teacher writes the turns after the first."""
     golds = gold_by_question()
-    student = answer_script_policy(lambda q, turn, sample: golds[q][1] if turn >= 2 and sample % 3 == 2
+    # seed (r * 4 turns + t) * 3 samples + k: the third sample (k = 2) is right from turn 2 on
+    student = answer_script_policy(lambda q, turn, seed: golds[q][1] if turn >= 2 and seed % 3 == 2
                                    else golds[q][1] + 1)
     teacher = answer_script_policy(lambda q, turn, sample: golds[q][1])
 
@@ -231,9 +234,10 @@ def test_best_of_n_and_teacher_collect_rise_data(tmp_path):
         requests = len(server.requests)
     decisions, episodes = load_run(tmp_path / "run")
     regret = {a: g["final_regret"].to_list() for (a,), g in episodes.collect().sort("task_id", "rollout").group_by("agent")}
-    assert regret == {"best3": [1.0] * 4, "plain": [4.0] * 4, "taught": [1.0] * 4}
-    # best3: 3 samples at turn 1 and 3 at turn 2 per episode; plain 4 turns; taught 2 turns
-    assert requests == 4 * (3 + 3) + 4 * 4 + 4 * 2
+    # plain asks turn t of rollout r with seed 4r + t: right first at seed 2 (r0, turn 3) and 5 (r1, turn 2)
+    assert regret == {"best3": [1.0] * 4, "plain": [2.0, 1.0, 2.0, 1.0], "taught": [1.0] * 4}
+    # best3: 3 samples at turns 1 and 2 of each episode; plain 3 + 2 turns per task; taught 2 turns
+    assert requests == 4 * (3 + 3) + 2 * (3 + 2) + 4 * 2
     info = json.loads(decisions.filter((pl.col("agent") == "best3") & (pl.col("t") == 1)).collect()["info"][0])
     assert info["samples"] == {"rewards": [0.0, 0.0, 1.0], "chosen": 2}
     taught = decisions.filter((pl.col("agent") == "taught") & (pl.col("t") == 1)).collect()

@@ -88,17 +88,20 @@ class LLMAgent(Agent):
     async def _reply(self, observation: Observation) -> Decision:
         """An answer scenario's turn: send its conversation as it is; the reply is the action it checks.
 
-        With `best_of` N, N replies are sampled (sample k of rollout r is requested as rollout
-        r * N + k, so the samples' seeds and cache keys differ) and the one the scenario scores
-        best is played (the first of the best); with a `teacher`, turns after the first are the
-        teacher's. Usage sums over every sample.
+        Every turn samples with its own seed: turn t of rollout r is requested as sample
+        (r * T + t) * N + k (T turns, N = `best_of`, k the sample), so turns, rollouts and samples
+        never share a seed or a cache key; otherwise near-identical retry prompts would be answered
+        with the same draw every turn. With `best_of` N > 1 the reply the scenario scores best is
+        played (the first of the best); with a `teacher`, turns after the first are the teacher's.
+        Usage sums over every sample.
         """
         settings = self.settings
         system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
         messages = [*system, *({"role": m["role"], "content": m["content"]} for m in observation.messages)]
         client = self.teacher if self.teacher is not None and observation.t > 0 else self.client
         n = settings.best_of
-        completions = [await client.complete(messages, self.episode.rollout * n + k) for k in range(n)]
+        first = (self.episode.rollout * self.episode.horizon + observation.t) * n
+        completions = [await client.complete(messages, first + k) for k in range(n)]
         visible = [split_reasoning(c.content, c.reasoning) for c in completions]
         info: dict = {}
         best = 0

@@ -152,8 +152,8 @@ def answer_question(messages: list[dict]) -> str:
 def answer_script_policy(script: Callable[[str, int, int], "str | None"]) -> Policy:
     """A self-correction "model" whose every answer is scripted: `script(question, turn, sample)`.
 
-    `turn` is 1-based, `sample` is the request's `seed` (the agent's seed plus the rollout
-    index; 0 without one). The reply is "[attemptN] ... \\boxed{ANSWER}", or a reply with no
+    `turn` is 1-based, `sample` is the request's `seed` (0 without one; an LLM agent with
+    `seed = 0` asks turn t of rollout r with seed r * turns + t, see `LLMAgent._reply`). The reply is "[attemptN] ... \\boxed{ANSWER}", or a reply with no
     number at all when the script returns None.
     """
 
