@@ -1,6 +1,7 @@
 """Who decides: algorithm baselines, LLM agents through litellm, numeric torch policies."""
 
 from agents._base import (
+    AGENT_SOURCES,
     BASELINES,
     PARSE_FALLBACK,
     PARSE_OK,
@@ -17,6 +18,7 @@ from agents._base import (
 )
 
 __all__ = [
+    "AGENT_SOURCES",
     "BASELINES",
     "PARSE_FALLBACK",
     "PARSE_OK",

@@ -7,8 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from scenarios import Observation, Scenario, Step
-from scenarios._registry import Registry, UnknownNameError
+from scenarios import ConfigError, Observation, Registry, Scenario, Step, UnknownNameError, unknown_key_message
 
 # parse_status values a Decision may carry
 PARSE_OK = "ok"  # valid on the first attempt
@@ -141,16 +140,23 @@ class AgentFactory:
             await self._close()
 
 
-BASELINES: Registry[type[Agent]] = Registry("agent", "regret_harness.agents")
+BASELINES: Registry[type[Agent]] = Registry(
+    "agent", "regret_harness.agents", builtin_modules=("agents.baselines",),
+    hint="; an LLM is named by a litellm model string such as 'openai/gpt-4o-mini'",
+)
+# what builds an agent that is not a baseline: a source takes the AgentSpec, returns an AgentFactory
+AGENT_SOURCES: Registry[Callable[[AgentSpec], AgentFactory]] = Registry("agent source", "regret_harness.agent_sources")
+AGENT_SOURCES.lazy("torch", "agents.torch_policy:torch_policy_factory", help="torch:PATH, a numeric policy checkpoint")
+AGENT_SOURCES.lazy("llm", "agents.llm:llm_factory", help="a litellm model string (provider/model) through litellm")
 
 
-def baseline(name: str, kinds: tuple[str, ...]):
+def baseline(name: str, kinds: tuple[str, ...], *, help: str | None = None):
     """Class decorator registering an algorithm baseline that plays the given scenario kinds."""
 
     def decorator(cls: type[Agent]) -> type[Agent]:
         cls.kinds = frozenset(kinds)
         cls.name = name
-        return BASELINES.register(name)(cls)
+        return BASELINES.register(name, help=help)(cls)
 
     return decorator
 
@@ -160,11 +166,18 @@ def _baseline_factory(spec: AgentSpec) -> AgentFactory:
     known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     for key in spec.params:
         if key not in known:
-            raise ValueError(
-                f"agent {spec.agent!r}: unknown setting {key!r} (settings: {', '.join(sorted(known)) or 'none'})"
-            )
+            raise ConfigError(unknown_key_message(f"agent {spec.agent!r}", key, known))
     params = dict(spec.params)
     return AgentFactory(spec, lambda: cls(**params), cls.kinds)
+
+
+def source_of(name: str) -> str | None:
+    """Which agent source builds `name`: "torch" for torch:PATH, "llm" for provider/model, else None."""
+    if name.startswith("torch:"):
+        return "torch"
+    if "/" in name:
+        return "llm"
+    return None
 
 
 def resolve(spec: AgentSpec | str) -> AgentFactory:
@@ -176,27 +189,13 @@ def resolve(spec: AgentSpec | str) -> AgentFactory:
     """
     if isinstance(spec, str):
         spec = AgentSpec(spec)
-    _import_builtin_baselines()
     if spec.agent in BASELINES:
         return _baseline_factory(spec)
-    if spec.agent.startswith("torch:"):
-        from agents.torch_policy import torch_policy_factory
-
-        return torch_policy_factory(spec)
-    if "/" in spec.agent:
-        from agents.llm import llm_factory
-
-        return llm_factory(spec)
-    raise UnknownNameError(
-        BASELINES.unknown_message(spec.agent)
-        + "; an LLM is named by a litellm model string such as 'openai/gpt-4o-mini'"
-    )
+    source = source_of(spec.agent)
+    if source is None:
+        raise UnknownNameError(BASELINES.unknown_message(spec.agent))
+    return AGENT_SOURCES.get(source)(spec)
 
 
 def list_agents() -> list[str]:
-    _import_builtin_baselines()
     return BASELINES.names()
-
-
-def _import_builtin_baselines() -> None:
-    import agents.baselines  # noqa: F401  (registers on import)

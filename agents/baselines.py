@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents._base import Agent, Decision, EpisodeInfo, baseline
-from scenarios import Observation, Step
+from scenarios import ConfigError, Observation, Step
 
 __all__ = [
     "DUCB",
@@ -55,7 +55,7 @@ def _r4(values) -> list[float]:
 
 def _check(condition: bool, agent: str, message: str) -> None:
     if not condition:
-        raise ValueError(f"agent {agent!r}: {message}")
+        raise ConfigError(f"agent {agent!r}: {message}")
 
 
 def _sample(probs: list[float], u: float) -> int:

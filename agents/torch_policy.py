@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from agents._base import Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
-from scenarios import Observation, Step
+from scenarios import ConfigError, Observation, Step
 
 CONFIG_FILE = "config.json"
 NUMPY_WEIGHTS = "model.npz"
@@ -54,16 +54,16 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"torch policy: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+            raise ConfigError(f"torch policy: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not 0.0 < self.decay < 1.0:
-            raise ValueError(f"torch policy: decay must be in (0, 1), got {self.decay}")
+            raise ConfigError(f"torch policy: decay must be in (0, 1), got {self.decay}")
         for name in ("n_actions", "d_model", "n_heads", "n_layers", "d_mlp", "horizon_scale", "d_context", "d_arm"):
             if getattr(self, name) < 1:
-                raise ValueError(f"torch policy: {name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"torch policy: {name} must be >= 1, got {getattr(self, name)}")
         if self.n_actions < 2:
-            raise ValueError(f"torch policy: n_actions must be >= 2, got {self.n_actions}")
+            raise ConfigError(f"torch policy: n_actions must be >= 2, got {self.n_actions}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"torch policy: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ConfigError(f"torch policy: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
     @property
     def n_features(self) -> int:
@@ -76,7 +76,7 @@ class PolicyConfig:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ValueError(f"torch policy: {directory} is not a policy checkpoint (no {CONFIG_FILE})") from None
+            raise ConfigError(f"torch policy: {directory} is not a policy checkpoint (no {CONFIG_FILE})") from None
         return cls(**data["policy"])
 
 
@@ -331,7 +331,7 @@ class TorchPolicyAgent(Agent):
         super().reset(episode)
         config = self.policy.config
         if episode.n_actions != config.n_actions:
-            raise ValueError(f"torch policy plays {config.n_actions} actions, the scenario has {episode.n_actions}")
+            raise ConfigError(f"torch policy plays {config.n_actions} actions, the scenario has {episode.n_actions}")
         self.rng = np.random.default_rng(episode.seed)
         self.cache = self.policy.start(episode.horizon)
         self.next_features = np.zeros(self._feature_dim)
@@ -362,7 +362,7 @@ def checkpoint_path(agent: str) -> Path:
     """The directory named by `torch:PATH`."""
     path = agent.removeprefix("torch:")
     if not path:
-        raise ValueError("torch policy: name a checkpoint directory, e.g. torch:runs/iterate/iter-001/checkpoint")
+        raise ConfigError("torch policy: name a checkpoint directory, e.g. torch:runs/iterate/iter-001/checkpoint")
     return Path(path)
 
 
@@ -371,10 +371,10 @@ def torch_policy_factory(spec: AgentSpec) -> AgentFactory:
     directory = checkpoint_path(spec.agent)
     unknown = set(spec.params) - {"play", "framing"}
     if unknown:
-        raise ValueError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} (settings: play)")
+        raise ConfigError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} (settings: play)")
     play = spec.params.get("play", "sample")
     if play not in ("sample", "policy"):
-        raise ValueError(f"agent {spec.agent!r}: play must be 'sample' or 'policy', got {play!r}")
+        raise ConfigError(f"agent {spec.agent!r}: play must be 'sample' or 'policy', got {play!r}")
     policy = NumpyPolicy.load(directory)
     kinds = frozenset({policy.config.kind})
     return AgentFactory(spec, lambda: TorchPolicyAgent(policy, play), kinds)

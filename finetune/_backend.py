@@ -36,14 +36,13 @@ Writing a backend (the text backends `hf`, `unsloth`, `api` live in
   default wraps the `--agent` string and its settings unchanged.
 
 Third-party backends register with `register_backend(name, "package.module:Class")` or
-through the `regret_harness.backends` entry-point group.
+through the `regret_harness.backends` entry-point group (`name = "package.module:Class"`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -52,7 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from agents import AgentSpec
-from scenarios._registry import UnknownNameError
+from harness import atomic_write_json
+from scenarios import ConfigError, Registry, unknown_key_message
 
 if TYPE_CHECKING:
     import polars as pl
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 CHECKPOINT_FILE = "checkpoint.json"
 
 
-class BackendError(ValueError):
+class BackendError(ConfigError):
     """A backend that cannot be used as asked (unknown name, missing package, bad config)."""
 
 
@@ -99,10 +99,7 @@ class Checkpoint:
         """Write checkpoint.json into `directory` (the loop's record of this checkpoint)."""
         path = Path(directory) / CHECKPOINT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
-        tmp.replace(path)
-        return path
+        return atomic_write_json(path, self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def load(cls, directory: str | Path) -> Checkpoint:
@@ -162,51 +159,33 @@ class BaseBackend:
         return Checkpoint(base_model or agent, agent, self.name, dict(params))
 
 
-# name -> "module:attribute" (imported on first use) or a backend object
-_BACKENDS: dict[str, Any] = {
-    "torch": "finetune.backends.torch_backend:TorchBackend",
-    "hf": "finetune.backends.hf:HFBackend",
-    "unsloth": "finetune.backends.unsloth:UnslothBackend",
-    "api": "finetune.backends.api:APIBackend",
-}
-_plugins_loaded = False
+# built-ins are registered by "module:attribute" and imported on first use (heavy imports stay lazy)
+BACKENDS: Registry[Any] = Registry("backend", "regret_harness.backends", instantiate=True)
+BACKENDS.lazy("torch", "finetune.backends.torch_backend:TorchBackend", help="numeric torch policies (CPU)")
+BACKENDS.lazy("hf", "finetune.backends.hf:HFBackend", help="transformers + peft LoRA on CPU or GPU")
+BACKENDS.lazy("unsloth", "finetune.backends.unsloth:UnslothBackend", help="unsloth LoRA (NVIDIA GPU only)")
+BACKENDS.lazy("api", "finetune.backends.api:APIBackend", help="a provider's fine-tuning API (OpenAI-compatible)")
 
 
-def register_backend(name: str, target: Any) -> None:
+def register_backend(name: str, target: Any, *, help: str = "") -> None:
     """Register a backend object, class, or a lazy "module:attribute" string under `name`."""
-    _BACKENDS[name] = target
+    if isinstance(target, str):
+        BACKENDS.lazy(name, target, help=help, source="")
+    else:
+        BACKENDS.add(name, target, help=help or None)
 
 
 def list_backends() -> list[str]:
-    _load_plugins()
-    return sorted(_BACKENDS)
+    return BACKENDS.names()
 
 
 def get_backend(name: str) -> Backend:
     """The backend registered as `name`, importing its module now (heavy imports stay lazy)."""
-    _load_plugins()
-    if name not in _BACKENDS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_BACKENDS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(f"unknown backend {name!r}{hint} (known: {', '.join(sorted(_BACKENDS))})")
-    target = _BACKENDS[name]
-    if isinstance(target, str):
-        module_name, _, attribute = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                raise BackendError(f"backend {name!r} is not available yet ({module_name} missing)") from None
-            raise BackendError(
-                f"backend {name!r} needs the package {exc.name!r}; install it "
-                f"(e.g. pip install 'regret-harness[finetune]')") from None
-        target = getattr(module, attribute)
-    if isinstance(target, type):
-        target = target()
-    _BACKENDS[name] = target
-    return target
+    try:
+        return BACKENDS.get(name)
+    except ModuleNotFoundError as exc:
+        raise BackendError(f"backend {name!r} needs the package {exc.name!r}; install it "
+                           f"(e.g. pip install 'regret-harness[finetune]')") from None
 
 
 def make_config(backend: Backend, values: Mapping[str, Any] | None = None, **overrides: Any) -> BackendConfig:
@@ -215,21 +194,5 @@ def make_config(backend: Backend, values: Mapping[str, Any] | None = None, **ove
     known = {f.name for f in dataclasses.fields(backend.Config)}
     for key in values:
         if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BackendError(f"backend {backend.name!r}: unknown setting {key!r}{hint} "
-                               f"(settings: {', '.join(sorted(known))})")
+            raise BackendError(unknown_key_message(f"backend {backend.name!r}", key, known))
     return backend.Config(**values)
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="regret_harness.backends"):
-        _BACKENDS.setdefault(ep.name, ep.value)

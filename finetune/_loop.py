@@ -38,7 +38,8 @@ from typing import Any
 
 from agents import AgentSpec
 from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
-from harness._plan import Plan, ScenarioEntry, derive_seed
+from harness import Plan, ScenarioEntry, atomic_write_json, derive_seed
+from scenarios import ConfigError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
@@ -88,14 +89,14 @@ class IterateConfig:
                               ("eval_rollouts", 1), ("seed", 0), ("concurrency", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
+                raise ConfigError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
         if self.train_instances is not None and self.train_instances < 1:
-            raise ValueError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
+            raise ConfigError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
         if self.k > self.rollouts:
-            raise ValueError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
+            raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
         if selector not in SELECTORS:
-            raise ValueError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
+            raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
         object.__setattr__(self, "selector", selector)
         from finetune._render import RISE_FILTERS
 
@@ -191,8 +192,8 @@ class _State:
             new = {k: v for k, v in settings.items() if k not in _RESUMABLE}
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                raise ValueError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
-                                 "use another --out or the same settings")
+                raise ConfigError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
+                                  "use another --out or the same settings")
             self.data = data
             self.data["settings"] = settings
         else:
@@ -206,9 +207,7 @@ class _State:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=_json_default))
-        tmp.replace(self.path)
+        atomic_write_json(self.path, self.data, indent=2, sort_keys=True, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

@@ -30,10 +30,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scenarios.framing import ANSWER_PREFIX, Framing, format_number
+from scenarios import ConfigError, Registry, UsageError
+from scenarios.framing import ANSWER_PREFIX, DEFAULT_FRAMING, Framing, format_number
+
+
+class DatasetFormatError(UsageError):
+    """Rows that the chosen dataset format cannot hold."""
 
 CHAT, REBUILT, VERBALISED = "chat", "rebuilt", "verbalised"
-DEFAULT_FRAMING = "buttons"  # the runner's default when an episode has none
 
 
 def _loads(text: str | None) -> Any:
@@ -193,31 +197,43 @@ def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, 
 
 
 # --- output formats --------------------------------------------------------------------
-FORMATS = ("messages", "openai", "prompt-completion")
+# a format turns one rendered chat (ending in the assistant turn to learn) and its provenance
+# columns into an output row; register more with `@DATASET_FORMATS.register("name")`
+DATASET_FORMATS: Registry[Callable[[list[dict], Mapping[str, Any]], dict[str, Any]]] = Registry(
+    "dataset format", "regret_harness.dataset_formats")
 OPENAI_ROLES = frozenset({"system", "user", "assistant"})
 
 
-def format_example(messages: list[dict], fmt: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """One output row.
+@DATASET_FORMATS.register("messages")
+def messages_format(messages: list[dict], provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """TRL conversational `{"messages": [...]}` plus provenance columns."""
+    return {"messages": messages, **provenance}
 
-    - messages: TRL conversational `{"messages": [...]}` plus provenance columns;
-    - openai: `{"messages": [...]}` only, roles system/user/assistant with string contents;
-    - prompt-completion: TRL conversational prompt-completion, `{"prompt": [...], "completion":
-      [final assistant turn]}` plus provenance (earlier assistant turns stay in the prompt).
-    """
-    if fmt == "messages":
-        return {"messages": messages, **provenance}
-    if fmt == "openai":
-        for m in messages:
-            if m.get("role") not in OPENAI_ROLES or not isinstance(m.get("content"), str):
-                raise ValueError(f"openai format: message with role {m.get('role')!r} and "
-                                 f"{type(m.get('content')).__name__} content is not allowed")
-        return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
-    if fmt == "prompt-completion":
-        if messages[-1]["role"] != "assistant":
-            raise ValueError("prompt-completion format: the example does not end with an assistant turn")
-        return {"prompt": messages[:-1], "completion": messages[-1:], **provenance}
-    raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+
+@DATASET_FORMATS.register("openai")
+def openai_format(messages: list[dict], provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI fine-tuning JSONL: `{"messages": [...]}` only, roles system/user/assistant, string contents."""
+    for m in messages:
+        if m.get("role") not in OPENAI_ROLES or not isinstance(m.get("content"), str):
+            raise DatasetFormatError(f"openai format: message with role {m.get('role')!r} and "
+                                     f"{type(m.get('content')).__name__} content is not allowed")
+    return {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+
+
+@DATASET_FORMATS.register("prompt-completion")
+def prompt_completion_format(messages: list[dict], provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """TRL conversational prompt-completion: the final assistant turn is the completion, the rest the prompt."""
+    if messages[-1]["role"] != "assistant":
+        raise DatasetFormatError("prompt-completion format: the example does not end with an assistant turn")
+    return {"prompt": messages[:-1], "completion": messages[-1:], **provenance}
+
+
+FORMATS = tuple(DATASET_FORMATS.names())  # the built-in formats (plugins: DATASET_FORMATS.names())
+
+
+def format_example(messages: list[dict], fmt: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """One output row in the registered format `fmt` (see DATASET_FORMATS)."""
+    return DATASET_FORMATS.get(fmt)(messages, provenance)
 
 
 # --- RISE -------------------------------------------------------------------------------
@@ -285,13 +301,13 @@ def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4, fmt: str = 
       target attempt), which TRL's SFT trainer masks natively (loss on the completion only).
     """
     if not (isinstance(tau, (int, float)) and tau > 0):
-        raise ValueError(f"tau must be > 0, got {tau!r}")
+        raise ConfigError(f"tau must be > 0, got {tau!r}")
     if fmt not in ("messages", "prompt-completion"):
-        raise ValueError(f"RISE format must be 'messages' or 'prompt-completion', got {fmt!r}")
+        raise ConfigError(f"RISE format must be 'messages' or 'prompt-completion', got {fmt!r}")
     rows = []
     for episode in episodes:
         if not episode.prompt or not episode.turns:
-            raise ValueError(f"RISE episode {episode.task_id!r} needs a prompt and at least one turn")
+            raise ConfigError(f"RISE episode {episode.task_id!r} needs a prompt and at least one turn")
         history = [{"role": m["role"], "content": m["content"], "train": False} for m in episode.prompt]
         kept = rise_kept_turns([t.reward for t in episode.turns], criterion)
         for i, turn in enumerate(episode.turns):

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from scenarios import ConfigError
+
 if TYPE_CHECKING:  # polars is imported lazily: `import finetune` stays light
     import polars as pl
 
@@ -51,7 +53,7 @@ class KLowestRegret(Selector):
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+            raise ConfigError(f"k must be an integer >= 1, got {self.k!r}")
 
     def keep(self) -> pl.Expr:
         import polars as pl
@@ -68,7 +70,7 @@ class LowestRegretFraction(Selector):
 
     def __post_init__(self) -> None:
         if not (isinstance(self.fraction, (int, float)) and 0.0 < self.fraction <= 1.0):
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
+            raise ConfigError(f"fraction must be in (0, 1], got {self.fraction!r}")
 
     def keep(self) -> pl.Expr:
         import polars as pl
@@ -87,7 +89,7 @@ class RegretThreshold(Selector):
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_regret, (int, float)) or not math.isfinite(self.max_regret):
-            raise ValueError(f"max_regret must be a finite number, got {self.max_regret!r}")
+            raise ConfigError(f"max_regret must be a finite number, got {self.max_regret!r}")
 
     def keep(self) -> pl.Expr:
         import polars as pl
@@ -111,7 +113,7 @@ class TopReward(Selector):
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+            raise ConfigError(f"k must be an integer >= 1, got {self.k!r}")
 
     def keep(self) -> pl.Expr:
         import polars as pl

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from finetune._backend import TrainingSet
+from scenarios import UsageError
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError):
     """A dataset a text backend cannot train on; the message names the problem."""
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from finetune._render import (
     CHAT,
+    DATASET_FORMATS,
     DEFAULT_FRAMING,
     FORMATS,
     REBUILT,
@@ -62,11 +63,14 @@ from finetune._select import (
     select_decisions,
     select_episodes,
 )
+from harness import read_plan
+from scenarios import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
 
 __all__ = [
+    "DATASET_FORMATS",
     "FORMATS",
     "RETRY_PROMPT",
     "RISE_FILTERS",
@@ -105,7 +109,7 @@ _RENDER_COLUMNS = ("t", "action", "policy", "context", "feedback", "reward", "ra
 class DatasetConfig:
     """How kept trajectories are rendered and split."""
 
-    format: str = field(default="messages", metadata={"help": f"row format: {', '.join(FORMATS)}"})
+    format: str = field(default="messages", metadata={"help": f"row format: {', '.join(FORMATS)} (or a registered one)"})
     per: str = field(default="episode", metadata={"help": "one example per 'episode' (multi-turn) or per 'decision'"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of tasks (never of trajectories) held out"})
     seed: int = field(default=0, metadata={"help": "seed of the task split"})
@@ -114,12 +118,11 @@ class DatasetConfig:
     parquet: bool = field(default=True, metadata={"help": "also write train/validation .parquet files"})
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r} (formats: {', '.join(FORMATS)})")
+        DATASET_FORMATS.get(self.format)  # an unknown name raises with suggestions
         if self.per not in PERS:
-            raise ValueError(f"per must be 'episode' or 'decision', got {self.per!r}")
+            raise ConfigError(f"per must be 'episode' or 'decision', got {self.per!r}")
         if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.agents is not None:
             object.__setattr__(self, "agents", tuple(self.agents))
 
@@ -145,12 +148,12 @@ def load_runs(run_dirs: Sequence[str | Path]) -> tuple[dict[str, pl.LazyFrame], 
     from harness import load_run
 
     if not run_dirs:
-        raise ValueError("no run directory given")
+        raise ConfigError("no run directory given")
     names = [Path(d).name for d in run_dirs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"several run directories are named {duplicates[0]!r}; runs are told apart by "
-                         "directory name, so rename one")
+        raise ConfigError(f"several run directories are named {duplicates[0]!r}; runs are told apart by "
+                          "directory name, so rename one")
     frames = [load_run(d) for d in run_dirs]
     return {name: f[0] for name, f in zip(names, frames)}, pl.concat([f[1] for f in frames])
 
@@ -183,12 +186,12 @@ class _Stories:
 
     def _scenario_params(self, run: str, scenario_id: str) -> dict[str, Any]:
         if run not in self._params:
-            plan = json.loads((self._plans[run] / "plan.json").read_text())["plan"]
+            plan = read_plan(self._plans[run])
             self._params[run] = {entry["id"]: entry.get("params", {}) for entry in plan["scenarios"]}
         try:
             return self._params[run][scenario_id]
         except KeyError:
-            raise ValueError(f"run {run!r}: scenario {scenario_id!r} is not in its plan.json") from None
+            raise ConfigError(f"run {run!r}: scenario {scenario_id!r} is not in its plan.json") from None
 
     def __call__(self, episode: dict[str, Any]) -> EpisodeText:
         from scenarios import make
@@ -239,8 +242,8 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
     all_episodes = episodes.select(pl.len()).collect().item()
     kept = ranked.filter(pl.col("kept"))
     if kept.height == 0:
-        raise ValueError(f"selector {selector.name!r} kept no trajectory ({ranked.height} eligible of "
-                         f"{candidates.height} finished episodes)")
+        raise ConfigError(f"selector {selector.name!r} kept no trajectory ({ranked.height} eligible of "
+                          f"{candidates.height} finished episodes)")
 
     columns = [*EPISODE_KEY, *_RENDER_COLUMNS]
     # streaming: row group by row group, so only the kept rows are ever held in memory
@@ -262,7 +265,7 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
         key = tuple(episode[k] for k in EPISODE_KEY)
         rows = by_episode.get(key, [])
         if not rows:
-            raise ValueError(f"episode {key} has no decision rows in its run")
+            raise ConfigError(f"episode {key} has no decision rows in its run")
         provenance = {k: episode[k] for k in EPISODE_KEY} | {"final_regret": episode["final_regret"]}
         text = lambda episode=episode: stories(episode)  # noqa: E731  (told through the framing only if needed)
         target = validation if episode["task_id"] in held_out else train

@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from scenarios import ConfigError
+
 IM_START, IM_END, EOS = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 
 # ChatML; the assistant's content and its end-of-turn token sit inside {% generation %} so
@@ -52,18 +54,18 @@ class TinyModelConfig:
     def __post_init__(self) -> None:
         for name in ("layers", "hidden", "heads", "max_positions", "max_new_tokens"):
             if getattr(self, name) < 1:
-                raise ValueError(f"init-model: {name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"init-model: {name} must be >= 1, got {getattr(self, name)}")
         if self.hidden % self.heads or (self.hidden // self.heads) % 2:
-            raise ValueError(
+            raise ConfigError(
                 f"init-model: hidden ({self.hidden}) must be a multiple of heads ({self.heads}) "
                 "with an even head size"
             )
         if self.vocab_size < 300:
-            raise ValueError(f"init-model: vocab_size must be >= 300 (256 bytes + merges), got {self.vocab_size}")
+            raise ConfigError(f"init-model: vocab_size must be >= 300 (256 bytes + merges), got {self.vocab_size}")
         if self.format_steps < 0:
-            raise ValueError(f"init-model: format_steps must be >= 0, got {self.format_steps}")
+            raise ConfigError(f"init-model: format_steps must be >= 0, got {self.format_steps}")
         if self.seed < 0:
-            raise ValueError(f"init-model: seed must be >= 0, got {self.seed}")
+            raise ConfigError(f"init-model: seed must be >= 0, got {self.seed}")
 
 
 def builtin_corpus() -> list[str]:
@@ -133,7 +135,7 @@ def init_model(directory: str | Path, config: TinyModelConfig | None = None, **o
     config = config or TinyModelConfig(**overrides)
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise ValueError(f"init-model: {directory} exists and is not an empty directory")
+        raise ConfigError(f"init-model: {directory} exists and is not an empty directory")
 
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenarios import ConfigError, RegretError
+
 ENGINES = ("auto", "transformers", "vllm")
 
 
-class ServerError(RuntimeError):
+class ServerError(RegretError, RuntimeError):
     """The model server failed to start or died; the message carries the end of its log."""
 
 
@@ -55,13 +57,13 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise ValueError(f"serve: unknown engine {self.engine!r} (engines: {', '.join(ENGINES)})")
+            raise ConfigError(f"serve: unknown engine {self.engine!r} (engines: {', '.join(ENGINES)})")
         if not 0 <= self.port < 65536:
-            raise ValueError(f"serve: port must be in 0..65535, got {self.port}")
+            raise ConfigError(f"serve: port must be in 0..65535, got {self.port}")
         if self.threads < 1:
-            raise ValueError(f"serve: threads must be >= 1, got {self.threads}")
+            raise ConfigError(f"serve: threads must be >= 1, got {self.threads}")
         if self.startup_timeout_s <= 0:
-            raise ValueError(f"serve: startup_timeout_s must be > 0, got {self.startup_timeout_s}")
+            raise ConfigError(f"serve: startup_timeout_s must be > 0, got {self.startup_timeout_s}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,9 +107,9 @@ class ModelServer:
         self.workdir = Path(workdir)
         self.checkpoint = None if checkpoint is None else Path(checkpoint).resolve()
         if self.engine == "vllm" and self.checkpoint is None:
-            raise ValueError("serve: the vllm engine serves one checkpoint per server; pass checkpoint=")
+            raise ConfigError("serve: the vllm engine serves one checkpoint per server; pass checkpoint=")
         if self.checkpoint is not None and not (self.checkpoint / "config.json").is_file():
-            raise ValueError(f"serve: {self.checkpoint} is not a model directory (no config.json)")
+            raise ConfigError(f"serve: {self.checkpoint} is not a model directory (no config.json)")
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "server.log"
@@ -193,9 +195,9 @@ class ModelServer:
 
         checkpoint = checkpoint if checkpoint is not None else self.checkpoint
         if checkpoint is None:
-            raise ValueError("serve: agent_spec needs a checkpoint")
+            raise ConfigError("serve: agent_spec needs a checkpoint")
         if self.engine == "vllm" and Path(checkpoint).resolve() != self.checkpoint:
-            raise ValueError(f"serve: this vllm server serves {self.checkpoint}, not {checkpoint}")
+            raise ConfigError(f"serve: this vllm server serves {self.checkpoint}, not {checkpoint}")
         return AgentSpec(model_name(checkpoint), {**params, "api_base": self.api_base}, label)
 
     def models(self) -> list[str]:

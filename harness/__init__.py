@@ -17,6 +17,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "harness._files": ("PLAN_FILE", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+                       "read_plan"),
+    "harness._records": ("DECISION_COLUMNS", "EPISODE_COLUMNS", "DecisionRecord", "EpisodeRecord"),
     "harness._plan": ("Episode", "Plan", "PlanError", "ScenarioEntry", "Task", "derive_seed", "load_suite",
                       "parse_suite"),
     "harness._runner": ("Progress", "RunResult", "execute", "play_episode", "redact", "run_plan"),
@@ -33,6 +36,9 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:
+    from harness._files import (PLAN_FILE, atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                                read_plan)
+    from harness._records import DECISION_COLUMNS, EPISODE_COLUMNS, DecisionRecord, EpisodeRecord
     from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
     from harness._runner import Progress, RunResult, execute, play_episode, redact, run_plan
     from harness._self_correction import (

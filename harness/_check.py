@@ -53,7 +53,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from harness._files import atomic_write_text, read_plan
 from harness._stats import CORRECTIONS, adjust_pvalues
+from scenarios import ConfigError, UsageError
 
 BASELINE_FORMAT = "regret-baseline"
 BASELINE_VERSION = 1
@@ -63,7 +65,7 @@ PASS, NEW, MISSING = "pass", "new", "missing"
 WORSE, CEILING, INVALID, COST, TOO_FEW = "worse", "ceiling", "invalid rate", "cost", "untestable"
 
 
-class BaselineError(ValueError):
+class BaselineError(UsageError):
     """A baseline file that cannot be used; the message names the file and the problem."""
 
 
@@ -90,20 +92,20 @@ class CheckSettings:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+            raise ConfigError(f"alpha must be in (0, 1), got {self.alpha}")
         if self.min_effect < 0 or self.min_effect_abs < 0:
-            raise ValueError(f"minimum effects must be >= 0, got {self.min_effect} and {self.min_effect_abs}")
+            raise ConfigError(f"minimum effects must be >= 0, got {self.min_effect} and {self.min_effect_abs}")
         if self.test not in TESTS:
-            raise ValueError(f"test must be one of {', '.join(TESTS)}, got {self.test!r}")
+            raise ConfigError(f"test must be one of {', '.join(TESTS)}, got {self.test!r}")
         if self.correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
+            raise ConfigError(f"correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
         for pattern, value in self.fail_above.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"fail_above[{pattern!r}] must be a number, got {value!r}")
+                raise ConfigError(f"fail_above[{pattern!r}] must be a number, got {value!r}")
         if self.max_invalid_rate is not None and not 0.0 <= self.max_invalid_rate <= 1.0:
-            raise ValueError(f"max_invalid_rate must be in [0, 1], got {self.max_invalid_rate}")
+            raise ConfigError(f"max_invalid_rate must be in [0, 1], got {self.max_invalid_rate}")
         if self.max_cost is not None and self.max_cost < 0:
-            raise ValueError(f"max_cost must be >= 0, got {self.max_cost}")
+            raise ConfigError(f"max_cost must be >= 0, got {self.max_cost}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -115,7 +117,7 @@ class CheckSettings:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}")
         return cls(**{k: (dict(v) if k == "fail_above" else v) for k, v in data.items()})
 
     def ceiling_for(self, scenario_id: str) -> float | None:
@@ -214,14 +216,14 @@ class Baseline:
 
     @classmethod
     def from_run(cls, directory: str | Path) -> Baseline:
-        from harness._store import PLAN_FILE, load_run
+        from harness._store import load_run
 
         directory = Path(directory)
         _, episodes = load_run(directory)
         source: dict[str, Any] = {"run": directory.name}
         try:
-            plan = json.loads((directory / PLAN_FILE).read_text())["plan"]
-        except (OSError, ValueError, KeyError):
+            plan = read_plan(directory)
+        except (OSError, ValueError):
             plan = None
         if isinstance(plan, dict):
             source.update(plan_name=plan.get("name"), plan_seed=plan.get("seed"), plan_hash=plan_hash(plan))
@@ -240,10 +242,7 @@ class Baseline:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "baseline") -> Baseline:
@@ -266,7 +265,7 @@ class Baseline:
                 episodes = item["episodes"]
                 columns = [episodes[c] for c in ("task_id", "rollout", "env_seed", "regret")]
                 if len({len(c) for c in columns}) != 1:
-                    raise ValueError("episode columns differ in length")
+                    raise ConfigError("episode columns differ in length")
                 sample = Sample(
                     str(item["agent"]), str(item["scenario_id"]), tuple(map(str, columns[0])),
                     tuple(map(int, columns[1])), tuple(map(int, columns[2])), tuple(map(float, columns[3])),
@@ -329,7 +328,7 @@ def welch_test(now: Sequence[float], base: Sequence[float]) -> TestResult:
 
     n1, n2 = len(now), len(base)
     if n1 < 2 or n2 < 2:
-        raise ValueError(f"Welch's test needs at least 2 episodes on each side, got {n1} and {n2}")
+        raise ConfigError(f"Welch's test needs at least 2 episodes on each side, got {n1} and {n2}")
     m1, m2 = math.fsum(now) / n1, math.fsum(base) / n2
     v1 = math.fsum((x - m1) ** 2 for x in now) / (n1 - 1) / n1
     v2 = math.fsum((x - m2) ** 2 for x in base) / (n2 - 1) / n2
@@ -346,10 +345,10 @@ def paired_test(now: Sequence[float], base: Sequence[float]) -> TestResult:
     from scipy import stats
 
     if len(now) != len(base):
-        raise ValueError(f"a paired test needs equal lengths, got {len(now)} and {len(base)}")
+        raise ConfigError(f"a paired test needs equal lengths, got {len(now)} and {len(base)}")
     n = len(now)
     if n < 2:
-        raise ValueError(f"a paired test needs at least 2 pairs, got {n}")
+        raise ConfigError(f"a paired test needs at least 2 pairs, got {n}")
     d = [a - b for a, b in zip(now, base)]
     mean = math.fsum(d) / n
     var = math.fsum((x - mean) ** 2 for x in d) / (n - 1)
@@ -378,15 +377,15 @@ def stratified_welch_test(now: Sample, base: Sample) -> TestResult:
 
     now_g, base_g = groups(now), groups(base)
     if now_g.keys() != base_g.keys():
-        raise ValueError("a stratified test needs the same tasks in both runs")
+        raise ConfigError("a stratified test needs the same tasks in both runs")
     total = sum(len(now_g[t]) + len(base_g[t]) for t in now_g)
     diff = variance = denominator = 0.0
     scale = 1.0
     for task in sorted(now_g):
         a, b = now_g[task], base_g[task]
         if len(a) < 2 or len(b) < 2:
-            raise ValueError(f"a stratified test needs at least 2 episodes per task on each side; "
-                             f"task {task} has {len(a)} and {len(b)}")
+            raise ConfigError(f"a stratified test needs at least 2 episodes per task on each side; "
+                              f"task {task} has {len(a)} and {len(b)}")
         w = (len(a) + len(b)) / total
         ma, mb = math.fsum(a) / len(a), math.fsum(b) / len(b)
         scale = max(scale, abs(ma), abs(mb))
@@ -415,9 +414,9 @@ def task_means_test(now: Sample, base: Sample) -> TestResult:
 
     now_m, base_m = means(now), means(base)
     if len(now_m) < 2 or len(base_m) < 2:
-        raise ValueError(f"the run's tasks differ from the baseline's (another master seed or instances?) and there "
-                         f"are too few tasks ({len(now_m)} and {len(base_m)}) to compare instance means; re-run with "
-                         "the baseline's suite and seed, or write a new baseline")
+        raise ConfigError(f"the run's tasks differ from the baseline's (another master seed or instances?) and there "
+                          f"are too few tasks ({len(now_m)} and {len(base_m)}) to compare instance means; re-run with "
+                          "the baseline's suite and seed, or write a new baseline")
     result = welch_test(now_m, base_m)
     return replace(result, test="task-means")
 
@@ -438,14 +437,14 @@ def choose_test(now: Sample, base: Sample, test: str = "auto") -> str:
 def compare_samples(now: Sample, base: Sample, test: str = "auto") -> TestResult:
     """The one-sided test `test` (see TESTS; "auto" picks with `choose_test`) of now against base."""
     if test not in TESTS:
-        raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+        raise ConfigError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
     test = choose_test(now, base, test)
     if test == "paired":
         now_eps, base_eps = now.by_episode(), base.by_episode()
         keys = sorted(now_eps.keys() & base_eps.keys())
         if len(keys) < 2:
-            raise ValueError(f"a paired test needs at least 2 episodes present in both runs "
-                             f"(same task_id, rollout, env_seed), found {len(keys)}")
+            raise ConfigError(f"a paired test needs at least 2 episodes present in both runs "
+                              f"(same task_id, rollout, env_seed), found {len(keys)}")
         return paired_test([now_eps[k] for k in keys], [base_eps[k] for k in keys])
     if test == "stratified":
         return stratified_welch_test(now, base)
@@ -724,8 +723,8 @@ def parse_fail_above(items: Iterable[str]) -> dict[str, float]:
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"--fail-above {item!r}: expected SCENARIO=VALUE or VALUE with a number") from None
+            raise ConfigError(f"--fail-above {item!r}: expected SCENARIO=VALUE or VALUE with a number") from None
         if not math.isfinite(number) or not pattern:
-            raise ValueError(f"--fail-above {item!r}: expected SCENARIO=VALUE or VALUE with a finite number")
+            raise ConfigError(f"--fail-above {item!r}: expected SCENARIO=VALUE or VALUE with a finite number")
         ceilings[pattern] = number
     return ceilings

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from scenarios import SCENARIOS, ScenarioError, ScenarioSpec, make
+from scenarios import SCENARIOS, ScenarioSpec, UsageError, make
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """A malformed suite or plan; the message names the problem."""
 
 
@@ -205,7 +205,7 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
             raise PlanError(f"{where}: 'framing' must be a string")
         try:
             make(family, params, instance_seeds[0])  # validates family and params now, not mid-run
-        except (ScenarioError, KeyError) as exc:
+        except UsageError as exc:  # unknown family, bad parameters
             raise PlanError(f"{where}: {exc}") from None
         entries.append(ScenarioEntry(entry_id, family, dict(params), framing, instance_seeds, entry_rollouts))
     ids = [e.id for e in entries]
@@ -228,7 +228,4 @@ def load_suite(path: str | Path) -> Plan:
 
 
 def scenario_kind(family: str) -> str:
-    from scenarios._base import _import_builtin_families
-
-    _import_builtin_families()
     return SCENARIOS.get(family).kind

@@ -10,15 +10,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, resolve
 from harness._plan import Episode, Plan, scenario_kind
+from harness._records import DecisionRecord, EpisodeRecord
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
-from scenarios import make
-
-DEFAULT_FRAMING = "buttons"
+from scenarios import ConfigError, make
+from scenarios.framing import DEFAULT_FRAMING
 
 
 @dataclass
@@ -59,8 +60,15 @@ def _json(value) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-async def play_episode(episode: Episode, factory: AgentFactory, framing: str | None = None):
-    """Play one episode; return (episode row, decision rows) in the store's column order."""
+def _answer_text(answer: Any) -> str | None:
+    # a free-form answer is stored as the text the scenario checked; a structured one (a numeric
+    # agent's path) as JSON
+    return answer if answer is None or isinstance(answer, str) else _json(answer)
+
+
+async def play_episode(episode: Episode, factory: AgentFactory,
+                       framing: str | None = None) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+    """Play one episode; return its record and its decisions' records."""
     task = episode.task
     env = make(task.spec)
     agent = factory()
@@ -79,9 +87,10 @@ async def play_episode(episode: Episode, factory: AgentFactory, framing: str | N
     )
     agent.reset(info)
     observation = env.reset(episode.env_seed)
-    prefix = (factory.name, task.scenario_id, task.task_id, task.family, task.instance_seed, episode.rollout)
-    rows = []
-    append = rows.append
+    name, scenario_id, task_id, family = factory.name, task.scenario_id, task.task_id, task.family
+    instance_seed, rollout = task.instance_seed, episode.rollout
+    records: list[DecisionRecord] = []
+    append = records.append
     cumulative = total_reward = 0.0
     is_async = agent.is_async
     decide = agent.decide
@@ -91,8 +100,9 @@ async def play_episode(episode: Episode, factory: AgentFactory, framing: str | N
         cumulative += step.regret
         total_reward += step.reward
         feedback = step.feedback
-        append(prefix + (
-            step.t, decision.action, _json(decision.policy), _json(observation.context),
+        append(DecisionRecord(
+            name, scenario_id, task_id, family, instance_seed, rollout, step.t, decision.action,
+            _json(decision.policy), _answer_text(decision.answer), _json(observation.context),
             _json(feedback) if len(feedback) > 1 or "reward" not in feedback else None,
             step.reward, step.regret, cumulative, step.optimal_action,
             decision.reasoning, decision.raw_output, decision.parse_status,
@@ -103,24 +113,23 @@ async def play_episode(episode: Episode, factory: AgentFactory, framing: str | N
         if step.done:
             break
         observation = step.observation
-    # column indices in DECISION_COLUMNS: parse_status 17, tokens 18-19, cost 20, latency 21, attempts 22
-    episode_row = (
-        factory.name, task.scenario_id, task.task_id, task.family, env.kind, framing, task.instance_seed,
-        episode.rollout, episode.env_seed, episode.agent_seed, FINISHED, None, env.horizon, env.n_actions,
-        len(rows), cumulative, total_reward,
-        sum(1 for r in rows if r[17] not in VALID_PARSE_STATUSES),
-        sum(r[18] for r in rows), sum(r[19] for r in rows), sum(r[20] for r in rows),
-        sum(r[21] for r in rows), sum(r[22] for r in rows), json.dumps(env.summary(), sort_keys=True),
+    record = EpisodeRecord(
+        name, scenario_id, task_id, family, env.kind, framing, instance_seed, rollout, episode.env_seed,
+        episode.agent_seed, FINISHED, None, env.horizon, env.n_actions, len(records), cumulative, total_reward,
+        n_invalid=sum(1 for r in records if r.parse_status not in VALID_PARSE_STATUSES),
+        prompt_tokens=sum(r.prompt_tokens for r in records), completion_tokens=sum(r.completion_tokens for r in records),
+        cost=sum(r.cost for r in records), latency_s=sum(r.latency_s for r in records),
+        attempts=sum(r.attempts for r in records), scenario_summary=json.dumps(env.summary(), sort_keys=True),
+        explainer=getattr(agent, "explainer", None),
     )
-    return episode_row, rows
+    return record, records
 
 
-def _failed_row(episode: Episode, error: str) -> tuple:
+def failed_record(episode: Episode, error: str) -> EpisodeRecord:
     task = episode.task
-    return (
-        episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family),
-        task.framing, task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
-        None, None, 0, None, None, 0, 0, 0, 0.0, 0.0, 0, None,
+    return EpisodeRecord(
+        episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family), task.framing,
+        task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
     )
 
 
@@ -148,7 +157,7 @@ async def execute(
     finished episodes are skipped, failed ones retried.
     """
     if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
     started = time.perf_counter()
     progress = progress or Progress()
     store = RunStore(directory, create=not resume)
@@ -178,17 +187,17 @@ async def execute(
                     result.stopped = f"cost limit ${max_cost:g} reached (${spent:.4f} spent)"
                     return
                 try:
-                    episode_row, rows = await play_episode(episode, factories[episode.agent.name],
+                    record, decisions = await play_episode(episode, factories[episode.agent.name],
                                                            episode.agent.params.get("framing"))
                 except Exception as exc:  # recorded, never fatal: --resume retries the episode
                     message = redact(f"{type(exc).__name__}: {exc}")
-                    store.commit_episode(_failed_row(episode, message), [])
+                    store.commit_episode(failed_record(episode, message), [])
                     result.failed += 1
                     result.errors.append(f"{episode.agent.name} {episode.task.task_id} #{episode.rollout}: {message}")
                     progress.advance(episode, FAILED)
                 else:
-                    store.commit_episode(episode_row, rows)
-                    spent += episode_row[20]
+                    store.commit_episode(record, decisions)
+                    spent += record.cost
                     result.finished += 1
                     progress.advance(episode, FINISHED)
                 await asyncio.sleep(0)  # let other workers and the progress display run

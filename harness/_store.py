@@ -18,81 +18,40 @@ from __future__ import annotations
 import json
 import platform
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-PLAN_FILE = "plan.json"
+from harness._files import PLAN_FILE, atomic_write, atomic_write_json, read_plan
+from harness._records import (
+    DECISION_COLUMNS,
+    DECISION_NAMES,
+    EPISODE_COLUMNS,
+    EPISODE_NAMES,
+    DecisionRecord,
+    EpisodeRecord,
+    decision_values,
+    episode_values,
+)
+from scenarios import UsageError
+
 DB_FILE = "store.sqlite"
 EXPORT_MARKER = "export.json"
 # the exports are a read cache of store.sqlite: lz4 decodes several times faster than zstd
 PARQUET_OPTIONS = {"compression": "lz4"}
 
-# (name, SQL type, polars dtype name) of every decision column, in row order
-DECISION_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("agent", "TEXT", "String"),
-    ("scenario_id", "TEXT", "String"),
-    ("task_id", "TEXT", "String"),
-    ("family", "TEXT", "String"),
-    ("instance_seed", "INTEGER", "Int64"),
-    ("rollout", "INTEGER", "Int64"),
-    ("t", "INTEGER", "Int64"),
-    ("action", "INTEGER", "Int64"),  # null when the agent answered with a policy vector
-    ("policy", "TEXT", "String"),  # JSON list, or null
-    ("context", "TEXT", "String"),  # JSON list (contextual scenarios), or null
-    ("feedback", "TEXT", "String"),  # JSON of the step feedback beyond `reward` (e.g. experts' losses)
-    ("reward", "REAL", "Float64"),
-    ("regret", "REAL", "Float64"),  # instantaneous expected regret (increment of R_t)
-    ("cumulative_regret", "REAL", "Float64"),
-    ("optimal_action", "INTEGER", "Int64"),
-    ("reasoning", "TEXT", "String"),
-    ("raw_output", "TEXT", "String"),
-    ("parse_status", "TEXT", "String"),
-    ("prompt_tokens", "INTEGER", "Int64"),
-    ("completion_tokens", "INTEGER", "Int64"),
-    ("cost", "REAL", "Float64"),
-    ("latency_s", "REAL", "Float64"),
-    ("attempts", "INTEGER", "Int64"),
-    ("messages", "TEXT", "String"),  # JSON: the exact messages the model saw, or null
-    ("info", "TEXT", "String"),  # JSON: algorithm internals (e.g. UCB indices), or null
-)
-
-EPISODE_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("agent", "TEXT", "String"),
-    ("scenario_id", "TEXT", "String"),
-    ("task_id", "TEXT", "String"),
-    ("family", "TEXT", "String"),
-    ("kind", "TEXT", "String"),
-    ("framing", "TEXT", "String"),
-    ("instance_seed", "INTEGER", "Int64"),
-    ("rollout", "INTEGER", "Int64"),
-    ("env_seed", "INTEGER", "Int64"),
-    ("agent_seed", "INTEGER", "Int64"),
-    ("status", "TEXT", "String"),  # "finished" or "failed"
-    ("error", "TEXT", "String"),
-    ("horizon", "INTEGER", "Int64"),
-    ("n_actions", "INTEGER", "Int64"),
-    ("n_decisions", "INTEGER", "Int64"),
-    ("final_regret", "REAL", "Float64"),
-    ("total_reward", "REAL", "Float64"),
-    ("n_invalid", "INTEGER", "Int64"),
-    ("prompt_tokens", "INTEGER", "Int64"),
-    ("completion_tokens", "INTEGER", "Int64"),
-    ("cost", "REAL", "Float64"),
-    ("latency_s", "REAL", "Float64"),
-    ("attempts", "INTEGER", "Int64"),
-    ("scenario_summary", "TEXT", "String"),  # JSON of the instance's hidden facts
-)
-
-DECISION_NAMES = tuple(c[0] for c in DECISION_COLUMNS)
-EPISODE_NAMES = tuple(c[0] for c in EPISODE_COLUMNS)
+# the columns derive from the typed records (harness._records), defined once
 FINISHED, FAILED = "finished", "failed"
 
 
-class RunStoreError(ValueError):
+# the column order of the unnamed blocks of early runs (before `answer` existed)
+_UNNAMED_BLOCK_COLUMNS = tuple(name for name in DECISION_NAMES if name != "answer")
+
+
+class RunStoreError(UsageError):
     """A run directory that cannot be used as asked (missing, or a different plan)."""
 
 
@@ -123,10 +82,15 @@ class RunStore:
                          "n INTEGER, columns BLOB, PRIMARY KEY (agent, task_id, rollout))")
         columns = ", ".join(f"{name} {sql}" for name, sql, _ in EPISODE_COLUMNS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS episodes ({columns}, PRIMARY KEY (agent, task_id, rollout))")
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(episodes)")}
+        for name, sql, _ in EPISODE_COLUMNS:  # a run made before a column was added: add it, empty
+            if name not in present:
+                self._db.execute(f"ALTER TABLE episodes ADD COLUMN {name} {sql}")
         # a commit counter tells whether the Parquet exports are stale
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('commits', 0)")
-        self._insert_episode = f"INSERT OR REPLACE INTO episodes VALUES ({', '.join('?' * len(EPISODE_COLUMNS))})"
+        names = ", ".join(EPISODE_NAMES)
+        self._insert_episode = f"INSERT OR REPLACE INTO episodes ({names}) VALUES ({', '.join('?' * len(EPISODE_NAMES))})"
 
     # --- plan ---------------------------------------------------------------------------
     @property
@@ -134,40 +98,37 @@ class RunStore:
         return self.directory / PLAN_FILE
 
     def write_plan(self, plan: dict[str, Any]) -> None:
-        frozen = {"plan": plan, "versions": package_versions()}
-        tmp = self.plan_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(frozen, indent=2, sort_keys=True))
-        tmp.replace(self.plan_path)
+        atomic_write_json(self.plan_path, {"plan": plan, "versions": package_versions()}, indent=2, sort_keys=True)
 
     def read_plan(self) -> dict[str, Any]:
         try:
-            return json.loads(self.plan_path.read_text())["plan"]
+            return read_plan(self.directory)
         except FileNotFoundError:
             raise RunStoreError(f"{self.directory} is not a run directory (no {PLAN_FILE})") from None
+        except ValueError as exc:
+            raise RunStoreError(f"{self.plan_path}: not a readable plan ({exc})") from None
 
     # --- episodes -----------------------------------------------------------------------
     def finished_keys(self) -> set[tuple[str, str, int]]:
         rows = self._db.execute("SELECT agent, task_id, rollout FROM episodes WHERE status = ?", (FINISHED,))
         return {tuple(r) for r in rows}
 
-    def commit_episode(self, episode_row: Sequence[Any], decision_rows: Iterable[Sequence[Any]]) -> None:
+    def commit_episode(self, episode: EpisodeRecord, decisions: Iterable[DecisionRecord]) -> None:
         """Write one episode and its decisions atomically, replacing any earlier failed attempt.
 
         Failed attempts are stored without decision rows, and finished episodes are never run
-        again, so a key's decision rows are written exactly once.
+        again, so a key's decision rows are written exactly once. The decisions are stored as
+        one block of named columns, so a run keeps reading when a column is added later.
         """
-        rows = list(decision_rows)
-        for row in rows[:1]:
-            if len(row) != len(DECISION_COLUMNS):
-                raise ValueError(f"a decision row has {len(row)} values, expected {len(DECISION_COLUMNS)}")
-        block = orjson.dumps(list(zip(*rows))) if rows else None
+        rows = [decision_values(d) for d in decisions]
+        block = orjson.dumps(dict(zip(DECISION_NAMES, map(list, zip(*rows))))) if rows else None
         db = self._db
         db.execute("BEGIN")
         try:
             if block is not None:
-                key = (episode_row[0], episode_row[2], episode_row[7])  # agent, task_id, rollout
-                db.execute("INSERT OR REPLACE INTO decision_blocks VALUES (?, ?, ?, ?, ?)", (*key, len(rows), block))
-            db.execute(self._insert_episode, episode_row)
+                db.execute("INSERT OR REPLACE INTO decision_blocks VALUES (?, ?, ?, ?, ?)",
+                           (*episode.key, len(rows), block))
+            db.execute(self._insert_episode, episode_values(episode))
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
             db.execute("COMMIT")
         except BaseException:
@@ -187,14 +148,18 @@ class RunStore:
     # --- reading ------------------------------------------------------------------------
     def iter_decision_blocks(self) -> Iterator[list[list[Any]]]:
         """Each episode's decision columns (DECISION_COLUMNS order), sorted by agent, task, rollout."""
-        cursor = self._db.execute("SELECT columns FROM decision_blocks ORDER BY agent, task_id, rollout")
-        for (block,) in cursor:
-            yield orjson.loads(block)
+        cursor = self._db.execute("SELECT n, columns FROM decision_blocks ORDER BY agent, task_id, rollout")
+        for n, block in cursor:
+            columns = orjson.loads(block)
+            if isinstance(columns, list):  # a run written before blocks named their columns
+                columns = dict(zip(_UNNAMED_BLOCK_COLUMNS, columns))
+            yield [columns.get(name) or [None] * n for name in DECISION_NAMES]
 
-    def iter_decision_rows(self) -> Iterator[tuple[Any, ...]]:
-        """Every decision row as a tuple in DECISION_COLUMNS order, sorted by agent, task, rollout, t."""
+    def iter_decisions(self) -> Iterator[DecisionRecord]:
+        """Every decision as a record, sorted by agent, task, rollout, t."""
         for columns in self.iter_decision_blocks():
-            yield from zip(*columns)
+            for values in zip(*columns):
+                yield DecisionRecord(*values)
 
     # --- export -------------------------------------------------------------------------
     def export(self, batch_rows: int = 200_000) -> tuple[Path, Path]:
@@ -215,16 +180,13 @@ class RunStore:
                 pending = [[] for _ in DECISION_COLUMNS]
         frames.append(frame_of(pending, DECISION_COLUMNS))
         decisions = pl.concat(frames)
-        rows = self._db.execute("SELECT * FROM episodes ORDER BY agent, task_id, rollout").fetchall()
+        rows = self._db.execute(f"SELECT {', '.join(EPISODE_NAMES)} FROM episodes ORDER BY agent, task_id, rollout").fetchall()
         episodes = frame_of([list(c) for c in zip(*rows)] if rows else [[] for _ in EPISODE_COLUMNS], EPISODE_COLUMNS)
         paths = []
         for name, frame in (("decisions", decisions), ("episodes", episodes)):
-            path = self.directory / f"{name}.parquet"
-            tmp = path.with_suffix(".tmp")
-            frame.write_parquet(tmp, **PARQUET_OPTIONS)
-            tmp.replace(path)
-            paths.append(path)
-        (self.directory / EXPORT_MARKER).write_text(json.dumps({"commits": self.commits()}))
+            paths.append(atomic_write(self.directory / f"{name}.parquet",
+                                      lambda tmp, frame=frame: frame.write_parquet(tmp, **PARQUET_OPTIONS)))
+        atomic_write_json(self.directory / EXPORT_MARKER, {"commits": self.commits()})
         return paths[0], paths[1]
 
     def close(self) -> None:

@@ -39,9 +39,11 @@ Metric definitions
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from scenarios import ConfigError, Registry
 
 if TYPE_CHECKING:  # polars is imported lazily at run time (see harness/__init__.py)
     import polars as pl
@@ -56,11 +58,7 @@ DECIMALS = 6
 # bits; the in-memory engine is reproducible, which identical-plan runs and report files need.
 ENGINE = "in-memory"
 
-LEADERBOARD_COLUMNS = (
-    "agent", "scenario_id", "family", "episodes", "failed", "mean_regret", "ci_low", "ci_high",
-    "std_regret", "median_regret", "p90_regret", "beta", "beta_pvalue", "suff_fail_freq", "min_frac",
-    "invalid_rate", "prompt_tokens", "completion_tokens", "cost",
-)
+BASE_COLUMNS = ("agent", "scenario_id", "family", "episodes", "failed")
 
 
 # --- scalar helpers ----------------------------------------------------------------------
@@ -85,7 +83,7 @@ def mean_ci(values: Sequence[float] | Any, level: float = 0.95) -> tuple[float, 
     import numpy as np
 
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise ConfigError(f"level must be in (0, 1), got {level}")
     array = np.asarray(_to_numpy(values), dtype=float).ravel()
     array = array[np.isfinite(array)]
     n = array.size
@@ -132,7 +130,7 @@ def fit_growth(t: Sequence[float] | Any, cumulative_regret: Sequence[float] | An
     t_array = np.asarray(_to_numpy(t), dtype=float).ravel()
     r_array = np.asarray(_to_numpy(cumulative_regret), dtype=float).ravel()
     if t_array.shape != r_array.shape:
-        raise ValueError(f"t and cumulative_regret differ in length ({t_array.size} vs {r_array.size})")
+        raise ConfigError(f"t and cumulative_regret differ in length ({t_array.size} vs {r_array.size})")
     frame = pl.DataFrame({"agent": "", "scenario_id": "", "round": t_array, "R": r_array})
     row = _growth_fits(frame.lazy(), burn_in).row(0, named=True) if len(frame) else None
     if row is None:
@@ -160,10 +158,21 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = 0.95) -
     )
 
 
+def best_arm_families(frame: pl.LazyFrame) -> list[str]:
+    """The families in `frame` whose scenarios declare `best_arm` (see scenarios.Scenario): those
+    where never playing the best arm late in an episode is a failure to explore."""
+    import polars as pl
+
+    from scenarios import SCENARIOS
+
+    families = frame.select(pl.col("family").unique()).collect(engine=ENGINE)["family"].drop_nulls().to_list()
+    return sorted(f for f in families if f in SCENARIOS and SCENARIOS.get(f).best_arm)
+
+
 def bandit_exploration(
     decisions: pl.LazyFrame | pl.DataFrame, episodes: pl.LazyFrame | pl.DataFrame | None = None
 ) -> pl.DataFrame:
-    """SuffFailFreq and MinFrac per (agent, scenario_id) of the `bandit/*` families.
+    """SuffFailFreq and MinFrac per (agent, scenario_id) of the families with a best arm (bandits).
 
     See the module docstring for the definitions. T (horizon) and K (n_actions) come from the
     episodes table when it is given; without it T is the episode's number of decisions and K
@@ -178,7 +187,8 @@ def _exploration(decisions: pl.LazyFrame, episodes: pl.LazyFrame | None) -> pl.L
     import polars as pl
 
     keys = list(EPISODE_KEYS)
-    rows = decisions.filter(pl.col("family").str.starts_with("bandit/"))
+    exploring = pl.col("family").is_in(best_arm_families(decisions))
+    rows = decisions.filter(exploring)
     action = pl.col("action")
     # one pass over the decisions; the per-episode result is small and joined with T and K after
     per_episode = rows.group_by(keys).agg(
@@ -190,7 +200,7 @@ def _exploration(decisions: pl.LazyFrame, episodes: pl.LazyFrame | None) -> pl.L
         seen_k=pl.max_horizontal(action.max(), pl.col("optimal_action").max()) + 1,
     )
     if episodes is not None:
-        meta = (episodes.filter((pl.col("status") == "finished") & pl.col("family").str.starts_with("bandit/"))
+        meta = (episodes.filter((pl.col("status") == "finished") & exploring)
                 .select(*keys, "horizon", "n_actions"))
         per_episode = per_episode.join(meta, on=keys, how="inner")
     else:
@@ -224,52 +234,206 @@ def leaderboard(
     level: float = 0.95,
     burn_in: float = BURN_IN,
 ) -> pl.DataFrame:
-    """One row per (agent, scenario_id) with regret statistics, growth slope, exploration and usage.
+    """One row per (agent, scenario_id): the keys, `family`, `episodes` (finished) and `failed`,
+    then the columns of every registered metric (`METRICS`, in their `position` order).
 
-    Columns: see `LEADERBOARD_COLUMNS`. Regret statistics (mean with a Student-t CI, sample
-    std, median, 90th percentile with linear interpolation) use finished episodes only;
-    `episodes` counts finished and `failed` every other episode. `invalid_rate` is the share
-    of decisions whose parse_status is not in agents.VALID_PARSE_STATUSES (null counts as
-    invalid). Tokens and cost are totals over all episodes, failed ones included. Floats are
-    rounded to 6 decimals (and -0.0 to 0.0) and rows sorted by scenario_id, mean_regret (nulls
-    last), agent, so identical runs give identical frames.
+    The built-in metrics: regret statistics (mean with a Student-t CI, sample std, median,
+    90th percentile with linear interpolation) over finished episodes; the growth slope;
+    exploration (families with a best arm); `invalid_rate`, the share of decisions whose
+    parse_status is not in agents.VALID_PARSE_STATUSES (null counts as invalid); tokens and
+    cost, totals over all episodes, failed ones included. Floats are rounded to 6 decimals
+    (and -0.0 to 0.0) and rows sorted by scenario_id, mean_regret (nulls last), agent, so
+    identical runs give identical frames.
     """
     import polars as pl
 
-    from agents import VALID_PARSE_STATUSES
-
-    decisions, episodes = _lazy(decisions), _lazy(episodes)
+    inputs = MetricInputs(_lazy(decisions), _lazy(episodes), level, burn_in)
     finished = pl.col("status") == "finished"
-    final = pl.col("final_regret").filter(finished)
-    base = episodes.group_by(KEYS).agg(
+    frame = inputs.episodes.group_by(KEYS).agg(
         family=pl.col("family").drop_nulls().sort().first(),
         episodes=finished.sum().cast(pl.Int64),
         failed=(~finished).sum().cast(pl.Int64),
+    ).collect(engine=ENGINE)
+    for entry in metrics():
+        frame = frame.join(entry.compute(inputs).select(*KEYS, *entry.columns), on=KEYS, how="left")
+    return _canonical(frame.select(leaderboard_columns())).sort("scenario_id", "mean_regret", "agent", nulls_last=True)
+
+
+# --- the metric registry ----------------------------------------------------------------
+@dataclass
+class MetricInputs:
+    """What a metric computes from: the run tables (lazy) and the leaderboard's settings."""
+
+    decisions: pl.LazyFrame
+    episodes: pl.LazyFrame
+    level: float = 0.95
+    burn_in: float = BURN_IN
+    _curves: Any = None
+
+    def curves(self) -> pl.DataFrame:
+        """Per (agent, scenario_id, t): mean, std and count of the cumulative regret (computed once)."""
+        if self._curves is None:
+            self._curves = _curve_stats(self.decisions).collect(engine=ENGINE)
+        return self._curves
+
+
+Cell = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """Leaderboard columns computed together per (agent, scenario_id).
+
+    `compute(inputs)` returns a frame keyed by agent, scenario_id holding `columns`; `table`
+    is how the Markdown/HTML leaderboard shows them: (header, cell function of a row).
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    compute: Callable[[MetricInputs], pl.DataFrame | pl.LazyFrame]
+    table: tuple[tuple[str, Cell], ...] = ()
+    position: int = 100
+    help: str = ""
+
+
+METRICS: Registry[Metric] = Registry("metric", "regret_harness.metrics")
+
+
+def metric(name: str, columns: Sequence[str], *, table: Sequence[tuple[str, Cell]] = (), position: int = 100,
+           help: str | None = None) -> Callable:
+    """Decorator registering `compute(inputs) -> frame` as a leaderboard metric (see `Metric`)."""
+
+    def decorator(compute: Callable) -> Callable:
+        doc = help if help is not None else (compute.__doc__ or "").strip().split("\n")[0]
+        METRICS.add(name, Metric(name, tuple(columns), _collected(compute), tuple(table), position, doc), help=doc)
+        return compute
+
+    return decorator
+
+
+def _collected(compute: Callable) -> Callable:
+    def run(inputs: MetricInputs) -> pl.DataFrame:
+        frame = compute(inputs)
+        return frame.collect(engine=ENGINE) if hasattr(frame, "collect") else frame
+
+    return run
+
+
+def metrics() -> list[Metric]:
+    """The registered metrics in leaderboard order."""
+    return sorted((entry for _, entry in METRICS.items()), key=lambda m: (m.position, m.name))
+
+
+def leaderboard_columns() -> tuple[str, ...]:
+    return BASE_COLUMNS + tuple(c for m in metrics() for c in m.columns)
+
+
+def table_columns() -> tuple[tuple[str, Cell], ...]:
+    """(header, cell) of the Markdown and HTML leaderboard tables."""
+    base: tuple[tuple[str, Cell], ...] = (
+        ("agent", lambda r: r["agent"]),
+        ("scenario", lambda r: r["scenario_id"]),
+        ("family", lambda r: r["family"] or ""),
+        ("episodes", lambda r: str(r["episodes"])),
+        ("failed", lambda r: str(r["failed"])),
+    )
+    return base + tuple(cell for m in metrics() for cell in m.table)
+
+
+# --- cell formatting (the Markdown/HTML tables and the terminal) ---------------------------
+def format_number(value: Any, spec: str = ".3f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def format_pvalue(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def format_percent(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _ci(row: Mapping[str, Any]) -> str:
+    if row["ci_low"] is None:
+        return "–"
+    return f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+# --- the built-in metrics ---------------------------------------------------------------
+@metric("regret", ("mean_regret", "ci_low", "ci_high", "std_regret", "median_regret", "p90_regret"), position=10,
+        table=(("mean regret", lambda r: format_number(r["mean_regret"])), ("95% CI", _ci),
+               ("std", lambda r: format_number(r["std_regret"])), ("median", lambda r: format_number(r["median_regret"])),
+               ("p90", lambda r: format_number(r["p90_regret"]))))
+def _regret(inputs: MetricInputs) -> pl.DataFrame:
+    """Final regret over finished episodes: mean with a Student-t CI, std, median, 90th percentile."""
+    import polars as pl
+
+    finished = pl.col("status") == "finished"
+    final = pl.col("final_regret").filter(finished)
+    stats = inputs.episodes.group_by(KEYS).agg(
+        n=finished.sum().cast(pl.Int64),
         mean_regret=final.mean(),
         std_regret=final.std(ddof=1),
         median_regret=final.median(),
         p90_regret=final.quantile(0.9, interpolation="linear"),
+    ).collect(engine=ENGINE)
+    half = _t_half_width(stats["std_regret"].to_numpy(), stats["n"].to_numpy(), inputs.level)
+    return (stats.with_columns(half=pl.Series(half, dtype=pl.Float64).fill_nan(None))
+            .with_columns(ci_low=pl.col("mean_regret") - pl.col("half"), ci_high=pl.col("mean_regret") + pl.col("half")))
+
+
+@metric("growth", ("beta", "beta_pvalue"), position=20,
+        table=(("beta", lambda r: format_number(r["beta"])), ("p(beta>=1)", lambda r: format_pvalue(r["beta_pvalue"]))))
+def _growth(inputs: MetricInputs) -> pl.DataFrame:
+    """Regret-growth slope beta of the mean cumulative-regret curve, with the p-value of beta >= 1."""
+    import polars as pl
+
+    curves = inputs.curves().lazy().select(*KEYS, round=pl.col("t") + 1, R=pl.col("mean"))
+    return _growth_fits(curves, inputs.burn_in)
+
+
+@metric("exploration", ("suff_fail_freq", "min_frac"), position=30,
+        table=(("SuffFail", lambda r: format_number(r["suff_fail_freq"])),
+               ("MinFrac", lambda r: format_number(r["min_frac"]))))
+def _exploration_metric(inputs: MetricInputs) -> pl.LazyFrame:
+    """SuffFailFreq and MinFrac, for families with a best arm."""
+    return _exploration(inputs.decisions, inputs.episodes)
+
+
+@metric("invalid_rate", ("invalid_rate",), position=40,
+        table=(("invalid", lambda r: format_percent(r["invalid_rate"])),))
+def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
+    """Share of decisions whose answer was never valid or needed no valid parse (parse_status)."""
+    import polars as pl
+
+    from agents import VALID_PARSE_STATUSES
+
+    return inputs.decisions.group_by(KEYS).agg(
+        invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
+        .cast(pl.Float64).mean()
+    )
+
+
+@metric("usage", ("prompt_tokens", "completion_tokens", "cost"), position=50,
+        table=(("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
+               ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
+               ("cost $", lambda r: format_number(r["cost"] or 0.0, ".4f"))))
+def _usage(inputs: MetricInputs) -> pl.LazyFrame:
+    """Tokens and cost, totals over all episodes (failed ones included)."""
+    import polars as pl
+
+    return inputs.episodes.group_by(KEYS).agg(
         prompt_tokens=pl.col("prompt_tokens").sum().cast(pl.Int64),
         completion_tokens=pl.col("completion_tokens").sum().cast(pl.Int64),
         cost=pl.col("cost").cast(pl.Float64).sum(),
     )
-    invalid = decisions.group_by(KEYS).agg(
-        invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
-        .cast(pl.Float64).mean()
-    )
-    base, invalid, curves, exploration = pl.collect_all(
-        [base, invalid, _curve_stats(decisions), _exploration(decisions, episodes)], engine=ENGINE)
-    half = _t_half_width(base["std_regret"].to_numpy(), base["episodes"].to_numpy(), level)
-    growth = _growth_fits(curves.lazy().select(*KEYS, round=pl.col("t") + 1, R=pl.col("mean")), burn_in)
-    frame = (
-        base.with_columns(half=pl.Series(half, dtype=pl.Float64).fill_nan(None))
-        .with_columns(ci_low=pl.col("mean_regret") - pl.col("half"), ci_high=pl.col("mean_regret") + pl.col("half"))
-        .join(growth.select(*KEYS, "beta", "beta_pvalue"), on=KEYS, how="left")
-        .join(exploration, on=KEYS, how="left")
-        .join(invalid, on=KEYS, how="left")
-        .select(LEADERBOARD_COLUMNS)
-    )
-    return _canonical(frame).sort("scenario_id", "mean_regret", "agent", nulls_last=True)
+
+
+LEADERBOARD_COLUMNS = leaderboard_columns()  # the built-in columns (plugins: leaderboard_columns())
 
 
 # --- internals ---------------------------------------------------------------------------
@@ -312,7 +476,7 @@ def _growth_fits(curves: pl.LazyFrame, burn_in: float) -> pl.DataFrame:
     from scipy.special import stdtr  # the Student t CDF (scipy.stats.t.cdf), without importing scipy.stats
 
     if not 0.0 <= burn_in < 1.0:
-        raise ValueError(f"burn_in must be in [0, 1), got {burn_in}")
+        raise ConfigError(f"burn_in must be in [0, 1), got {burn_in}")
     by = list(KEYS)
     points = (
         curves.filter(pl.col("round").is_finite() & pl.col("R").is_finite())

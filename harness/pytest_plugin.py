@@ -51,10 +51,10 @@ class RegretResult:
         names = [a.name for a in self.plan.agents]
         if agent is None:
             if len(names) != 1:
-                raise ValueError(f"this run has {len(names)} agents ({', '.join(names)}); pass agent=...")
+                raise _config_error(f"this run has {len(names)} agents ({', '.join(names)}); pass agent=...")
             return names[0]
         if agent not in names:
-            raise ValueError(f"unknown agent {agent!r} in this run (agents: {', '.join(names)})")
+            raise _config_error(f"unknown agent {agent!r} in this run (agents: {', '.join(names)})")
         return agent
 
     def regrets(self, scenario_id: str, agent: str | None = None) -> list[float]:
@@ -64,7 +64,7 @@ class RegretResult:
         agent = self._agent(agent)
         known = [e.id for e in self.plan.scenarios]
         if scenario_id not in known:
-            raise ValueError(f"unknown scenario {scenario_id!r} in this run (scenarios: {', '.join(known)})")
+            raise _config_error(f"unknown scenario {scenario_id!r} in this run (scenarios: {', '.join(known)})")
         frame = self.episodes.filter((pl.col("agent") == agent) & (pl.col("scenario_id") == scenario_id)
                                      & (pl.col("status") == "finished"))
         return frame["final_regret"].to_list()
@@ -73,7 +73,7 @@ class RegretResult:
         """Mean final regret over the finished episodes (the only agent's when `agent` is None)."""
         values = self.regrets(scenario_id, agent)
         if not values:
-            raise ValueError(f"no finished episodes of {self._agent(agent)!r} x {scenario_id!r}")
+            raise _config_error(f"no finished episodes of {self._agent(agent)!r} x {scenario_id!r}")
         return sum(values) / len(values)
 
     def assert_no_worse_than(self, baseline: str | Path | RegretResult | Any, **settings: Any):
@@ -158,7 +158,7 @@ def regret_run(tmp_path: Path):
             wanted = {scenario} if isinstance(scenario, str) else set(scenario)
             chosen = tuple(e for e in plan.scenarios if e.id in wanted or e.family in wanted)
             if not chosen:
-                raise ValueError(f"regret_run: no scenario {sorted(wanted)} in the suite "
+                raise _config_error(f"regret_run: no scenario {sorted(wanted)} in the suite "
                                  f"(scenarios: {', '.join(e.id for e in plan.scenarios)})")
             plan = plan.replace(scenarios=chosen)
         if rollouts is not None:
@@ -168,7 +168,7 @@ def regret_run(tmp_path: Path):
         if seed is not None:
             plan = plan.replace(seed=seed)
         if not plan.agents:
-            raise ValueError("regret_run: the suite names no agents; pass agent=...")
+            raise _config_error("regret_run: the suite names no agents; pass agent=...")
         count += 1
         directory = tmp_path / f"regret-run-{count}"
         result = run_plan(plan, directory, concurrency=concurrency)
@@ -177,3 +177,9 @@ def regret_run(tmp_path: Path):
         return RegretResult(directory, plan)
 
     return run
+
+
+def _config_error(message: str) -> Exception:
+    from scenarios import ConfigError  # imported on use: pytest loads this plugin at every start-up
+
+    return ConfigError(message)

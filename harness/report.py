@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from agents import VALID_PARSE_STATUSES
 from harness import metrics
-from harness._store import PLAN_FILE
+from harness._files import atomic_write_bytes, read_frozen_plan
+from scenarios import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -47,54 +48,15 @@ PLOT_DPI = 100
 
 
 # --- formatting --------------------------------------------------------------------------
-def _num(value: Any, spec: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return format(value, spec)
-
-
-def _pvalue(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _percent(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _ci(row: Mapping[str, Any]) -> str:
-    if row["ci_low"] is None:
-        return "–"
-    return f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-
-
-# (header, cell) of the Markdown and HTML leaderboard tables
-_TABLE_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("agent", lambda r: r["agent"]),
-    ("scenario", lambda r: r["scenario_id"]),
-    ("family", lambda r: r["family"] or ""),
-    ("episodes", lambda r: str(r["episodes"])),
-    ("failed", lambda r: str(r["failed"])),
-    ("mean regret", lambda r: _num(r["mean_regret"])),
-    ("95% CI", _ci),
-    ("std", lambda r: _num(r["std_regret"])),
-    ("median", lambda r: _num(r["median_regret"])),
-    ("p90", lambda r: _num(r["p90_regret"])),
-    ("beta", lambda r: _num(r["beta"])),
-    ("p(beta>=1)", lambda r: _pvalue(r["beta_pvalue"])),
-    ("SuffFail", lambda r: _num(r["suff_fail_freq"])),
-    ("MinFrac", lambda r: _num(r["min_frac"])),
-    ("invalid", lambda r: _percent(r["invalid_rate"])),
-    ("prompt tokens", lambda r: str(r["prompt_tokens"] or 0)),
-    ("completion tokens", lambda r: str(r["completion_tokens"] or 0)),
-    ("cost $", lambda r: _num(r["cost"] or 0.0, ".4f")),
-)
+_num = metrics.format_number
+_pvalue = metrics.format_pvalue
+_percent = metrics.format_percent
 
 
 def _table_cells(frame: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
-    headers = [name for name, _ in _TABLE_COLUMNS]
-    return headers, [[cell(row) for _, cell in _TABLE_COLUMNS] for row in frame.iter_rows(named=True)]
+    columns = metrics.table_columns()
+    headers = [name for name, _ in columns]
+    return headers, [[cell(row) for _, cell in columns] for row in frame.iter_rows(named=True)]
 
 
 def leaderboard_markdown(frame: pl.DataFrame) -> str:
@@ -206,7 +168,7 @@ def plot_regret_curves(curves: pl.DataFrame, path: str | Path) -> Path:
                       loc="outside lower center", ncols=min(6, len(handles)), fontsize=8, frameon=False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=PLOT_DPI, metadata={"Software": None})
-    _write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -422,7 +384,7 @@ def _agent_item(agent: Any) -> str:
 
 def _plan_section(run_dir: Path) -> str:
     try:
-        frozen = json.loads((run_dir / PLAN_FILE).read_text())
+        frozen = read_frozen_plan(run_dir)
     except (OSError, ValueError):
         return '<section id="plan"><h2>Plan</h2><p class="note">no readable plan.json</p></section>'
     plan = frozen.get("plan", {}) if isinstance(frozen, Mapping) else {}
@@ -517,21 +479,21 @@ def write_report(
     from harness._store import load_run
 
     if episodes_per_group < 0:
-        raise ValueError(f"episodes_per_group must be >= 0, got {episodes_per_group}")
+        raise ConfigError(f"episodes_per_group must be >= 0, got {episodes_per_group}")
     if max_rounds < 1:
-        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+        raise ConfigError(f"max_rounds must be >= 1, got {max_rounds}")
     run_dir = Path(run_dir)
     decisions, episodes = load_run(run_dir)
     if leaderboard is None:
         leaderboard = metrics.leaderboard(decisions, episodes)
     paths = {name: run_dir / filename for name, filename in REPORT_FILES.items()}
-    _write_bytes(paths["markdown"], leaderboard_markdown(leaderboard).encode())
+    atomic_write_bytes(paths["markdown"], leaderboard_markdown(leaderboard).encode())
     buffer = io.BytesIO()
     leaderboard.write_csv(buffer)
-    _write_bytes(paths["csv"], buffer.getvalue())
+    atomic_write_bytes(paths["csv"], buffer.getvalue())
     buffer = io.BytesIO()
     leaderboard.write_parquet(buffer)
-    _write_bytes(paths["parquet"], buffer.getvalue())
+    atomic_write_bytes(paths["parquet"], buffer.getvalue())
     plot_regret_curves(metrics.regret_curves(decisions), paths["plot"])
     import polars as pl
 
@@ -542,17 +504,17 @@ def write_report(
     if len(answers):  # answer scenarios: the RISE metrics beside the leaderboard
         markdown = self_correction_markdown(answers)
         paths["self_correction"] = run_dir / "self_correction.md"
-        _write_bytes(paths["self_correction"], markdown.encode())
+        atomic_write_bytes(paths["self_correction"], markdown.encode())
         paths["self_correction_csv"] = run_dir / "self_correction.csv"
         buffer = io.BytesIO()
         answers.with_columns(answers[c].list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" ")
                              for c in ("accuracy_by_turn", "solved_by_turn")).write_csv(buffer)
-        _write_bytes(paths["self_correction_csv"], buffer.getvalue())
+        atomic_write_bytes(paths["self_correction_csv"], buffer.getvalue())
         extra = _self_correction_html(markdown)
     page = render_html(run_dir, leaderboard, paths["plot"].read_bytes(), decisions,
                        episodes.collect(engine=metrics.ENGINE), episodes_per_group=episodes_per_group,
                        max_rounds=max_rounds, max_bytes=max_html_bytes, extra=extra)
-    _write_bytes(paths["html"], page.encode("utf-8"))
+    atomic_write_bytes(paths["html"], page.encode("utf-8"))
     return paths
 
 
@@ -569,13 +531,6 @@ def report_run(run_dir: str | Path, console: Console | None = None, **options: A
 
         (console or Console(width=200)).print(paths["self_correction"].read_text(), markup=False)
     return paths
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write atomically (a crash never leaves half a report file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 __all__ = [

@@ -7,7 +7,6 @@ from scenarios._base import (
     SCENARIOS,
     Observation,
     Scenario,
-    ScenarioError,
     ScenarioSpec,
     Step,
     list_scenarios,
@@ -15,23 +14,31 @@ from scenarios._base import (
     scenario,
 )
 from scenarios._check import check_scenario
-from scenarios._registry import Registry, UnknownNameError
+from scenarios._errors import ConfigError, RegretError, ScenarioError, UnknownNameError, UsageError, suggest, unknown_key_message
+from scenarios._registry import Entry, Registry, load_target
 from scenarios.framing import Framing, get_framing, list_framings
 
 __all__ = [
     "SCENARIOS",
+    "ConfigError",
+    "Entry",
     "Framing",
     "Observation",
+    "RegretError",
     "Registry",
     "Scenario",
     "ScenarioError",
     "ScenarioSpec",
     "Step",
     "UnknownNameError",
+    "UsageError",
     "check_scenario",
     "get_framing",
     "list_framings",
     "list_scenarios",
+    "load_target",
     "make",
     "scenario",
+    "suggest",
+    "unknown_key_message",
 ]

@@ -8,7 +8,6 @@ whatever they do. The scenario, not the agent, computes each decision's exact ex
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,11 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from scenarios._errors import ScenarioError, unknown_key_message
 from scenarios._registry import Registry
-
-
-class ScenarioError(ValueError):
-    """Bad scenario input: unknown parameter, out-of-range value, invalid action."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +61,7 @@ def parse_params(params_cls: type, values: Mapping[str, Any], family: str) -> An
     known = {f.name for f in dataclasses.fields(params_cls)}
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ScenarioError(
-                f"{family}: unknown parameter {key!r}{hint} (parameters: {', '.join(sorted(known))})"
-            )
+            raise ScenarioError(unknown_key_message(family, key, known, "parameter", "parameters"))
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
     values = {key: _check_type(family, key, _annotation(fields[key].type), value) for key, value in values.items()}
     try:
@@ -127,6 +119,11 @@ class Scenario(ABC):
     feedback: ClassVar[str] = "bandit"
     accepts_policy: ClassVar[bool] = False  # may the agent answer with a probability vector?
     framed: ClassVar[bool] = True  # told to language agents through a framing (answer scenarios tell themselves)
+    # capabilities that framings and metrics read (never the family's name): public facts of the
+    # family, not hidden facts of an instance
+    best_arm: ClassVar[bool] = False  # one arm is best regardless of context: SuffFailFreq/MinFrac apply
+    reward_values: ClassVar[str | None] = None  # "binary" (0 or 1) or "real" (noisy, may be negative)
+    stationary: ClassVar[bool] = True  # False: the arms' means change during an episode
     Params: ClassVar[type]
 
     def __init__(self, params: Mapping[str, Any] | None = None, instance_seed: int = 0) -> None:
@@ -226,15 +223,20 @@ class Scenario(ABC):
         return int(np.argmax(self.expected_rewards(t)))
 
 
-SCENARIOS: Registry[type[Scenario]] = Registry("scenario family", "regret_harness.scenarios")
+# the built-in families register themselves when their module is first imported, which the
+# registry does on the first lookup: this module never imports them (no import cycle)
+SCENARIOS: Registry[type[Scenario]] = Registry(
+    "scenario family", "regret_harness.scenarios",
+    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts", "scenarios.self_correction"),
+)
 
 
-def scenario(family: str):
+def scenario(family: str, *, help: str | None = None):
     """Class decorator registering a scenario family under `family` (e.g. "bandit/bernoulli")."""
 
     def decorator(cls: type[Scenario]) -> type[Scenario]:
         cls.family = family
-        return SCENARIOS.register(family)(cls)
+        return SCENARIOS.register(family, help=help)(cls)
 
     return decorator
 
@@ -243,17 +245,8 @@ def make(family: str | ScenarioSpec, params: Mapping[str, Any] | None = None, in
     """Instantiate a registered family: `make("bandit/bernoulli", {"n_arms": 5}, 3)`."""
     if isinstance(family, ScenarioSpec):
         family, params, instance_seed = family.family, family.params, family.instance_seed
-    _import_builtin_families()
     return SCENARIOS.get(family)(params, instance_seed)
 
 
 def list_scenarios() -> list[str]:
-    _import_builtin_families()
     return SCENARIOS.names()
-
-
-def _import_builtin_families() -> None:
-    import scenarios.bandits  # noqa: F401  (registers on import)
-    import scenarios.contextual  # noqa: F401
-    import scenarios.experts  # noqa: F401
-    import scenarios.self_correction  # noqa: F401

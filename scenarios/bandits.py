@@ -16,6 +16,7 @@ def _help(text: str, default):
 class _StationaryBandit(Scenario):
     kind = "bandit"
     feedback = "bandit"
+    best_arm = True
 
     means: np.ndarray
 
@@ -60,6 +61,8 @@ class _StationaryBandit(Scenario):
 class BernoulliBandit(_StationaryBandit):
     """K arms paying 1 with probability mu_a, else 0. Pseudo-regret T*max mu - sum mu_{a_t}."""
 
+    reward_values = "binary"
+
     @dataclass(frozen=True)
     class Params:
         n_arms: int = _help("number of arms K (ignored when means is given)", 5)
@@ -92,6 +95,8 @@ class BernoulliBandit(_StationaryBandit):
 @scenario("bandit/gaussian")
 class GaussianBandit(_StationaryBandit):
     """K arms with Gaussian rewards N(mu_a, noise^2); means drawn from N(0, sigma^2) unless given."""
+
+    reward_values = "real"
 
     @dataclass(frozen=True)
     class Params:
@@ -129,6 +134,9 @@ class NonStationaryBandit(Scenario):
 
     kind = "bandit"
     feedback = "bandit"
+    best_arm = True
+    reward_values = "binary"
+    stationary = False
 
     @dataclass(frozen=True)
     class Params:

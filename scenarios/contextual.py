@@ -15,6 +15,7 @@ class LinearContextualBandit(Scenario):
 
     kind = "contextual"
     feedback = "bandit"
+    reward_values = "real"
 
     @dataclass(frozen=True)
     class Params:

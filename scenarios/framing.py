@@ -38,13 +38,8 @@ from typing import Any
 from scenarios._registry import Registry
 
 ANSWER_PREFIX = "ANSWER:"
+DEFAULT_FRAMING = "buttons"  # the story an episode is told in when neither the plan nor the agent names one
 KINDS = ("bandit", "contextual", "experts")
-
-# families whose rewards are 0 or 1, and families whose means change over time; both are
-# public properties of the family, not hidden facts of an instance
-_BINARY_REWARD_FAMILIES = frozenset({"bandit/bernoulli", "bandit/nonstationary"})
-_REAL_REWARD_FAMILIES = frozenset({"bandit/gaussian", "contextual/linear"})
-_NONSTATIONARY_FAMILIES = frozenset({"bandit/nonstationary"})
 
 
 # --- number formatting ------------------------------------------------------------------
@@ -172,7 +167,6 @@ class Framing:
         """The task description shown once. Reveals only public facts: story, options, horizon, feedback."""
         kind = _kind_of(scenario)
         n, horizon = int(scenario.n_actions), int(scenario.horizon)
-        family = str(getattr(scenario, "family", ""))
         names = ", ".join(self.option_names(n))
         parts = [self.setting, f"There are {n} {self.option_plural}: {names}.",
                  f"The game lasts {horizon} rounds."]
@@ -198,11 +192,13 @@ class Framing:
             f"{self.reward_noun} of that {self.option_noun}; the {self.reward_noun} of the other "
             f"{self.option_plural} stays hidden."
         )
-        if family in _BINARY_REWARD_FAMILIES:
+        # the scenario's declared capabilities (public facts of its family), never its name
+        rewards = getattr(scenario, "reward_values", None)
+        if rewards == "binary":
             parts.append(f"The {self.reward_noun} in a round is either 0 or 1.")
-        elif family in _REAL_REWARD_FAMILIES:
+        elif rewards == "real":
             parts.append(f"The {self.reward_noun} in a round is a noisy real number and may be negative.")
-        if family in _NONSTATIONARY_FAMILIES or getattr(scenario, "stationary", True) is False:
+        if getattr(scenario, "stationary", True) is False:
             parts.append(f"The average {self.reward_noun} of each {self.option_noun} may change during the game.")
         parts.append(f"Your goal is to maximise your total {self.reward_noun} over all {horizon} rounds.")
         return " ".join(parts)
@@ -347,7 +343,7 @@ FRAMINGS: Registry[Framing] = Registry("framing", "regret_harness.framings")
 
 def register_framing(framing: Framing) -> Framing:
     """Register a framing under its name (third parties: from an entry-point module)."""
-    return FRAMINGS.register(framing.name)(framing)
+    return FRAMINGS.add(framing.name, framing, help=framing.setting)
 
 
 def get_framing(name: str | Framing) -> Framing:

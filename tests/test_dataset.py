@@ -1,6 +1,7 @@
 """Regret-ranked datasets: selection recomputed independently, split by task, exact assistant turns."""
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -28,6 +29,7 @@ from finetune.dataset import (
 )
 from harness import RunStore, execute, parse_suite, run_plan
 from harness._store import DECISION_NAMES, EPISODE_NAMES
+from harness import DecisionRecord, EpisodeRecord
 from harness.cli import main
 from scenarios import get_framing
 from scenarios.framing import ANSWER_PREFIX
@@ -103,7 +105,7 @@ def runs(tmp_path_factory):
 def _sqlite_rows(run_dir, table):
     if table == "decisions":
         with RunStore(run_dir, create=False) as store:
-            return [dict(zip(DECISION_NAMES, r)) for r in store.iter_decision_rows()]
+            return [dataclasses.asdict(r) for r in store.iter_decisions()]
     db = sqlite3.connect(Path(run_dir) / "store.sqlite")
     rows = [dict(zip(EPISODE_NAMES, r)) for r in db.execute(f"SELECT * FROM {table}")]
     db.close()
@@ -165,7 +167,7 @@ def test_ties_are_broken_by_agent_then_rollout(tmp_path):
         row.update(agent=agent, scenario_id="s", task_id="s#1", family="bandit/bernoulli", kind="bandit",
                    instance_seed=1, rollout=rollout, status="finished", final_regret=regret, total_reward=-regret,
                    n_invalid=n_invalid, n_decisions=0)
-        return tuple(row[n] for n in EPISODE_NAMES)
+        return EpisodeRecord(**row)
 
     with RunStore(tmp_path / "r") as store:
         for ep in [episode("b", 2, 1.0), episode("b", 0, 1.0), episode("a", 5, 1.0), episode("a", 1, 0.5, n_invalid=1),
@@ -413,14 +415,14 @@ def test_llm_episode_with_a_decision_lacking_messages_is_rebuilt(tmp_path):
                    rollout=0, t=t, action=action, reward=1.0, regret=0.1, cumulative_regret=0.1 * (t + 1),
                    raw_output=raw, parse_status="ok",
                    messages=json.dumps([{"role": "user", "content": "Round 1 of 2."}]) if t == 0 else None)
-        decisions.append(tuple(row[n] for n in DECISION_NAMES))
+        decisions.append(DecisionRecord(**row))
     episode = dict.fromkeys(EPISODE_NAMES)
     episode.update(agent="fake/x", scenario_id="b", task_id="b#9", family="bandit/bernoulli", kind="bandit",
                    framing="buttons", instance_seed=9, rollout=0, status="finished", horizon=2, n_actions=2,
                    n_decisions=2, final_regret=0.2, total_reward=2.0, n_invalid=0)
     with RunStore(tmp_path / "run") as store:
         store.write_plan(plan.to_dict())
-        store.commit_episode(tuple(episode[n] for n in EPISODE_NAMES), decisions)
+        store.commit_episode(EpisodeRecord(**episode), decisions)
     for per in ("episode", "decision"):
         result = build_dataset([tmp_path / "run"], KLowestRegret(1), tmp_path / per, DatasetConfig(per=per))
         rows = _read_jsonl(result.train_path)

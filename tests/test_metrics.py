@@ -12,6 +12,7 @@ from scipy import stats
 
 from harness import metrics
 from harness._store import DECISION_NAMES, EPISODE_NAMES, RunStore, load_run
+from harness import DecisionRecord, EpisodeRecord
 from harness.metrics import (
     GrowthFit,
     bandit_exploration,
@@ -46,7 +47,7 @@ def commit(store, agent, scenario_id, rollout, actions=(), *, optimal=1, gap=0.5
         )
         if policies is not None:
             row.update(action=None, policy=json.dumps(policies[t]))
-        rows.append(tuple(row[name] for name in DECISION_NAMES))
+        rows.append(DecisionRecord(**row))
     episode = dict.fromkeys(EPISODE_NAMES)
     finished = status == "finished"
     episode.update(
@@ -55,11 +56,11 @@ def commit(store, agent, scenario_id, rollout, actions=(), *, optimal=1, gap=0.5
         error=None if finished else "RuntimeError: boom", horizon=len(actions) if finished else None,
         n_actions=n_actions if finished else None, n_decisions=len(rows),
         final_regret=cumulative if finished else None, total_reward=0.0,
-        n_invalid=sum(1 for r in rows if r[DECISION_NAMES.index("parse_status")] not in ("ok", "repaired")),
+        n_invalid=sum(1 for r in rows if r.parse_status not in ("ok", "repaired")),
         prompt_tokens=tokens[0], completion_tokens=tokens[1], cost=cost, latency_s=0.0, attempts=0,
         scenario_summary="{}",
     )
-    store.commit_episode(tuple(episode[name] for name in EPISODE_NAMES), rows if finished else [])
+    store.commit_episode(EpisodeRecord(**episode), rows if finished else [])
 
 
 def make_run(directory):

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from harness._store import DECISION_NAMES, EPISODE_NAMES, RunStore
+from harness import DecisionRecord, EpisodeRecord
 from harness.report import REPORT_FILES, report_run, write_report
 
 PLANTED = "<script>alert('pwned')</script> I choose the second button & hope"
@@ -33,7 +34,7 @@ def commit(store, agent, scenario_id, rollout, actions, *, optimal=1, gap=0.5, s
             messages=None if messages is None else json.dumps(messages(t)),
             info=json.dumps({"counts": [t, t]}),
         )
-        rows.append(tuple(row[name] for name in DECISION_NAMES))
+        rows.append(DecisionRecord(**row))
     finished = status == "finished"
     episode = dict.fromkeys(EPISODE_NAMES)
     episode.update(
@@ -44,7 +45,7 @@ def commit(store, agent, scenario_id, rollout, actions, *, optimal=1, gap=0.5, s
         n_invalid=0, prompt_tokens=5 * len(rows), completion_tokens=2 * len(rows), cost=0.001 * len(rows),
         latency_s=0.0, attempts=len(rows), scenario_summary=json.dumps({"means": [0.3, 0.8]}),
     )
-    store.commit_episode(tuple(episode[name] for name in EPISODE_NAMES), rows if finished else [])
+    store.commit_episode(EpisodeRecord(**episode), rows if finished else [])
 
 
 def make_run(directory, horizon=8):

@@ -12,9 +12,8 @@ from agents.llm._parse import parse_answer, split_reasoning
 from agents.llm._prompts import EpisodePrompts
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, Step
+from scenarios.framing import DEFAULT_FRAMING
 from scenarios.self_correction import ANSWER_KIND
-
-DEFAULT_FRAMING = "buttons"
 
 
 class LLMAgent(Agent):

@@ -15,11 +15,12 @@ from typing import Any
 from agents.llm._cache import open_cache, release_cache, request_key
 from agents.llm._cost import Pricer, is_self_hosted
 from agents.llm._settings import LLMSettings
+from scenarios import ConfigError, RegretError
 
 _RETRYABLE_STATUS = {408, 409, 425, 429}
 
 
-class ProviderError(RuntimeError):
+class ProviderError(RegretError, RuntimeError):
     """A provider call failed for good (retries exhausted, or an error retrying cannot fix)."""
 
 
@@ -175,8 +176,8 @@ class LLMClient:
         if name:
             value = os.environ.get(name)
             if not value:
-                raise ValueError(f"LLM agent {self.settings.model!r}: environment variable {name} "
-                                 "(api_key_env) is not set")
+                raise ConfigError(f"LLM agent {self.settings.model!r}: environment variable {name} "
+                                  "(api_key_env) is not set")
             return value
         if self.settings.api_base and is_self_hosted(self.settings.model, self.settings.api_base) \
                 and not os.environ.get("OPENAI_API_KEY"):

@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+from scenarios import ConfigError
+
 SELF_HOSTED_PREFIXES = ("hosted_vllm/", "ollama/", "ollama_chat/", "lm_studio/", "llamafile/", "vllm/")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "host.docker.internal"}
 
@@ -39,24 +41,24 @@ def load_price_file(path: str | Path) -> dict[str, tuple[float, float]]:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ValueError(f"cannot read price file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read price file {path}: {exc.strerror}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"price file {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        raise ConfigError(f"price file {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
     prices = {}
     for model, entry in data.items():
         if not isinstance(entry, dict):
-            raise ValueError(f"price file {path}: [{model}] must be a table")
+            raise ConfigError(f"price file {path}: [{model}] must be a table")
         if "input_cost_per_token" in entry or "output_cost_per_token" in entry:
             pair = (entry.get("input_cost_per_token", 0.0), entry.get("output_cost_per_token", 0.0))
         elif "input_per_million" in entry or "output_per_million" in entry:
             pair = (entry.get("input_per_million", 0.0) / 1e6, entry.get("output_per_million", 0.0) / 1e6)
         else:
-            raise ValueError(f"price file {path}: [{model}] needs input_cost_per_token/output_cost_per_token "
-                             "or input_per_million/output_per_million")
+            raise ConfigError(f"price file {path}: [{model}] needs input_cost_per_token/output_cost_per_token "
+                              "or input_per_million/output_per_million")
         if any(not isinstance(p, (int, float)) or p < 0 for p in pair):
-            raise ValueError(f"price file {path}: [{model}] prices must be numbers >= 0")
+            raise ConfigError(f"price file {path}: [{model}] prices must be numbers >= 0")
         prices[model] = (float(pair[0]), float(pair[1]))
     return prices
 

@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from scenarios import RegretError
 from scenarios.framing import Framing
 
 _THINK = re.compile(r"<(think|thinking|reasoning)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
@@ -37,7 +38,7 @@ _LEADING_VERB = re.compile(r"^(?:i\s+(?:will|would|'ll)?\s*)?(?:choose|pick|sele
                            re.IGNORECASE)
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswer(RegretError, ValueError):
     """The output does not give one valid decision; the message says why."""
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from scenarios import ConfigError, unknown_key_message
 
 HISTORY_MODES = ("full", "summary")
 
@@ -89,7 +90,7 @@ class LLMSettings:
             problems.append("extra.api_key: never put a key in a suite file; name its environment variable "
                             "with api_key_env")
         if problems:
-            raise ValueError(f"LLM agent {self.model!r}: " + "; ".join(problems))
+            raise ConfigError(f"LLM agent {self.model!r}: " + "; ".join(problems))
 
     @classmethod
     def from_params(cls, model: str, params: Mapping[str, Any]) -> LLMSettings:
@@ -97,13 +98,10 @@ class LLMSettings:
         known = {f.name for f in fields(cls)} - {"model"}
         for key in params:
             if key == "api_key":
-                raise ValueError(f"LLM agent {model!r}: never put an API key in a suite file or flag; put it in an "
-                                 "environment variable and name that variable with api_key_env")
+                raise ConfigError(f"LLM agent {model!r}: never put an API key in a suite file or flag; put it in an "
+                                  "environment variable and name that variable with api_key_env")
             if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"LLM agent {model!r}: unknown setting {key!r}{hint} "
-                                 f"(settings: {', '.join(sorted(known))})")
+                raise ConfigError(unknown_key_message(f"LLM agent {model!r}", key, known))
         return cls(model=model, **dict(params))
 
     @classmethod

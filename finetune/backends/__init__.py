@@ -1,6 +1,7 @@
 """Fine-tuning backends: one contract, `fit(base, dataset, config) -> Checkpoint` (see finetune._backend)."""
 
 from finetune._backend import (
+    BACKENDS,
     Backend,
     BackendConfig,
     BackendError,
@@ -14,6 +15,6 @@ from finetune._backend import (
 )
 
 __all__ = [
-    "Backend", "BackendConfig", "BackendError", "BaseBackend", "Checkpoint", "TrainingSet",
+    "BACKENDS", "Backend", "BackendConfig", "BackendError", "BaseBackend", "Checkpoint", "TrainingSet",
     "get_backend", "list_backends", "make_config", "register_backend",
 ]

@@ -2,6 +2,8 @@
 
 Subcommand modules import nothing heavy at module level, so `regret --help` stays fast.
 Exit codes: 0 success, 1 a failed check, 2 a usage error (bad name, bad file, bad value).
+The status of an error comes from its type (`RegretError.exit_code`, see scenarios._errors):
+a `UsageError` exits 2, any other `RegretError` 1; anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import sys
 COMMANDS = ("run", "report", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
 
 
-class CommandError(Exception):
-    """A failure to report as one line; `code` is the exit status."""
+def __getattr__(name: str):
+    # CommandError lives with the error types; loaded on use so `regret --help` imports nothing more
+    if name == "CommandError":
+        from scenarios._errors import CommandError
 
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+        return CommandError
+    raise AttributeError(f"module 'harness.cli' has no attribute {name!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from scenarios._errors import RegretError
+
     try:
         return int(args.handler(args) or 0)
-    except CommandError as exc:
+    except RegretError as exc:  # PlanError, ScenarioError, UnknownNameError, ProviderError, ...
         print(f"regret: error: {exc}", file=sys.stderr)
-        return exc.code
-    except ValueError as exc:  # PlanError, ScenarioError, UnknownNameError, RunStoreError, ...
-        print(f"regret: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("regret: interrupted; finished episodes are saved (resume with --resume DIR)", file=sys.stderr)
         return 130

@@ -11,12 +11,13 @@ def register(subparsers) -> None:
 def handle(args) -> int:
     import dataclasses
 
-    from agents import BASELINES, list_agents
+    from agents import BASELINES
 
-    for name in list_agents():
-        cls = BASELINES.get(name)
+    for entry in BASELINES.describe():
+        cls = BASELINES.get(entry.name)
         settings = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ""
-        print(f"{name:20s} plays: {', '.join(sorted(cls.kinds))}" + (f"   settings: {settings}" if settings else ""))
+        print(f"{entry.name:20s} {entry.help}\n{'':20s} plays: {', '.join(sorted(cls.kinds))}"
+              + (f"   settings: {settings}" if settings else ""))
     print("LLMs: any litellm model string, e.g. openai/gpt-4o-mini, anthropic/..., hosted_vllm/NAME, ollama/NAME")
     print("numeric policies: torch:PATH (a checkpoint from `regret iterate --backend torch`)")
     return 0

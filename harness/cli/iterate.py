@@ -55,7 +55,9 @@ def _parse_set(items: list[str]) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            from scenarios import ConfigError
+
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:

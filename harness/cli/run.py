@@ -59,19 +59,17 @@ def agent_settings(args: argparse.Namespace) -> dict:
 def select_plan(args: argparse.Namespace):
     """The plan the flags describe: a suite, narrowed and overridden by --scenario/--agent/..."""
     import dataclasses
-    import difflib
 
     from agents import AgentSpec
     from harness import PlanError, load_suite_or_builtin
+    from scenarios import suggest
 
     plan = load_suite_or_builtin(args.suite)
     if args.scenario:
         known = {e.id for e in plan.scenarios} | {e.family for e in plan.scenarios}
         for wanted in args.scenario:
             if wanted not in known:
-                close = difflib.get_close_matches(wanted, sorted(known), n=2)
-                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-                raise PlanError(f"unknown scenario {wanted!r} in suite {plan.name!r}{hint}")
+                raise PlanError(f"unknown scenario {wanted!r} in suite {plan.name!r}{suggest(wanted, known, n=2)}")
         plan = plan.replace(scenarios=tuple(e for e in plan.scenarios if e.id in args.scenario or e.family in args.scenario))
     if args.agent:
         plan = plan.replace(agents=tuple(AgentSpec(name) for name in args.agent))

@@ -11,11 +11,11 @@ def register(subparsers) -> None:
 def handle(args) -> int:
     import dataclasses
 
-    from scenarios import SCENARIOS, list_scenarios
+    from scenarios import SCENARIOS
 
-    for family in list_scenarios():
-        cls = SCENARIOS.get(family)
-        print(f"{family}  ({cls.kind}, {cls.feedback} feedback)")
+    for entry in SCENARIOS.describe():
+        cls = SCENARIOS.get(entry.name)
+        print(f"{entry.name}  ({cls.kind}, {cls.feedback} feedback): {entry.help}")
         for f in dataclasses.fields(cls.Params):
             print(f"    {f.name} = {f.default!r}: {f.metadata.get('help', '')}")
     try:
