@@ -68,26 +68,61 @@ def experiment(args: argparse.Namespace) -> None:
         train_instances=args.train_problems, eval_instances=args.eval_problems, eval_rollouts=5, concurrency=2,
         seed=0)
     started, cpu = time.perf_counter(), cpu_seconds()
-    result = iterate(config, log=lambda message: print(message, flush=True))
-    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-    rows = result.rows
-    lines = [f"# RISE on SmolLM2-135M-Instruct, self-correction/arithmetic {params}",
-             f"# {args.eval_problems} held-out problems x 5 rollouts x 5 turns per evaluation; "
-             f"{args.train_problems} training problems x {args.rollouts} rollouts per iteration; filter "
-             f"{args.rise_filter}; hf LoRA r16, {args.epochs} epoch(s), lr {args.learning_rate}",
-             f"# wall {wall:.0f} s, CPU {cpu:.0f} s (process + children: server and trainer), 2 shared cores", ""]
-    for row in rows.iter_rows(named=True):
-        cells = [f"{name} {row[name]:.3f} [{row[name + '_low']:.3f}, {row[name + '_high']:.3f}]"
+    iterate(config, log=lambda message: print(message, flush=True))
+    header = [f"# wall {time.perf_counter() - started:.0f} s, CPU {cpu_seconds() - cpu:.0f} s "
+              "(process + children: server and trainer), 2 shared cores"]
+    summarise(args.out, describe(args, params) + header)
+
+
+def describe(args: argparse.Namespace, params: dict) -> list[str]:
+    return [f"# RISE on SmolLM2-135M-Instruct, self-correction/arithmetic {params}",
+            f"# {args.eval_problems} held-out problems x 5 rollouts x 5 turns per evaluation; "
+            f"{args.train_problems} training problems x {args.rollouts} rollouts per iteration; filter "
+            f"{args.rise_filter}; hf LoRA r16, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
+
+
+def summarise(out: Path, header: list[str]) -> str:
+    """The four metrics of every evaluation in `out` (also of an unfinished one) -> results file."""
+    from harness._self_correction import self_correction_table
+    from harness._store import load_run
+
+    lines = [*header, ""]
+    evaluations = sorted(Path(out).glob("iter-*/eval"))
+    finished = []
+    for folder in evaluations:
+        iteration = int(folder.parent.name.split("-")[1])
+        decisions, episodes = load_run(folder)
+        counts = episodes.select("status").collect()["status"].value_counts().to_dicts()
+        table = self_correction_table(decisions, episodes, turns=5)
+        if not table.height:
+            lines.append(f"iteration {iteration}: no finished episode yet")
+            continue
+        row = table.row(0, named=True)
+        cells = [f"{name} {_fmt(row[name])} [{_fmt(row[name + '_low'])}, {_fmt(row[name + '_high'])}]"
                  for name in ("m1@t1", "m5@t1", "m1@t5", "p1@t5")]
-        extra = (f"  examples {row['dataset_size']:.0f}, train loss {row['train_loss']:.3f}"
-                 if row["iteration"] else "")
-        lines.append(f"iteration {row['iteration']}: " + ", ".join(cells) + extra)
-    lines += ["", _sequential_vs_parallel(Path(args.out), rows["iteration"].to_list())]
+        lines.append(f"iteration {iteration} ({row['episodes']} episodes over {row['tasks']} problems; "
+                     f"store: {counts}): " + ", ".join(cells))
+        lines.append(f"  accuracy by turn {[_fmt(v) for v in row['accuracy_by_turn']]}, "
+                     f"solved by turn {[_fmt(v) for v in row['solved_by_turn']]}")
+        finished.append(iteration)
+    state = Path(out) / "state.json"
+    if state.exists():
+        done = json.loads(state.read_text())["done"]
+        for step, record in sorted(done.items()):
+            numbers = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float)))
+            lines.append(f"step {step}: {numbers}")
+    if finished:
+        lines += ["", _sequential_vs_parallel(Path(out), finished)]
     text = "\n".join(lines) + "\n"
     print(text)
     target = Path(__file__).parent / "results" / "rise_smollm2.txt"
     target.write_text(text)
     print(f"wrote {target}")
+    return text
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
@@ -96,7 +131,7 @@ def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
     from harness._stats import clustered_mean, paired_difference
     from harness._store import load_run
 
-    lines = ["sequential (m1@t5) minus parallel (m5@t1), per problem, paired over problems:"]
+    lines = ["sequential (m1@t5, mean over a problem's 5 episodes) minus parallel (m5@t1), paired over problems:"]
     per_problem: dict[int, dict[str, float]] = {}
     for i in iterations:
         (group,) = answer_episodes(*load_run(directory / f"iter-{i:03d}" / "eval")).values()
@@ -104,16 +139,18 @@ def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
         sequential: dict[str, list[float]] = {}
         for task, value in sequential_majority_values(group):
             sequential.setdefault(task, []).append(value)
-        tasks = sorted(parallel)
+        tasks = sorted(t for t in parallel if t in sequential)
+        if len(tasks) < 2:
+            lines.append(f"  iteration {i}: fewer than 2 problems with 5 finished rollouts")
+            continue
         a = [sum(sequential[t]) / len(sequential[t]) for t in tasks]
-        b = [parallel[t] for t in tasks]
-        diff = paired_difference(a, b)
+        diff = paired_difference(a, [parallel[t] for t in tasks])
         lines.append(f"  iteration {i}: {diff.estimate:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}] over "
                      f"{diff.n_episodes} problems (p = {diff.pvalue():.3g})")
-        per_problem[i] = {t: v for t, v in zip(tasks, a)}
-    if len(iterations) > 1:
-        first, last = iterations[0], iterations[-1]
-        tasks = sorted(per_problem[first])
+        per_problem[i] = dict(zip(tasks, a))
+    if len(per_problem) > 1:
+        first, last = min(per_problem), max(per_problem)
+        tasks = sorted(set(per_problem[first]) & set(per_problem[last]))
         delta = clustered_mean([per_problem[last][t] - per_problem[first][t] for t in tasks])
         lines.append(f"m1@t5 change from iteration {first} to {last}, paired over problems: {delta.estimate:+.3f} "
                      f"[{delta.ci_low:+.3f}, {delta.ci_high:+.3f}]")
@@ -125,6 +162,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path, help="local SmolLM2-135M-Instruct checkpoint directory")
     parser.add_argument("--out", required=True, type=Path, help="output directory (the loop resumes there)")
     parser.add_argument("--probe", action="store_true", help="only measure first-turn accuracy per difficulty")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only write the results file from the evaluations already in --out")
     parser.add_argument("--probe-problems", type=int, default=20)
     parser.add_argument("--level", default='{"steps": 1, "max_number": 10, "operations": "+-"}',
                         help="arithmetic parameters (JSON)")
@@ -140,7 +179,10 @@ def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
     os.environ.setdefault("REGRET_SERVE_ENGINE", "transformers")
-    if args.probe:
+    if args.summarise:
+        level = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **json.loads(args.level)}
+        summarise(args.out, describe(args, level) + ["# summarised from the run directory as it stands"])
+    elif args.probe:
         probe(args.model.resolve(), args.out, args.probe_problems)
     else:
         experiment(args)
