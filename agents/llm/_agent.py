@@ -11,7 +11,7 @@ from agents.llm._client import LLMClient
 from agents.llm._parse import parse_answer, split_reasoning
 from agents.llm._prompts import EpisodePrompts
 from agents.llm._settings import LLMSettings
-from scenarios import Observation, Step
+from scenarios import Observation, ScenarioError, Step
 from scenarios.framing import DEFAULT_FRAMING
 from scenarios.self_correction import ANSWER_KIND
 
@@ -45,7 +45,7 @@ class LLMAgent(Agent):
         if observation.messages is not None:
             return await self._reply(observation)
         if self.prompts is None:
-            raise ValueError(f"{self.episode.family}: this answer scenario gives no conversation "
+            raise ScenarioError(f"{self.episode.family}: this answer scenario gives no conversation "
                              "(observation.messages) for a language model to reply to")
         episode, settings = self.episode, self.settings
         messages = self.prompts.messages(observation.t, observation.context)
