@@ -25,6 +25,7 @@ from pathlib import Path
 INSTRUCTION = "Answer in one short sentence that ends with the final number."
 PROBE_LEVELS = ({"steps": 1, "max_number": 10, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+-"},
                 {"steps": 2, "max_number": 10, "operations": "+-"}, {"steps": 1, "max_number": 50, "operations": "+-"})
+RESULTS = "rise_smollm2.txt"
 AGENT = {"temperature": 0.7, "max_tokens": 24, "seed": 0, "cache": False, "timeout": 300.0}
 
 
@@ -75,7 +76,8 @@ def experiment(args: argparse.Namespace) -> None:
 
 
 def describe(args: argparse.Namespace, params: dict) -> list[str]:
-    return [f"# RISE on SmolLM2-135M-Instruct, self-correction/arithmetic {params}",
+    model = "a small model trained here (tiny Llama, see train_tiny)" if args.tiny else "SmolLM2-135M-Instruct"
+    return [f"# RISE on {model}, self-correction/arithmetic {params}",
             f"# {args.eval_problems} held-out problems x 5 rollouts x 5 turns per evaluation; "
             f"{args.train_problems} training problems x {args.rollouts} rollouts per iteration; filter "
             f"{args.rise_filter}; hf LoRA r16, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
@@ -115,7 +117,7 @@ def summarise(out: Path, header: list[str]) -> str:
         lines += ["", _sequential_vs_parallel(Path(out), finished)]
     text = "\n".join(lines) + "\n"
     print(text)
-    target = Path(__file__).parent / "results" / "rise_smollm2.txt"
+    target = Path(__file__).parent / "results" / RESULTS
     target.write_text(text)
     print(f"wrote {target}")
     return text
@@ -157,9 +159,95 @@ def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
     return "\n".join(lines)
 
 
+def train_tiny(directory: Path, level: dict, *, min_accuracy: float = 0.25, max_accuracy: float = 0.5,
+               max_steps: int = 3000, seed: int = 0) -> Path:
+    """A small model trained here: `regret init-model`'s tiny Llama, then full-weight SFT on
+    arithmetic chats (the instruction and question -> "\\boxed{N}") until its sampled
+    (temperature 1) first-turn accuracy on 40 probe problems (checked every 50 steps) reaches [min, max].
+
+    Probe and training problems use instance seeds from 10**9 up, apart from the loop's
+    (which draws below 2**31 from a hash; a collision is possible but unlikely); with one-step
+    sums of small numbers many questions recur with other names, so this measures a model that
+    has partly learnt small sums, not one that has seen every held-out question verbatim.
+    """
+    import torch
+
+    from finetune.init_model import init_model
+    from scenarios.self_correction import arithmetic_problem, check_answer
+
+    if (directory / "config.json").exists():
+        return directory
+    init_model(directory / "init", format_steps=0, layers=2, hidden=96, heads=4, max_new_tokens=8, seed=seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory / "init")
+    model = AutoModelForCausalLM.from_pretrained(directory / "init")
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+
+    def chat(problem, answer: bool = True):
+        messages = [{"role": "user", "content": f"{INSTRUCTION}\n\n{problem.question}"}]
+        return messages + [{"role": "assistant", "content": f"\\boxed{{{problem.answer}}}"}] if answer else messages
+
+    def encode(problem):
+        out = tokenizer.apply_chat_template(chat(problem), tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids = torch.tensor(out["input_ids"])
+        return ids, torch.where(torch.tensor(out["assistant_masks"]) == 1, ids, torch.tensor(-100))
+
+    def accuracy() -> float:
+        model.eval()
+        right = 0
+        with torch.no_grad():
+            for j in range(40):
+                problem = arithmetic_problem(2 * 10**9 + j, **level)
+                ids = tokenizer.apply_chat_template(chat(problem, False), add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True)
+                out = model.generate(**ids, max_new_tokens=8, do_sample=True, temperature=1.0, top_k=0,
+                                     pad_token_id=tokenizer.pad_token_id)
+                text = tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+                right += check_answer("gsm8k", text, problem.answer).correct
+        model.train()
+        return right / 40
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    history = []
+    for step in range(1, max_steps + 1):
+        batch = [encode(arithmetic_problem(10**9 + step * 16 + i, **level)) for i in range(16)]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((16, width), tokenizer.pad_token_id)
+        labels = torch.full((16, width), -100)
+        mask = torch.zeros((16, width), dtype=torch.long)
+        for row, (x, y) in enumerate(batch):
+            ids[row, :len(x)], labels[row, :len(x)], mask[row, :len(x)] = x, y, 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+        if step % 50 == 0:
+            acc = accuracy()
+            history.append({"step": step, "loss": float(loss), "accuracy": acc})
+            print(f"tiny model pretraining: step {step}, loss {float(loss):.3f}, sampled accuracy {acc:.3f}",
+                  flush=True)
+            if min_accuracy <= acc <= max_accuracy or acc > max_accuracy:
+                break
+    model.eval()
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "pretraining.json").write_text(json.dumps(history, indent=2) + "\n")
+    return directory
+
+
 def main() -> None:
+    global AGENT, RESULTS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help="local SmolLM2-135M-Instruct checkpoint directory")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="local SmolLM2-135M-Instruct checkpoint directory; with --tiny, where the small "
+                             "model trained here is written")
+    parser.add_argument("--tiny", action="store_true",
+                        help="train a small model here (regret init-model's tiny Llama + SFT on arithmetic) "
+                             "and run the experiment on it")
     parser.add_argument("--out", required=True, type=Path, help="output directory (the loop resumes there)")
     parser.add_argument("--probe", action="store_true", help="only measure first-turn accuracy per difficulty")
     parser.add_argument("--summarise", action="store_true",
@@ -181,10 +269,16 @@ def main() -> None:
     os.environ.setdefault("REGRET_SERVE_ENGINE", "transformers")
     if args.summarise:
         level = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **json.loads(args.level)}
+        if args.tiny:
+            RESULTS = "rise_tiny.txt"
         summarise(args.out, describe(args, level) + ["# summarised from the run directory as it stands"])
     elif args.probe:
         probe(args.model.resolve(), args.out, args.probe_problems)
     else:
+        if args.tiny:
+            args.model = train_tiny(args.model, json.loads(args.level)).resolve()
+            AGENT = {**AGENT, "temperature": 1.0, "max_tokens": 8}
+            RESULTS = "rise_tiny.txt"
         experiment(args)
 
 

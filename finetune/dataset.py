@@ -345,8 +345,10 @@ def rise_episodes(run_dirs: Sequence[str | Path], agents: Sequence[str] | None =
     """
     import polars as pl
 
+    from scenarios.self_correction import ANSWER_KIND
+
     decisions, episodes = load_runs(run_dirs)
-    finished = episodes.filter((pl.col("status") == "finished") & (pl.col("kind") == "answer"))
+    finished = episodes.filter((pl.col("status") == "finished") & (pl.col("kind") == ANSWER_KIND))
     if agents:
         finished = finished.filter(pl.col("agent").is_in(list(agents)))
     kept = finished.select(*EPISODE_KEY).collect()
