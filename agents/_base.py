@@ -7,7 +7,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from scenarios import ConfigError, Observation, Registry, Scenario, Step, UnknownNameError, unknown_key_message
+from scenarios import (
+    ActionSpace,
+    ConfigError,
+    Observation,
+    Registry,
+    Scenario,
+    Step,
+    UnknownNameError,
+    unknown_key_message,
+)
 
 # parse_status values a Decision may carry
 PARSE_OK = "ok"  # valid on the first attempt
@@ -59,6 +68,7 @@ class EpisodeInfo:
     context_dim: int = 0
     description: str = ""  # the framing's natural-language task description, when a framing is set
     scenario: Scenario | None = None
+    action_space: ActionSpace | None = None  # what a decision is and how a reply is read (scenarios._spaces)
 
 
 class Agent:
@@ -71,6 +81,7 @@ class Agent:
 
     name: str = "agent"
     kinds: ClassVar[frozenset[str]] = frozenset()  # scenario kinds this agent can play
+    explainer: ClassVar[str | None] = None  # the agents.EXPLAINERS entry that explains its decisions in datasets
     privileged: ClassVar[bool] = False  # receives the scenario object (the oracle)
     is_async: ClassVar[bool] = False
 
@@ -85,6 +96,11 @@ class Agent:
 
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
         """Learn from the step's feedback (`step.feedback`); never from its regret."""
+
+    def spent(self):
+        """What this episode has cost so far (an agents.Spend), decisions in progress included;
+        None for agents that spend nothing. Read for failed and partial episodes."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -107,20 +123,67 @@ class AgentSpec:
         return {"agent": self.agent, "params": dict(self.params), "label": self.label}
 
 
+class RunResources:
+    """What the agents of one run share and release together: clients, limits, caches.
+
+    Created by the executor for a run and closed in its `finally` (`aclose`), so nothing an
+    agent opens outlives the run and nothing of one run leaks into the next. `shared(key,
+    create)` gives every factory of the run the same object (e.g. the per-endpoint limits of
+    all LLM agents calling one endpoint); `on_close` registers a release, run in reverse order.
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[str, Any] = {}
+        self._closers: list[Callable[[], Awaitable[None] | None]] = []
+        self.closed = False
+
+    def shared(self, key: str, create: Callable[[], Any]) -> Any:
+        if key not in self._shared:
+            self._shared[key] = create()
+        return self._shared[key]
+
+    def on_close(self, release: Callable[[], Awaitable[None] | None]) -> None:
+        self._closers.append(release)
+
+    async def aclose(self) -> None:
+        errors = []
+        while self._closers:
+            try:
+                result = self._closers.pop()()
+                if result is not None:
+                    await result
+            except Exception as exc:  # release the rest; report the first failure after
+                errors.append(exc)
+        self.closed = True
+        if errors:
+            raise errors[0]
+
+
 class AgentFactory:
-    """Builds fresh agents (one per episode) and says which scenarios they can play."""
+    """Builds fresh agents (one per episode) and says which scenarios they can play.
+
+    `open(resources)` is called once per run before the first agent is built: a factory whose
+    agents share something costly (an LLM client) creates it there, in the run's resources,
+    so it is made once per agent spec per run and released when the run ends. Building an
+    agent without a run (`factory()` alone) opens private resources that `aclose` releases.
+    """
 
     def __init__(
         self,
         spec: AgentSpec,
-        build: Callable[[], Agent],
+        build: Callable[..., Agent],
         kinds: frozenset[str],
         close: Callable[[], Awaitable[None]] | None = None,
+        open: Callable[[RunResources], Any] | None = None,
     ) -> None:
         self.spec = spec
         self._build = build
         self.kinds = kinds
         self._close = close
+        self._open = open
+        self._state: Any = None  # what `open` returned, handed to `build`
+        self._opened: RunResources | None = None
+        self._private: RunResources | None = None
 
     @property
     def name(self) -> str:
@@ -129,15 +192,34 @@ class AgentFactory:
     def supports(self, scenario: Scenario) -> bool:
         return scenario.kind in self.kinds
 
+    def open(self, resources: RunResources) -> None:
+        """Create what this spec's agents share for the run in `resources` (once per run)."""
+        if self._opened is resources:
+            return
+        self._opened = resources
+        if self._open is not None:
+            self._state = self._open(resources)
+
     def __call__(self) -> Agent:
-        agent = self._build()
+        if self._open is not None:
+            if self._opened is None or self._opened.closed:
+                self._private = RunResources()
+                self.open(self._private)
+            agent = self._build(self._state)
+        else:
+            agent = self._build()
         agent.name = self.spec.name
         return agent
 
     async def aclose(self) -> None:
-        """Release what the agents share (clients, servers) once the run is over."""
-        if self._close is not None:
-            await self._close()
+        """Release what this factory opened outside a run, and its own `close`."""
+        try:
+            if self._private is not None:
+                await self._private.aclose()
+                self._private = None
+        finally:
+            if self._close is not None:
+                await self._close()
 
 
 BASELINES: Registry[type[Agent]] = Registry(
@@ -156,6 +238,12 @@ def baseline(name: str, kinds: tuple[str, ...], *, help: str | None = None):
     def decorator(cls: type[Agent]) -> type[Agent]:
         cls.kinds = frozenset(kinds)
         cls.name = name
+        explain = cls.__dict__.get("explain")
+        if explain is not None:  # the class explains its own decisions (agents._explain)
+            from agents._explain import EXPLAINERS
+
+            cls.explainer = name
+            EXPLAINERS.add(name, explain.__func__ if isinstance(explain, staticmethod) else explain)
         return BASELINES.register(name, help=help)(cls)
 
     return decorator
@@ -168,7 +256,31 @@ def _baseline_factory(spec: AgentSpec) -> AgentFactory:
         if key not in known:
             raise ConfigError(unknown_key_message(f"agent {spec.agent!r}", key, known))
     params = dict(spec.params)
+    _check_values(spec.agent, cls, params)
     return AgentFactory(spec, lambda: cls(**params), cls.kinds)
+
+
+def _check_values(name: str, cls: type, params: Mapping[str, Any]) -> None:
+    """Setting values checked when the plan is built, not in every episode: the type of each
+    default (a number must be a finite number, a flag true or false), then the class's own checks."""
+    import math
+
+    for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
+        if f.name not in params:
+            continue
+        value, default = params[f.name], f.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"agent {name!r}: {f.name} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"agent {name!r}: {f.name} must be a finite number, got {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"agent {name!r}: {f.name} must be an integer, got {value!r}")
+    try:
+        cls(**params)  # the range checks of its __post_init__
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc) if str(exc).startswith("agent ") else f"agent {name!r}: {exc}") from None
 
 
 def source_of(name: str) -> str | None:

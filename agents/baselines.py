@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents._base import Agent, Decision, EpisodeInfo, baseline
+from agents._explain import View, untried_first
 from scenarios import ConfigError, Observation, Step
 
 __all__ = [
@@ -68,6 +69,71 @@ def _sample(probs: list[float], u: float) -> int:
     return len(probs) - 1  # rounding left u >= sum(probs)
 
 
+# --- explanations (datasets verbalise an algorithm's decisions with these; see agents._explain) ---
+def _explain_oracle(fr, row) -> str:
+    return f"I know which {fr.option_noun} is best (privileged oracle), so I choose {View(fr, row).chosen}."
+
+
+def _explain_uniform(fr, row) -> str:
+    return f"I choose a {fr.option_noun} uniformly at random: {View(fr, row).chosen}."
+
+
+def _explain_means(fr, row) -> str:
+    v = View(fr, row)
+    return f"Average {fr.reward_noun}s so far: {v.listing(v.info['means'])}. {v.cap} has the highest, so I choose it."
+
+
+def _explain_epsilon(fr, row) -> str:
+    v = View(fr, row)
+    means = f"Average {fr.reward_noun}s so far: {v.listing(v.info['means'])}. " if "means" in v.info else ""
+    if v.info.get("explore"):
+        return f"{means}This round I explore: a {fr.option_noun} chosen at random, {v.chosen}."
+    return f"{means}{v.cap} has the highest average, so I exploit it."
+
+
+def _explain_index(fr, row) -> str:
+    v = View(fr, row)
+    estimate = "predicted" if v.contextual else "average"
+    text = (f"Upper confidence bound of each {fr.option_noun} ({estimate} {fr.reward_noun} plus an exploration bonus "
+            f"that shrinks the more often it is chosen): {v.listing(v.info['index'])}.")
+    if "means" in v.info and "counts" in v.info:
+        means = (f"Predicted {fr.reward_noun}s for this {fr.context_noun}" if v.contextual
+                 else f"Average {fr.reward_noun}s")
+        text += f" {means}: {v.listing(v.info['means'])}; times chosen: {v.listing(v.info['counts'])}."
+    return text + f" {v.cap} has the highest bound, so I choose it."
+
+
+def _explain_samples(fr, row) -> str:
+    v = View(fr, row)
+    return (f"I draw one plausible average {fr.reward_noun} for each {fr.option_noun} from what I have seen so far "
+            f"(Thompson sampling): {v.listing(v.info['samples'])}. {v.cap} drew the highest, so I choose it.")
+
+
+def _explain_exp3(fr, row) -> str:
+    v = View(fr, row)
+    return (f"Exponential weights over the {fr.option_plural} (favouring high past {fr.reward_noun}s, with some "
+            f"exploration) give the probabilities {v.listing(v.info['probs'])}; my random draw picked {v.chosen}.")
+
+
+def _explain_hedge(fr, row) -> str:
+    v = View(fr, row)
+    return (f"Total {fr.loss_noun} of each {fr.option_noun} so far: {v.listing(v.info['cum_loss'])}. I weight each "
+            f"{fr.option_noun} by exp(-eta x its total {fr.loss_noun}), so {fr.option_plural} with lower totals get "
+            f"more probability.")
+
+
+def _explain_ftl(fr, row) -> str:
+    v = View(fr, row)
+    return (f"Total {fr.loss_noun} of each {fr.option_noun} so far: {v.listing(v.info['cum_loss'])}. "
+            f"{v.cap} has the lowest total, so I follow it.")
+
+
+def _explain_ftpl(fr, row) -> str:
+    v = View(fr, row)
+    return (f"Total {fr.loss_noun} of each {fr.option_noun} so far: {v.listing(v.info['cum_loss'])}; after a random "
+            f"perturbation: {v.listing(v.info['perturbed'])}. {v.cap} has the lowest perturbed total.")
+
+
 class _ArmStats(Agent):
     """Empirical counts, sums and means per arm, learnt from `{"reward": r}` feedback."""
 
@@ -101,6 +167,8 @@ class _ArmStats(Agent):
 class Uniform(Agent):
     """Uniformly random action every round (experts: a uniformly random expert)."""
 
+    explain = staticmethod(_explain_uniform)
+
     def reset(self, episode: EpisodeInfo) -> None:
         super().reset(episode)
         rng = np.random.default_rng(episode.seed)
@@ -121,6 +189,8 @@ class Oracle(Agent):
 
     privileged: ClassVar[bool] = True
 
+    explain = staticmethod(_explain_oracle)
+
     def reset(self, episode: EpisodeInfo) -> None:
         super().reset(episode)
         if episode.scenario is None:
@@ -140,6 +210,8 @@ class Oracle(Agent):
 class Greedy(_ArmStats):
     """Pull each arm once, then always the best empirical mean (ties: lowest index)."""
 
+    explain = staticmethod(untried_first(_explain_means))
+
     def decide(self, observation: Observation) -> Decision:
         t = observation.t
         if t < self.k:
@@ -155,6 +227,8 @@ class EpsilonGreedy(_ArmStats):
     """Pull each arm once; then explore a uniformly random arm with probability epsilon, else exploit."""
 
     epsilon: float = _param(0.1, "probability of exploring a uniformly random arm")
+
+    explain = staticmethod(untried_first(_explain_epsilon))
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.epsilon <= 1.0, "epsilon-greedy", f"epsilon must be in [0, 1], got {self.epsilon}")
@@ -184,6 +258,8 @@ class UCB1(_ArmStats):
 
     c: float = _param(2.0, "exploration constant c in sqrt(c ln t / n)")
 
+    explain = staticmethod(untried_first(_explain_index))
+
     def __post_init__(self) -> None:
         _check(self.c >= 0, "ucb1", f"c must be >= 0, got {self.c}")
 
@@ -206,6 +282,8 @@ class ThompsonBernoulli(Agent):
 
     prior_alpha: float = _param(1.0, "Beta prior's alpha (pseudo-successes)")
     prior_beta: float = _param(1.0, "Beta prior's beta (pseudo-failures)")
+
+    explain = staticmethod(_explain_samples)
 
     def __post_init__(self) -> None:
         _check(self.prior_alpha > 0 and self.prior_beta > 0, "thompson",
@@ -252,6 +330,8 @@ class ThompsonGaussian(Agent):
     prior_var: float = _param(1.0, "variance of the Gaussian prior N(0, prior_var) on each arm's mean")
     noise_var: float = _param(1.0, "assumed (known) variance of the reward noise")
 
+    explain = staticmethod(_explain_samples)
+
     def __post_init__(self) -> None:
         _check(self.prior_var > 0 and self.noise_var > 0, "thompson-gaussian",
                f"prior_var and noise_var must be > 0, got {self.prior_var}, {self.noise_var}")
@@ -289,6 +369,8 @@ class EXP3(Agent):
     """
 
     gamma: float | None = _param(None, "exploration rate; default min(1, sqrt(K ln K / ((e - 1) T)))")
+
+    explain = staticmethod(_explain_exp3)
 
     def __post_init__(self) -> None:
         if self.gamma is not None:
@@ -344,6 +426,8 @@ class Hedge(Agent):
 
     eta: float | None = _param(None, "learning rate; default sqrt(8 ln N / T)")
 
+    explain = staticmethod(_explain_hedge)
+
     def __post_init__(self) -> None:
         if self.eta is not None:
             _check(self.eta > 0, "hedge", f"eta must be > 0, got {self.eta}")
@@ -373,6 +457,8 @@ class Hedge(Agent):
 class FTL(Agent):
     """Follow-the-Leader: the expert with the least cumulative loss so far (ties: lowest index)."""
 
+    explain = staticmethod(_explain_ftl)
+
     def reset(self, episode: EpisodeInfo) -> None:
         super().reset(episode)
         self._loss = [0.0] * episode.n_actions
@@ -393,6 +479,8 @@ class FTPL(Agent):
 
     perturbation: str = _param("exponential", "perturbation distribution: 'exponential' or 'uniform'")
     scale: float = _param(1.0, "perturbation size, in units of sqrt(T)")
+
+    explain = staticmethod(_explain_ftpl)
 
     def __post_init__(self) -> None:
         _check(self.perturbation in ("exponential", "uniform"), "ftpl",
@@ -426,6 +514,8 @@ class LinUCB(Agent):
 
     alpha: float = _param(1.0, "width of the confidence bonus")
     ridge: float = _param(1.0, "ridge regularisation lambda (A_a starts at lambda I)")
+
+    explain = staticmethod(untried_first(_explain_index))
 
     def __post_init__(self) -> None:
         _check(self.alpha >= 0, "linucb", f"alpha must be >= 0, got {self.alpha}")
@@ -482,6 +572,8 @@ class SlidingWindowUCB(Agent):
     window: int | None = _param(None, "window length; default int(2 sqrt(T ln T))")
     c: float = _param(0.2, "exploration constant c in sqrt(c ln min(t, window) / n)")
 
+    explain = staticmethod(untried_first(_explain_index))
+
     def __post_init__(self) -> None:
         if self.window is not None:
             _check(self.window >= 1, "sw-ucb", f"window must be >= 1, got {self.window}")
@@ -533,6 +625,8 @@ class DUCB(Agent):
 
     gamma: float | None = _param(None, "discount factor per round; default 1 - 1 / (4 sqrt(T))")
     c: float = _param(0.2, "exploration constant c in sqrt(c ln n / N)")
+
+    explain = staticmethod(untried_first(_explain_index))
 
     def __post_init__(self) -> None:
         if self.gamma is not None:

@@ -317,8 +317,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
+def explain_policy(fr, row) -> str:
+    """A numeric policy's decision: the probabilities its network gave, then what it played."""
+    from agents._explain import View
+
+    v = View(fr, row)
+    probabilities = f"My policy network, reading the history so far, gives the probabilities {v.listing(v.info['probs'])}"
+    if v.policy is not None:
+        return f"{probabilities}; I play that distribution."
+    return f"{probabilities}; my random draw picked {v.chosen}."
+
+
 class TorchPolicyAgent(Agent):
     """Plays a numeric policy checkpoint: samples (or plays) its policy every round."""
+
+    explainer = "torch-policy"
 
     def __init__(self, policy: NumpyPolicy, play: str = "sample") -> None:
         self.policy = policy

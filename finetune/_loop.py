@@ -442,13 +442,14 @@ def write_baselines(directory: Path):
 
 def plot_iterations(directory: Path, rows, baselines=None) -> Path:
     """iterations.png: held-out mean regret (95% CI) per iteration, baselines as dashed lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # an Agg canvas made here, without pyplot: no process-wide backend is set or changed
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     scenarios = rows["scenario_id"].unique(maintain_order=True).to_list()
-    fig, axes = plt.subplots(1, max(len(scenarios), 1), figsize=(5 * max(len(scenarios), 1), 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * max(len(scenarios), 1), 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(len(scenarios), 1), squeeze=False)
     for ax, scenario_id in zip(axes[0], scenarios):
         part = rows.filter(rows["scenario_id"] == scenario_id).sort("iteration")
         x = part["iteration"].to_numpy()
@@ -466,5 +467,4 @@ def plot_iterations(directory: Path, rows, baselines=None) -> Path:
     fig.tight_layout()
     path = directory / "iterations.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

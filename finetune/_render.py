@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scenarios import ConfigError, Registry, UsageError
-from scenarios.framing import ANSWER_PREFIX, DEFAULT_FRAMING, Framing, format_number
+from scenarios import ActionSpace, ConfigError, Registry, Simplex, UsageError
+from scenarios.framing import ANSWER_PREFIX, DEFAULT_FRAMING, Framing
 
 
 class DatasetFormatError(UsageError):
@@ -45,71 +45,26 @@ def _loads(text: str | None) -> Any:
 
 
 # --- algorithm rationales --------------------------------------------------------------
-def _listing(fr: Framing, values: Sequence[float]) -> str:
-    return ", ".join(f"{fr.option_name(i)} {format_number(v)}" for i, v in enumerate(values))
+def baseline_rationale(fr: Framing, row: Mapping[str, Any], explainer: str | None = None) -> str:
+    """The agent's own explanation of a decision (the explainer it registered, agents.EXPLAINERS)."""
+    from agents import explain
+
+    return explain(explainer, fr, row)
 
 
-def baseline_rationale(fr: Framing, row: Mapping[str, Any]) -> str:
-    """One or two sentences stating the algorithm's reason, from the decision's `info` column."""
-    info = _loads(row.get("info")) or {}
-    action, policy = row.get("action"), _loads(row.get("policy"))
-    noun, plural, reward, loss = fr.option_noun, fr.option_plural, fr.reward_noun, fr.loss_noun
-    chosen = fr.phrase(action) if action is not None else ""
-    cap = chosen[:1].upper() + chosen[1:]
-    if info.get("oracle"):
-        return f"I know which {noun} is best (privileged oracle), so I choose {chosen}."
-    if info.get("initial"):
-        counts = info.get("counts")
-        tried = f" (times chosen so far: {_listing(fr, counts)})" if counts else ""
-        return f"Not every {noun} has been tried yet{tried}, so I try {chosen}."
-    if "index" in info:
-        estimate = "predicted" if row.get("context") is not None else "average"
-        text = (f"Upper confidence bound of each {noun} ({estimate} {reward} plus an exploration bonus that "
-                f"shrinks the more often it is chosen): {_listing(fr, info['index'])}.")
-        if "means" in info and "counts" in info:
-            means = (f"Predicted {reward}s for this {fr.context_noun}" if row.get("context") is not None
-                     else f"Average {reward}s")
-            text += f" {means}: {_listing(fr, info['means'])}; times chosen: {_listing(fr, info['counts'])}."
-        return text + f" {cap} has the highest bound, so I choose it."
-    if "samples" in info:
-        return (f"I draw one plausible average {reward} for each {noun} from what I have seen so far "
-                f"(Thompson sampling): {_listing(fr, info['samples'])}. {cap} drew the highest, so I choose it.")
-    if "explore" in info:
-        means = f"Average {reward}s so far: {_listing(fr, info['means'])}. " if "means" in info else ""
-        if info["explore"]:
-            return f"{means}This round I explore: a {noun} chosen at random, {chosen}."
-        return f"{means}{cap} has the highest average, so I exploit it."
-    if "means" in info:
-        return f"Average {reward}s so far: {_listing(fr, info['means'])}. {cap} has the highest, so I choose it."
-    if "probs" in info:
-        return (f"Exponential weights over the {plural} (favouring high past {reward}s, with some exploration) "
-                f"give the probabilities {_listing(fr, info['probs'])}; my random draw picked {chosen}.")
-    if "perturbed" in info:
-        return (f"Total {loss} of each {noun} so far: {_listing(fr, info['cum_loss'])}; after a random "
-                f"perturbation: {_listing(fr, info['perturbed'])}. {cap} has the lowest perturbed total.")
-    if "cum_loss" in info:
-        totals = f"Total {loss} of each {noun} so far: {_listing(fr, info['cum_loss'])}."
-        if policy is not None:
-            return (f"{totals} I weight each {noun} by exp(-eta x its total {loss}), so {plural} with lower "
-                    f"totals get more probability.")
-        return f"{totals} {cap} has the lowest total, so I follow it."
-    if "probability" in info:
-        return f"I choose a {noun} uniformly at random: {chosen}."
-    if policy is not None:
-        return f"I choose a distribution over the {plural}."
-    return f"I choose {chosen}."
+_OPTIONS = Simplex(0)  # how a decision is written when no action space is given: an option or a distribution
 
 
-def answer_line(fr: Framing, row: Mapping[str, Any]) -> str:
-    policy = _loads(row.get("policy"))
-    if policy is not None:
-        return f"{ANSWER_PREFIX} {fr.policy_text(policy)}"
-    return f"{ANSWER_PREFIX} {fr.option_name(int(row['action']))}"
+def answer_line(fr: Framing, row: Mapping[str, Any], space: ActionSpace | None = None) -> str:
+    """The final `ANSWER: ...` line, written as the episode's action space renders a decision."""
+    text = (space or _OPTIONS).render(fr, row.get("action"), _loads(row.get("policy")), row.get("answer"))
+    return f"{ANSWER_PREFIX} {text}"
 
 
-def verbalise_decision(fr: Framing, row: Mapping[str, Any]) -> str:
-    """An algorithm's decision as an assistant turn: its rationale, then the answer line."""
-    return f"{baseline_rationale(fr, row)}\n{answer_line(fr, row)}"
+def verbalise_decision(fr: Framing, row: Mapping[str, Any], explainer: str | None = None,
+                       space: ActionSpace | None = None) -> str:
+    """An algorithm's decision as an assistant turn: its own explanation, then the answer line."""
+    return f"{baseline_rationale(fr, row, explainer)}\n{answer_line(fr, row, space)}"
 
 
 # --- chats ------------------------------------------------------------------------------
@@ -122,9 +77,13 @@ class EpisodeText:
     kind: str
     horizon: int
     n_actions: int
+    space: ActionSpace | None = None  # how decisions are asked for and written (None: options)
 
     def system(self) -> dict[str, str]:
-        instructions = self.framing.answer_instructions(self.kind, True, self.n_actions)
+        if self.space is None:
+            instructions = self.framing.answer_instructions(self.kind, True, self.n_actions)
+        else:
+            instructions = self.space.instructions(self.framing, True)
         return {"role": "system", "content": f"{self.description}\n\n{instructions}"}
 
     def user(self, t: int, previous: Mapping[str, Any] | None, row: Mapping[str, Any]) -> dict[str, str]:
@@ -132,7 +91,7 @@ class EpisodeText:
         if previous is not None:
             feedback = _loads(previous.get("feedback")) or {"reward": previous["reward"]}
             parts.append(self.framing.feedback_text(previous["t"], previous.get("action"),
-                                                    _loads(previous.get("policy")), feedback))
+                                                    _loads(previous.get("policy")), feedback, previous.get("answer")))
         parts.append(self.framing.round_text(t, self.horizon, _loads(row.get("context"))))
         return {"role": "user", "content": "\n".join(parts)}
 
@@ -169,20 +128,27 @@ def _rebuilt(text: EpisodeText, rows: Sequence[Mapping[str, Any]], answers: Sequ
     return messages
 
 
-def episode_chat(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict], str]:
+def _verbalised(told: EpisodeText, rows: Sequence[Mapping[str, Any]], explainer: str | None) -> list[str]:
+    return [verbalise_decision(told.framing, r, explainer, told.space) for r in rows]
+
+
+def episode_chat(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]],
+                 explainer: str | None = None) -> tuple[list[dict], str]:
     """The whole episode as one chat, and the mode used (chat, rebuilt or verbalised).
 
-    `text` is called only when the chat has to be told through the framing.
+    `text` is called only when the chat has to be told through the framing; `explainer` is
+    the episode's agent's (its `explainer` column), which verbalises an algorithm's decisions.
     """
     if is_llm_episode(rows):
         if _is_chat(rows):
             return [*_loads(rows[-1]["messages"]), _assistant(rows[-1]["raw_output"])], CHAT
         return _rebuilt(text(), rows, [r["raw_output"] or "" for r in rows]), REBUILT
     told = text()
-    return _rebuilt(told, rows, [verbalise_decision(told.framing, r) for r in rows]), VERBALISED
+    return _rebuilt(told, rows, _verbalised(told, rows, explainer)), VERBALISED
 
 
-def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict]], str]:
+def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, Any]],
+                   explainer: str | None = None) -> tuple[list[list[dict]], str]:
     """One chat per decision, each with its full context and ending in that decision's answer."""
     if is_llm_episode(rows):
         if all(r.get("messages") is not None for r in rows):
@@ -191,7 +157,7 @@ def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, 
         whole = _rebuilt(text(), rows, [r["raw_output"] or "" for r in rows])
         return [whole[: 3 + 2 * i] for i in range(len(rows))], REBUILT
     told = text()
-    whole = _rebuilt(told, rows, [verbalise_decision(told.framing, r) for r in rows])
+    whole = _rebuilt(told, rows, _verbalised(told, rows, explainer))
     # system + (user, assistant) per round: decision t ends at index 2 + 2t
     return [whole[: 3 + 2 * i] for i in range(len(rows))], VERBALISED
 

@@ -55,7 +55,7 @@ def _from_training_set(dataset: TrainingSet) -> list[dict[str, Any]]:
         rows = sorted(by_episode.get(key, []), key=lambda r: r["t"])
         if not rows:
             raise DatasetError(f"episode {key} has no decision rows in the training set")
-        chat, _ = episode_chat(lambda episode=episode: stories(episode), rows)
+        chat, _ = episode_chat(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
         weight = float(episode["weight"]) if has_weight and episode["weight"] is not None else 1.0
         examples.append({"messages": chat, "weight": weight})
     return examples

@@ -102,7 +102,8 @@ __all__ = [
 
 PERS = ("episode", "decision")
 # decision columns the renderer reads (projection pushdown keeps the rest on disk)
-_RENDER_COLUMNS = ("t", "action", "policy", "context", "feedback", "reward", "raw_output", "messages", "info")
+_RENDER_COLUMNS = ("t", "action", "policy", "answer", "context", "feedback", "reward", "raw_output", "messages",
+                   "info")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class _Stories:
                             episode["instance_seed"])
             framing = get_framing(episode["framing"] or DEFAULT_FRAMING)
             self._cache[key] = EpisodeText(framing, framing.describe(scenario), scenario.kind,
-                                           int(scenario.horizon), int(scenario.n_actions))
+                                           int(scenario.horizon), int(scenario.n_actions), scenario.action_space)
         return self._cache[key]
 
 
@@ -270,10 +271,10 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
         text = lambda episode=episode: stories(episode)  # noqa: E731  (told through the framing only if needed)
         target = validation if episode["task_id"] in held_out else train
         if config.per == "episode":
-            chat, mode = episode_chat(text, rows)
+            chat, mode = episode_chat(text, rows, episode.get("explainer"))
             target.append(format_example(chat, config.format, provenance))
         else:
-            chats, mode = decision_chats(text, rows)
+            chats, mode = decision_chats(text, rows, episode.get("explainer"))
             for row, chat in zip(rows, chats):
                 target.append(format_example(chat, config.format, provenance | {"t": row["t"]}))
         modes[mode] += 1

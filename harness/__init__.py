@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "harness._files": ("PLAN_FILE", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
                        "read_plan"),
+    "harness._executor": ("EXECUTORS", "Executor", "LocalExecutor", "Outcome", "get_executor", "play_elsewhere",
+                          "play_outcome"),
     "harness._records": ("DECISION_COLUMNS", "EPISODE_COLUMNS", "DecisionRecord", "EpisodeRecord"),
     "harness._plan": ("Episode", "Plan", "PlanError", "ScenarioEntry", "Task", "derive_seed", "load_suite",
                       "parse_suite"),
-    "harness._runner": ("Progress", "RunResult", "execute", "play_episode", "redact", "run_plan"),
+    "harness._episode": ("failed_record", "play_episode", "redact"),
+    "harness._runner": ("Progress", "RunResult", "build_factories", "execute", "run_plan"),
     "harness._self_correction": ("AnswerEpisode", "answer_episodes", "majority_vote", "metric_values",
                                  "self_correction_markdown", "self_correction_table"),
     "harness._stats": ("Estimate", "GrowthSlopes", "PowerPlan", "SublinearityTest", "VarianceComponents",
@@ -38,9 +41,12 @@ __all__ = sorted(_MODULE_OF)
 if TYPE_CHECKING:
     from harness._files import (PLAN_FILE, atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text,
                                 read_plan)
+    from harness._executor import (EXECUTORS, Executor, LocalExecutor, Outcome, get_executor, play_elsewhere,
+                                   play_outcome)
     from harness._records import DECISION_COLUMNS, EPISODE_COLUMNS, DecisionRecord, EpisodeRecord
     from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
-    from harness._runner import Progress, RunResult, execute, play_episode, redact, run_plan
+    from harness._episode import failed_record, play_episode, redact
+    from harness._runner import Progress, RunResult, build_factories, execute, run_plan
     from harness._self_correction import (
         AnswerEpisode,
         answer_episodes,

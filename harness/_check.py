@@ -4,10 +4,11 @@ For every (agent, scenario_id) the per-episode final regrets of the run ("now") 
 with those stored in the baseline by a one-sided test of H0: mean(now) <= mean(baseline)
 against H1: mean(now) > mean(baseline) (regret got worse):
 
-- paired t-test on the differences now - baseline, when both runs hold exactly the same
-  episodes (task_id, rollout, env_seed). Episodes with the same env_seed face the same
-  pre-drawn world (common random numbers), so the world's noise cancels in the differences
-  and the test is far more powerful. This is the case when the baseline was written from a
+- paired differences now - baseline stratified by task (`harness._stats.paired_difference`,
+  scope "tasks", the machinery of `regret compare`), when both runs hold exactly the same
+  episodes (task_id, rollout, env_seed); with one task this is the paired t-test. Episodes
+  with the same env_seed face the same pre-drawn world (common random numbers), so the
+  world's noise cancels in the differences and the test is far more powerful. This is the case when the baseline was written from a
   run of the same suite with the same master seed (the usual CI setup).
 - Welch's t-test stratified by task, when both runs played the same tasks (instances) with
   other episode seeds (e.g. a suite with explicit instance `seeds` and another master seed).
@@ -17,7 +18,10 @@ against H1: mean(now) > mean(baseline) (regret got worse):
   (plain "welch", available on request) mistakes instance difficulty for a regression:
   measured 43% false alarms (benchmarks/check_calibration.py).
 
-`test="auto"` (the default) picks the first that applies. Zero variance is handled exactly:
+`test="auto"` (the default) picks the first that applies. The table shows the raw p-value of
+each check beside the adjusted one, and the report warns when the run and the baseline come
+from different plans (scenarios, instances, rollouts or seeds) or when an agent label's
+settings differ between them. Zero variance is handled exactly:
 identical regrets give p = 1, a constant increase p = 0.
 
 A check fails as "worse" only when the (multiplicity-adjusted) p-value is below `alpha`
@@ -226,7 +230,8 @@ class Baseline:
         except (OSError, ValueError):
             plan = None
         if isinstance(plan, dict):
-            source.update(plan_name=plan.get("name"), plan_seed=plan.get("seed"), plan_hash=plan_hash(plan))
+            source.update(plan_name=plan.get("name"), plan_seed=plan.get("seed"), plan_hash=plan_hash(plan),
+                          **plan_fingerprint(plan))
         return cls.from_episodes(episodes, source)
 
     def with_settings(self, settings: CheckSettings | None) -> Baseline:
@@ -299,6 +304,40 @@ def plan_hash(plan: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def plan_fingerprint(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """What two runs must share to pair their episodes (`worlds_hash`: the plan without its agents),
+    and each agent label's settings (`agents`: label -> JSON of agent and params)."""
+    agents = {}
+    for agent in plan.get("agents", []) or []:
+        if isinstance(agent, Mapping):
+            label = str(agent.get("label") or agent.get("agent"))
+            agents[label] = json.dumps({"agent": agent.get("agent"), "params": agent.get("params", {})},
+                                       sort_keys=True, default=str)
+    return {"worlds_hash": plan_hash({k: v for k, v in plan.items() if k != "agents"}), "agents": agents}
+
+
+def fingerprint_warnings(named: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """Warnings when runs come from different plans, or one agent label has different settings.
+
+    `named` holds (run name, source) pairs whose sources carry `plan_fingerprint`'s keys
+    (sources without them, e.g. old baselines, are skipped)."""
+    known = [(name, source) for name, source in named if source.get("worlds_hash")]
+    warnings = []
+    if len({source["worlds_hash"] for _, source in known}) > 1:
+        seeds = ", ".join(f"{name}: seed {source.get('plan_seed')}" for name, source in known)
+        warnings.append(f"the runs come from different plans (scenarios, instances, rollouts or seeds differ; {seeds}): "
+                        "episodes pair only where task, rollout and env seed agree")
+    labels: dict[str, dict[str, str]] = {}
+    for name, source in known:
+        for label, spec in (source.get("agents") or {}).items():
+            labels.setdefault(label, {})[name] = spec
+    for label, per_run in sorted(labels.items()):
+        if len(set(per_run.values())) > 1:
+            detail = "; ".join(f"{run}: {spec}" for run, spec in per_run.items())
+            warnings.append(f"agent {label!r} has different settings ({detail})")
+    return warnings
+
+
 # --- the statistics ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class TestResult:
@@ -357,6 +396,24 @@ def paired_test(now: Sequence[float], base: Sequence[float]) -> TestResult:
         return _exact("paired", mean, float(n - 1), n)
     t = mean / math.sqrt(var / n)
     return TestResult("paired", mean, t, float(n - 1), float(stats.t.sf(t, n - 1)), n)
+
+
+def paired_by_task(now: Sequence[float], base: Sequence[float], tasks: Sequence[str]) -> TestResult:
+    """One-sided test on the paired differences now - base, stratified by task: `regret compare`'s
+    `harness._stats.paired_difference` with scope "tasks". The gate asks about the suite's own
+    tasks (the baseline and the run share them), so only the episodes' noise counts; with one
+    task it is the paired t-test."""
+    from harness._stats import paired_difference
+
+    if len(now) < 2:
+        raise ConfigError(f"a paired test needs at least 2 pairs, got {len(now)}")
+    estimate = paired_difference(now, base, tasks, scope="tasks")
+    if not math.isfinite(estimate.std_error):  # a task with a single pair: pool the differences instead
+        return paired_test(now, base)
+    if estimate.exact:
+        return _exact("paired", estimate.estimate, estimate.df, len(now))
+    statistic = estimate.estimate / estimate.std_error
+    return TestResult("paired", estimate.estimate, statistic, estimate.df, estimate.pvalue(0.0, "greater"), len(now))
 
 
 def stratified_welch_test(now: Sample, base: Sample) -> TestResult:
@@ -445,7 +502,7 @@ def compare_samples(now: Sample, base: Sample, test: str = "auto") -> TestResult
         if len(keys) < 2:
             raise ConfigError(f"a paired test needs at least 2 episodes present in both runs "
                               f"(same task_id, rollout, env_seed), found {len(keys)}")
-        return paired_test([now_eps[k] for k in keys], [base_eps[k] for k in keys])
+        return paired_by_task([now_eps[k] for k in keys], [base_eps[k] for k in keys], [k[0] for k in keys])
     if test == "stratified":
         return stratified_welch_test(now, base)
     if test == "task-means":
@@ -499,6 +556,7 @@ class CheckReport:
 
     checks: tuple[Check, ...]
     settings: CheckSettings
+    warnings: tuple[str, ...] = ()  # the runs' plans or an agent's settings differ
 
     @property
     def passed(self) -> bool:
@@ -532,11 +590,11 @@ class CheckReport:
 
     def rows(self) -> list[list[str]]:
         return [[c.agent, c.scenario_id, _mean_cell(c.baseline_mean, c.n_baseline), _mean_cell(c.now_mean, c.n_now),
-                 _change_cell(c), _p_cell(c), c.verdict] for c in self.checks]
+                 _change_cell(c), _p_cell(c, raw=True), _p_cell(c), c.verdict] for c in self.checks]
 
     def header(self) -> list[str]:
-        p = "p-value" if self.settings.correction == "none" else f"p-value ({self.settings.correction})"
-        return ["agent", "scenario", "baseline", "now", "change", p, "verdict"]
+        adjusted = "p-value (none)" if self.settings.correction == "none" else f"p-value ({self.settings.correction})"
+        return ["agent", "scenario", "baseline", "now", "change", "p-value", adjusted, "verdict"]
 
     def table(self) -> str:
         """A fixed-width text table for the terminal, followed by the summary and failure details."""
@@ -546,6 +604,7 @@ class CheckReport:
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += ["", self.summary()]
         lines += [f"  {c.agent} x {c.scenario_id}: {c.message}" for c in self.failures if c.message]
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def markdown(self) -> str:
@@ -555,7 +614,8 @@ class CheckReport:
         for row, check in zip(rows[1:], self.checks):
             row[-1] = f"{icon[check.status]} {row[-1]}"
         escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
-        lines = ["## regret check", "", f"**{self.summary()}**", "",
+        lines = ["## regret check", "", f"**{self.summary()}**", "", *(f"> warning: {w}" for w in self.warnings),
+                 *([""] if self.warnings else []),
                  "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows[1:]]
         details = [f"- `{c.agent}` x `{c.scenario_id}`: {escape(c.message)}" for c in self.failures if c.message]
@@ -572,7 +632,7 @@ class CheckReport:
                               failures=str(len(self.failures)), errors="0", skipped="0", time="0")
         for check, row in zip(self.checks, self.rows()):
             case = ET.SubElement(suite, "testcase", classname=f"regret.{check.agent}", name=check.scenario_id, time="0")
-            text = (f"baseline {row[2]}, now {row[3]}, change {row[4]}, p {row[5]}, verdict {row[6]}"
+            text = (f"baseline {row[2]}, now {row[3]}, change {row[4]}, p {row[5]}, adjusted p {row[6]}, verdict {row[7]}"
                     + (f"; {check.message}" if check.message else ""))
             if check.passed:
                 ET.SubElement(case, "system-out").text = text
@@ -658,7 +718,8 @@ def compare(current: Baseline, baseline: Baseline, settings: CheckSettings | Non
             base.n if base else 0, now.n, test, adjusted.get(key), threshold, ceiling, now.invalid_rate, now.cost,
             tuple(details),
         ))
-    return CheckReport(tuple(checks), settings)
+    warnings = fingerprint_warnings([("baseline", baseline.source), ("run", current.source)])
+    return CheckReport(tuple(checks), settings, tuple(warnings))
 
 
 def check_run(run_dir: str | Path, baseline: str | Path | Baseline, settings: CheckSettings | None = None) -> CheckReport:
@@ -700,8 +761,8 @@ def _change_cell(check: Check) -> str:
     return f"{change:+.4g}{relative}"
 
 
-def _p_cell(check: Check) -> str:
-    p = check.pvalue_adjusted
+def _p_cell(check: Check, raw: bool = False) -> str:
+    p = check.test.pvalue if raw and check.test is not None else check.pvalue_adjusted
     if p is None or check.test is None:
         return "-"
     return "<1e-4" if p < 1e-4 else f"{p:.4f}"

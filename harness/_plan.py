@@ -17,6 +17,26 @@ Suite file schema (TOML)::
 
 An agent is a string or a table with `agent` (a baseline name, a litellm model string or
 `torch:PATH`), an optional `label`, and settings (every other key) passed to the agent.
+
+Scenarios keep the order they are written in (reports follow it).
+
+Sweeps: a list given for a scalar parameter, e.g. ``params = {n_arms = [2, 5, 10, 20]}``,
+expands into one scenario per value (several swept parameters: every combination), with ids
+``<id>/n_arms=2``, ``<id>/n_arms=5``, ... in the written order (ids sort naturally: 2 < 5 < 10).
+A parameter that itself takes a list (e.g. bandit/gaussian's ``means``) sweeps only with a
+list of lists. Reports plot final regret against a swept parameter.
+
+What the master seed derives (`derive_seed` is a keyed BLAKE2b hash, stable across machines):
+
+- instance seeds of every scenario without explicit ``seeds``:
+  derive_seed(seed, "instance", scenario id, k) mod 2**31 for k = 0 .. instances - 1
+  (the task id is "<scenario id>#<instance seed>");
+- env seeds: derive_seed(seed, "env", task id, rollout), the same for every agent (common
+  random numbers: all agents of a run face identical worlds);
+- agent seeds: derive_seed(seed, "agent", agent label, task id, rollout).
+
+`regret run --seed S` (and `Plan.replace(seed=S)`) redraws all three, exactly as ``seed = S``
+in the file would; explicit ``seeds = [...]`` stay fixed.
 """
 
 from __future__ import annotations
@@ -29,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from scenarios import SCENARIOS, ScenarioSpec, UsageError, make
+from scenarios import SCENARIOS, ScenarioSpec, UnknownNameError, UsageError, make
 
 
 class PlanError(UsageError):
@@ -54,10 +74,29 @@ class ScenarioEntry:
     framing: str | None = None
     instance_seeds: tuple[int, ...] = (0,)
     rollouts: int | None = None
+    instances: int | None = None  # how many instance seeds the master seed draws; None: explicit `seeds`
+    sweep: Mapping[str, Any] = field(default_factory=dict)  # the swept parameters' values of this entry
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "family": self.family, "params": dict(self.params), "framing": self.framing,
+        data = {"id": self.id, "family": self.family, "params": dict(self.params), "framing": self.framing,
                 "seeds": list(self.instance_seeds), "rollouts": self.rollouts}
+        if self.instances is not None:  # drawn from the master seed: another seed redraws them
+            data["instances"] = self.instances
+        if self.sweep:
+            data["sweep"] = dict(self.sweep)
+        return data
+
+    def reseeded(self, seed: int) -> ScenarioEntry:
+        """This entry under another master seed (drawn instance seeds change; explicit ones stay)."""
+        from dataclasses import replace
+
+        if self.instances is None:
+            return self
+        return replace(self, instance_seeds=draw_instance_seeds(seed, self.id, self.instances))
+
+
+def draw_instance_seeds(seed: int, scenario_id: str, count: int) -> tuple[int, ...]:
+    return tuple(derive_seed(seed, "instance", scenario_id, k) % 2**31 for k in range(count))
 
 
 @dataclass(frozen=True)
@@ -126,13 +165,25 @@ class Plan:
         return parse_suite(data, source)
 
     def replace(self, **changes: Any) -> Plan:
+        """A copy with `changes`; a new `seed` redraws the instance seeds it derives (see the module docstring)."""
         from dataclasses import replace
 
+        if "seed" in changes and "scenarios" not in changes:
+            changes["scenarios"] = tuple(e.reseeded(changes["seed"]) for e in self.scenarios)
         return replace(self, **changes)
+
+    def sweeps(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Swept scenarios by their sweep's base id: [(scenario id, swept values), ...] in written order."""
+        out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for entry in self.scenarios:
+            if entry.sweep:
+                base = entry.id.rsplit("/", len(entry.sweep))[0]
+                out.setdefault(base, []).append((entry.id, dict(entry.sweep)))
+        return out
 
 
 _TOP_KEYS = {"name", "seed", "rollouts", "agents", "scenarios", "description"}
-_SCENARIO_KEYS = {"id", "family", "params", "framing", "instances", "seeds", "rollouts"}
+_SCENARIO_KEYS = {"id", "family", "params", "framing", "instances", "seeds", "rollouts", "sweep"}
 
 
 def _agent_spec(item: Any, where: str) -> AgentSpec:
@@ -185,41 +236,107 @@ def parse_suite(data: Mapping[str, Any], source: str = "suite") -> Plan:
         family = raw.get("family")
         if not isinstance(family, str):
             raise PlanError(f"{where}: needs a string 'family' (e.g. family = \"bandit/bernoulli\")")
-        entry_id = str(raw.get("id", family))
+        base_id = str(raw.get("id", family))
         params = raw.get("params", {})
         if not isinstance(params, Mapping):
             raise PlanError(f"{where}: 'params' must be a table")
+        explicit: tuple[int, ...] | None = None
+        count = None
         if "seeds" in raw:
             seeds = raw["seeds"]
             if not isinstance(seeds, Sequence) or not seeds:
                 raise PlanError(f"{where}: 'seeds' must be a non-empty list of integers")
-            instance_seeds = tuple(_int(s, f"{where}: seeds", 0) for s in seeds)
+            explicit = tuple(_int(s, f"{where}: seeds", 0) for s in seeds)
+            if raw.get("instances") == len(explicit) and explicit == draw_instance_seeds(seed, base_id, len(explicit)):
+                count = len(explicit)  # a frozen plan whose seeds its master seed drew: another seed redraws them
         else:
             count = _int(raw.get("instances", 1), f"{where}: instances", 1)
-            instance_seeds = tuple(derive_seed(seed, "instance", entry_id, k) % 2**31 for k in range(count))
         entry_rollouts = raw.get("rollouts")
         if entry_rollouts is not None:
             entry_rollouts = _int(entry_rollouts, f"{where}: rollouts", 1)
         framing = raw.get("framing")
         if framing is not None and not isinstance(framing, str):
             raise PlanError(f"{where}: 'framing' must be a string")
-        try:
-            make(family, params, instance_seeds[0])  # validates family and params now, not mid-run
-        except UsageError as exc:  # unknown family, bad parameters
-            raise PlanError(f"{where}: {exc}") from None
-        entries.append(ScenarioEntry(entry_id, family, dict(params), framing, instance_seeds, entry_rollouts))
+        if framing is not None:
+            from scenarios.framing import get_framing
+
+            try:
+                get_framing(framing)
+            except UnknownNameError as exc:
+                raise PlanError(f"{where}: {exc}") from None
+        expanded = _expand_sweep(base_id, family, params, where)
+        if len(expanded) == 1 and isinstance(raw.get("sweep"), Mapping):  # a frozen plan's swept entry
+            expanded = [(base_id, dict(params), dict(raw["sweep"]))]
+        for entry_id, entry_params, swept in expanded:
+            instance_seeds = explicit if explicit is not None else draw_instance_seeds(seed, entry_id, count)
+            try:
+                make(family, entry_params, instance_seeds[0])  # validates family and params now, not mid-run
+            except UsageError as exc:  # unknown family, bad parameters
+                raise PlanError(f"{where}: {entry_id}: {exc}" if swept else f"{where}: {exc}") from None
+            entries.append(ScenarioEntry(entry_id, family, entry_params, framing, instance_seeds, entry_rollouts,
+                                         count, swept))
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
         raise PlanError(f"{source}: scenario ids must be unique; set 'id' on repeated families ({ids})")
     return Plan(agents, tuple(entries), seed, rollouts, str(data.get("name", "suite")))
 
 
+def _expand_sweep(base_id: str, family: str, params: Mapping[str, Any], where: str):
+    """[(id, params, swept values)] of one [[scenarios]] table: itself, or one entry per sweep combination."""
+    import itertools
+
+    swept = {}
+    for name, value in params.items():
+        if isinstance(value, list) and _sweeps(family, name, value):
+            if not value:
+                raise PlanError(f"{where}: sweep of {name!r} needs at least one value")
+            swept[name] = value
+    if not swept:
+        return [(base_id, dict(params), {})]
+    out = []
+    for combination in itertools.product(*swept.values()):
+        values = dict(zip(swept, combination))
+        suffix = "/".join(f"{name}={_label(value)}" for name, value in values.items())
+        out.append((f"{base_id}/{suffix}", {**params, **values}, values))
+    return out
+
+
+def _sweeps(family: str, name: str, value: list) -> bool:
+    """A list sweeps a scalar parameter; a parameter that takes a list sweeps only over a list of lists."""
+    import dataclasses
+
+    try:
+        params_cls = SCENARIOS.get(family).Params
+        annotation = {f.name: str(f.type) for f in dataclasses.fields(params_cls)}.get(name, "")
+    except (UsageError, AttributeError, TypeError):  # an unknown family is reported when the entry is validated
+        annotation = ""
+    takes_list = any(word in annotation for word in ("tuple", "list", "Sequence"))
+    return all(isinstance(v, list) for v in value) if takes_list else True
+
+
+def _label(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders "k2" < "k10" (runs of digits compare as numbers).
+
+    >>> sorted(["n=10", "n=2", "n=20", "n=5"], key=natural_key)
+    ['n=2', 'n=5', 'n=10', 'n=20']
+    """
+    import re
+
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
 def load_suite(path: str | Path) -> Plan:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(f"cannot read suite file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the suite as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

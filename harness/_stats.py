@@ -155,6 +155,11 @@ def clustered_mean(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | N
             return _estimate(mean, math.nan, math.nan, level, n_tasks, n, method, scale)
         cluster_sums = np.bincount(codes, weights=y - mean, minlength=n_tasks)
         variance = n_tasks / (n_tasks - 1) * float(np.sum(cluster_sums**2)) / n**2
+        if method == "clustered" and math.sqrt(variance) <= _ZERO_SE * scale and np.ptp(y) > _NULL_TOL * scale:
+            # the task means coincide (discrete regrets, few tasks) but the episodes vary: CR1 says 0, which
+            # would claim certainty; the within-task standard error is a lower bound on the true one
+            within = clustered_mean(y, labels, level=level, scope="tasks")
+            return _estimate(mean, within.std_error, n_tasks - 1.0, level, n_tasks, n, method, scale)
         return _estimate(mean, math.sqrt(variance), n_tasks - 1.0, level, n_tasks, n, method, scale)
     # stratified: tasks fixed, episodes independent within a task
     counts = np.bincount(codes, minlength=n_tasks).astype(float)

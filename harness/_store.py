@@ -89,6 +89,8 @@ class RunStore:
         # a commit counter tells whether the Parquet exports are stale
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('commits', 0)")
+        # the spend ledger: every committed attempt's cost, also of failed attempts a resume replaced
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('spent', (SELECT coalesce(sum(cost), 0) FROM episodes))")
         names = ", ".join(EPISODE_NAMES)
         self._insert_episode = f"INSERT OR REPLACE INTO episodes ({names}) VALUES ({', '.join('?' * len(EPISODE_NAMES))})"
 
@@ -130,6 +132,7 @@ class RunStore:
                            (*episode.key, len(rows), block))
             db.execute(self._insert_episode, episode_values(episode))
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
+            db.execute("UPDATE meta SET value = value + ? WHERE key = 'spent'", (float(episode.cost or 0.0),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -143,7 +146,12 @@ class RunStore:
         return dict(rows)
 
     def total_cost(self) -> float:
+        """The cost of the episodes now in the store (a replaced failed attempt no longer counts)."""
         return float(self._db.execute("SELECT coalesce(sum(cost), 0) FROM episodes").fetchone()[0])
+
+    def total_spent(self) -> float:
+        """Everything this run directory has spent: every committed attempt, replaced ones included."""
+        return float(self._db.execute("SELECT value FROM meta WHERE key = 'spent'").fetchone()[0])
 
     # --- reading ------------------------------------------------------------------------
     def iter_decision_blocks(self) -> Iterator[list[list[Any]]]:

@@ -18,13 +18,22 @@ Conventions
 
 Metric definitions
 ------------------
-- beta: the regret-growth slope of Park et al. (arXiv 2511.04393): least squares of
-  log R_t = beta log t + c (t the 1-based round) on the *mean* cumulative-regret curve of an
-  (agent, scenario) over its episodes, using the rounds with R_t > 0 (more precisely > 1e-9:
-  an exact zero computed in floating point can come out as 1e-17, whose log would dominate
-  the fit) and skipping the first 10% of rounds (burn-in: early rounds are dominated by
-  forced exploration and would bend the slope). beta < 1 means sublinear (no-regret) growth;
-  `beta_pvalue` is the one-sided p-value of H0: beta >= 1 against H1: beta < 1.
+- mean_regret with ci_low/ci_high: the mean final regret over finished episodes with a
+  task-clustered 95% interval (`harness._stats.clustered_mean`, scope "instances": CR1
+  standard errors over tasks, Student t with tasks - 1 degrees of freedom). `tasks` and
+  `episodes` say how many tasks and episodes it rests on; `ci_method` is "clustered", or
+  "single task" when the scenario has one task (then the interval is over that instance's
+  episodes and says nothing about other instances).
+- beta: the regret-growth slope of Park et al. (arXiv 2511.04393), fitted per episode by least
+  squares of log R_t = beta log t + c (t the 1-based round) on the rounds with R_t > 1e-9
+  (an exact zero computed in floating point can come out as 1e-17, whose log would dominate
+  the fit), skipping the first 10% of rounds (burn-in: early rounds are dominated by forced
+  exploration and would bend the slope), and averaged over the (agent, scenario)'s episodes.
+  beta_ci_low/beta_ci_high: its task-clustered 95% interval; beta_pvalue: the one-sided
+  p-value of H0: beta >= 1 against H1: beta < 1 (`harness._stats.sublinearity_test`);
+  sublinear: beta_pvalue < 0.05 (null when untestable, e.g. an oracle whose regret is zero).
+  Earlier versions fitted one line to the mean curve and took a regression p-value from its
+  points, which are not independent: that test called ~40% of linear curves sublinear.
 - SuffFailFreq (Krishnamurthy et al., "Can large language models explore in-context?"):
   the fraction of episodes that never play the optimal action in the second half of the
   episode (0-based rounds t >= T/2, T the horizon). "Optimal" is the row's `optimal_action`,
@@ -34,6 +43,14 @@ Metric definitions
 - MinFrac: the mean over episodes of K times the smallest fraction of the episode's decisions
   given to any arm (an arm never pulled gives 0), K = `n_actions` of the episode. 1 means
   perfectly uniform exploration, 0 means some arm was never tried.
+- Position bias: agents that see the options as a list (LLMs) record the listed position of
+  each pick (`info.position`, 0-based; with `shuffle_options` the listing is a seeded
+  per-episode permutation). `position_shares` is the share of picks at listed positions
+  1..K in percent ("61/20/19"), `position_bias` the largest share divided by the share chance
+  gives (1/K): 1 is no preference for any position, K is always the same position. With
+  shuffled options the best option is equally likely at every position, so a bias well above
+  1 is a preference for a place in the list, not for an option. Null for agents without
+  listed positions.
 """
 
 from __future__ import annotations
@@ -43,6 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness._stats import BURN_IN, MIN_REGRET, clustered_mean, growth_slopes, sublinearity_test
 from scenarios import ConfigError, Registry
 
 if TYPE_CHECKING:  # polars is imported lazily at run time (see harness/__init__.py)
@@ -50,8 +68,6 @@ if TYPE_CHECKING:  # polars is imported lazily at run time (see harness/__init__
 
 KEYS = ("agent", "scenario_id")
 EPISODE_KEYS = ("agent", "scenario_id", "task_id", "rollout")
-BURN_IN = 0.1  # fraction of rounds skipped before fitting the growth slope
-MIN_REGRET = 1e-9  # R_t at or below this is float noise around 0, not a point to fit (log would explode)
 DECIMALS = 6
 # polars' streaming engine (the default of `collect` in polars 2) adds partial float sums in
 # whatever order its threads finish, so two collects of the same data can differ in the last
@@ -59,14 +75,14 @@ DECIMALS = 6
 ENGINE = "in-memory"
 
 BASE_COLUMNS = ("agent", "scenario_id", "family", "episodes", "failed")
+LEVEL = 0.95  # confidence level of every leaderboard interval
+ALPHA = 0.05  # level of the sublinearity verdict
 
 
 # --- scalar helpers ----------------------------------------------------------------------
 def mean_ci(values: Sequence[float] | Any, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval (sample standard deviation, n - 1 dof).
-
-    The quantile is scipy's Student t quantile (scipy.special.stdtrit, which scipy.stats.t.ppf
-    wraps; importing it directly saves a second of scipy.stats import time).
+    """Mean and Student-t confidence interval (sample standard deviation, n - 1 dof), treating
+    the values as independent (`harness._stats.clustered_mean` without task labels).
 
     With one value the interval is undefined and both bounds are NaN (a zero-width interval
     would claim certainty that one episode cannot give); with none, all three are NaN.
@@ -80,81 +96,89 @@ def mean_ci(values: Sequence[float] | Any, level: float = 0.95) -> tuple[float, 
     >>> mean_ci([4.0])
     (4.0, nan, nan)
     """
-    import numpy as np
-
-    if not 0.0 < level < 1.0:
-        raise ConfigError(f"level must be in (0, 1), got {level}")
-    array = np.asarray(_to_numpy(values), dtype=float).ravel()
-    array = array[np.isfinite(array)]
-    n = array.size
-    if n == 0:
-        return (math.nan, math.nan, math.nan)
-    mean = float(array.mean())
-    if n == 1:
-        return (mean, math.nan, math.nan)
-    half = float(_t_half_width(np.array([array.std(ddof=1)]), np.array([n]), level)[0])
-    return (mean, mean - half, mean + half)
+    estimate = clustered_mean(_to_numpy(values), level=level)
+    return (estimate.estimate, estimate.ci_low, estimate.ci_high)
 
 
 @dataclass(frozen=True)
 class GrowthFit:
-    """Least-squares fit of log R_t = beta log t + intercept (NaN when it cannot be fitted)."""
+    """Least-squares fit of log R_t = beta log t + intercept to one curve (NaN when it cannot be fitted).
+
+    Descriptive only: the points of one cumulative curve are not independent, so no p-value is
+    given; test sublinearity over episodes with `harness._stats.sublinearity_test`.
+    """
 
     beta: float
     intercept: float
-    pvalue_sublinear: float  # one-sided p-value of H0: beta >= 1 against H1: beta < 1
     n_points: int  # rounds used (R_t > 0, after burn-in)
 
 
 def fit_growth(t: Sequence[float] | Any, cumulative_regret: Sequence[float] | Any, burn_in: float = 0.0) -> GrowthFit:
-    """Fit the regret-growth slope beta of log R_t = beta log t + c (Park et al., arXiv 2511.04393).
+    """Fit the regret-growth slope beta of log R_t = beta log t + c to one curve (Park et al., arXiv 2511.04393).
 
     `t` is the 1-based round number (a decisions row's `t + 1`), `cumulative_regret` is R_t.
     Only rounds with R_t > 0 (> `MIN_REGRET` = 1e-9, to ignore float noise) are used; with
     `burn_in = f` the rounds t <= floor(f * max t) are skipped too (the leaderboard uses 0.1).
-    The p-value comes from the regression t-statistic (beta - 1) / se(beta) with n - 2
-    degrees of freedom; an exact fit (se = 0) gives p = 0 for beta < 1, 1 for beta > 1 and
-    0.5 for beta = 1 (to 1e-9). Fewer than 3 usable points give NaNs.
+    Fewer than 3 usable points give NaNs. This is `harness._stats.growth_slopes` for one episode.
 
     >>> import numpy as np
     >>> rounds = np.arange(1, 101)
     >>> fit = fit_growth(rounds, 3 * np.sqrt(rounds))
-    >>> round(fit.beta, 6), round(fit.intercept, 6), fit.pvalue_sublinear < 1e-6, fit.n_points
-    (0.5, 1.098612, True, 100)
+    >>> round(fit.beta, 6), round(fit.intercept, 6), fit.n_points
+    (0.5, 1.098612, 100)
     >>> fit_growth([1, 2], [1.0, 2.0]).n_points
     2
     """
     import numpy as np
-    import polars as pl
 
     t_array = np.asarray(_to_numpy(t), dtype=float).ravel()
     r_array = np.asarray(_to_numpy(cumulative_regret), dtype=float).ravel()
     if t_array.shape != r_array.shape:
         raise ConfigError(f"t and cumulative_regret differ in length ({t_array.size} vs {r_array.size})")
-    frame = pl.DataFrame({"agent": "", "scenario_id": "", "round": t_array, "R": r_array})
-    row = _growth_fits(frame.lazy(), burn_in).row(0, named=True) if len(frame) else None
-    if row is None:
-        return GrowthFit(math.nan, math.nan, math.nan, 0)
-    nan = lambda x: math.nan if x is None else float(x)  # noqa: E731
-    return GrowthFit(nan(row["beta"]), nan(row["intercept"]), nan(row["beta_pvalue"]), int(row["n_points"]))
+    if t_array.size == 0:
+        return GrowthFit(math.nan, math.nan, 0)
+    fits = growth_slopes(r_array, t_array, np.zeros(t_array.size, dtype=np.int64), burn_in=burn_in)
+    return GrowthFit(float(fits.beta[0]), float(fits.intercept[0]), int(fits.n_points[0]))
 
 
 # --- frame-level metrics -----------------------------------------------------------------
-def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = 0.95) -> pl.DataFrame:
-    """Mean cumulative regret per round over episodes with a Student-t band.
+def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) -> pl.DataFrame:
+    """Mean cumulative regret per round over episodes with a task-clustered Student-t band.
 
     Returns columns agent, scenario_id, t (0-based round index), mean, low, high, n (episodes
-    reaching that round), sorted by agent, scenario_id, t. low/high are null where n < 2.
+    reaching that round), tasks, sorted by agent, scenario_id, t. The band is the one of
+    `harness._stats.clustered_mean` at every round (CR1 over tasks, t with tasks - 1 df; with
+    one task, the episodes' t-interval); low/high are null where it is undefined (n < 2).
     """
+    import numpy as np
     import polars as pl
+    from scipy.special import stdtrit
 
-    curves = _curve_stats(_lazy(decisions)).collect(engine=ENGINE)
-    half = _t_half_width(curves["std"].to_numpy(), curves["n"].to_numpy(), level)
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"level must be in (0, 1), got {level}")
+    R = pl.col("cumulative_regret")
+    by_round = [*KEYS, "t"]
+    per_task = (
+        _lazy(decisions).group_by(*by_round, "task_id").agg(total=R.sum(), count=R.count())
+        .with_columns(mean=pl.col("total").sum().over(by_round) / pl.col("count").sum().over(by_round))
+        .with_columns(residual=pl.col("total") - pl.col("count") * pl.col("mean"))
+        .group_by(by_round).agg(mean=pl.col("mean").first(), n=pl.col("count").sum(), tasks=pl.len(),
+                                cluster_ss=(pl.col("residual") ** 2).sum())
+    )
+    spread = _lazy(decisions).group_by(by_round).agg(std=R.std(ddof=1))  # the single-task (episodes) interval
+    curves = per_task.join(spread, on=by_round, how="left").sort(by_round).collect(engine=ENGINE)
+    n = curves["n"].to_numpy().astype(float)
+    tasks = curves["tasks"].to_numpy().astype(float)
+    clustered = tasks >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = np.where(clustered, tasks / (tasks - 1) * curves["cluster_ss"].to_numpy() / n**2,
+                            curves["std"].cast(pl.Float64).fill_null(np.nan).to_numpy() ** 2 / n)
+        df = np.where(clustered, tasks - 1, n - 1)
+        half = np.where(df >= 1, stdtrit(np.maximum(df, 1), (1 + level) / 2) * np.sqrt(np.maximum(variance, 0)), np.nan)
     return (
         curves.with_columns(half=pl.Series(half, dtype=pl.Float64).fill_nan(None))
         .select(*KEYS, "t", "mean", low=pl.col("mean") - pl.col("half"), high=pl.col("mean") + pl.col("half"),
-                n=pl.col("n").cast(pl.Int64))
-        .sort(*KEYS, "t")
+                n=pl.col("n").cast(pl.Int64), tasks=pl.col("tasks").cast(pl.Int64))
     )
 
 
@@ -227,18 +251,42 @@ def episode_regrets(episodes: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def episode_growth(decisions: pl.LazyFrame | pl.DataFrame, episodes: pl.LazyFrame | pl.DataFrame,
+                   burn_in: float = BURN_IN) -> pl.DataFrame:
+    """The growth slope of every finished episode: agent, scenario_id, task_id, rollout, final_regret,
+    beta, n_points (sorted; see `harness._stats.growth_slopes`)."""
+    import polars as pl
+
+    keys = list(EPISODE_KEYS)
+    finished = (_lazy(episodes).filter(pl.col("status") == "finished").select(*keys, "final_regret")
+                .sort(keys).collect(engine=ENGINE).with_row_index("episode"))
+    points = (_lazy(decisions).join(finished.lazy().select(*keys, "episode"), on=keys, how="inner")
+              .select("episode", round=pl.col("t") + 1, R=pl.col("cumulative_regret")).collect(engine=ENGINE))
+    fits = growth_slopes(points["R"].to_numpy(), points["round"].to_numpy(),
+                         points["episode"].to_numpy(), burn_in=burn_in)
+    size = finished.height
+    beta = fits.beta if len(fits) >= size else _padded(fits.beta, size)
+    n_points = fits.n_points if len(fits) >= size else _padded(fits.n_points, size, 0)
+    return finished.with_columns(beta=pl.Series(beta[:size], dtype=pl.Float64).fill_nan(None),
+                                 n_points=pl.Series(n_points[:size], dtype=pl.Int64)).drop("episode")
+
+
 def leaderboard(
     decisions: pl.LazyFrame | pl.DataFrame,
     episodes: pl.LazyFrame | pl.DataFrame,
     *,
-    level: float = 0.95,
+    level: float = LEVEL,
     burn_in: float = BURN_IN,
+    alpha: float = ALPHA,
+    scope: str = "instances",
 ) -> pl.DataFrame:
     """One row per (agent, scenario_id): the keys, `family`, `episodes` (finished) and `failed`,
     then the columns of every registered metric (`METRICS`, in their `position` order).
 
-    The built-in metrics: regret statistics (mean with a Student-t CI, sample std, median,
-    90th percentile with linear interpolation) over finished episodes; the growth slope;
+    The built-in metrics: regret statistics (mean with a task-clustered CI, see the module
+    docstring; `scope="tasks"` makes intervals conditional on the run's own tasks; sample std,
+    median, 90th percentile with linear interpolation) over finished episodes; the growth slope
+    with its clustered CI and sublinearity verdict at `alpha`;
     exploration (families with a best arm); `invalid_rate`, the share of decisions whose
     parse_status is not in agents.VALID_PARSE_STATUSES (null counts as invalid); tokens and
     cost, totals over all episodes, failed ones included. Floats are rounded to 6 decimals
@@ -247,7 +295,7 @@ def leaderboard(
     """
     import polars as pl
 
-    inputs = MetricInputs(_lazy(decisions), _lazy(episodes), level, burn_in)
+    inputs = MetricInputs(_lazy(decisions), _lazy(episodes), level, burn_in, alpha, scope)
     finished = pl.col("status") == "finished"
     frame = inputs.episodes.group_by(KEYS).agg(
         family=pl.col("family").drop_nulls().sort().first(),
@@ -266,15 +314,26 @@ class MetricInputs:
 
     decisions: pl.LazyFrame
     episodes: pl.LazyFrame
-    level: float = 0.95
+    level: float = LEVEL
     burn_in: float = BURN_IN
-    _curves: Any = None
+    alpha: float = ALPHA
+    scope: str = "instances"
+    _growth: Any = None
 
-    def curves(self) -> pl.DataFrame:
-        """Per (agent, scenario_id, t): mean, std and count of the cumulative regret (computed once)."""
-        if self._curves is None:
-            self._curves = _curve_stats(self.decisions).collect(engine=ENGINE)
-        return self._curves
+    def growth(self) -> pl.DataFrame:
+        """Every finished episode's final regret and growth slope (`episode_growth`, computed once)."""
+        if self._growth is None:
+            self._growth = episode_growth(self.decisions, self.episodes, self.burn_in)
+        return self._growth
+
+    def per_group(self, statistic: Callable[[pl.DataFrame], dict[str, Any]], schema: Mapping[str, Any]) -> pl.DataFrame:
+        """`statistic(episodes of one agent x scenario)` -> one row per group (a loop over groups, not rows)."""
+        import polars as pl
+
+        rows = [{"agent": agent, "scenario_id": scenario_id, **statistic(part)}
+                for (agent, scenario_id), part in self.growth().group_by(list(KEYS), maintain_order=True)]
+        full = {"agent": pl.String, "scenario_id": pl.String, **schema}
+        return pl.DataFrame(rows, schema=full, orient="row") if rows else pl.DataFrame(schema=full)
 
 
 Cell = Callable[[Mapping[str, Any]], str]
@@ -357,43 +416,68 @@ def format_percent(value: Any) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _ci(row: Mapping[str, Any]) -> str:
-    if row["ci_low"] is None:
+SINGLE_TASK_MARK = " †"  # after an interval that rests on a single task (see harness.report.SINGLE_TASK_NOTE)
+
+
+def _ci(row: Mapping[str, Any], prefix: str = "") -> str:
+    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    if low is None or high is None:
         return "–"
-    return f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    mark = SINGLE_TASK_MARK if not prefix and row.get("ci_method") == "single task" else ""
+    return f"[{low:.3f}, {high:.3f}]{mark}"
+
+
+def _sublinear(row: Mapping[str, Any]) -> str:
+    if row["sublinear"] is None:
+        return "–"
+    return f"{'yes' if row['sublinear'] else 'no'} (p {format_pvalue(row['beta_pvalue'])})"
 
 
 # --- the built-in metrics ---------------------------------------------------------------
-@metric("regret", ("mean_regret", "ci_low", "ci_high", "std_regret", "median_regret", "p90_regret"), position=10,
-        table=(("mean regret", lambda r: format_number(r["mean_regret"])), ("95% CI", _ci),
-               ("std", lambda r: format_number(r["std_regret"])), ("median", lambda r: format_number(r["median_regret"])),
+@metric("regret", ("tasks", "mean_regret", "ci_low", "ci_high", "ci_method", "std_regret", "median_regret",
+                   "p90_regret"), position=10,
+        table=(("tasks", lambda r: str(r["tasks"] or 0)), ("mean regret", lambda r: format_number(r["mean_regret"])),
+               ("95% CI", _ci), ("std", lambda r: format_number(r["std_regret"])),
+               ("median", lambda r: format_number(r["median_regret"])),
                ("p90", lambda r: format_number(r["p90_regret"]))))
 def _regret(inputs: MetricInputs) -> pl.DataFrame:
-    """Final regret over finished episodes: mean with a Student-t CI, std, median, 90th percentile."""
+    """Final regret over finished episodes: mean with a task-clustered CI, std, median, 90th percentile."""
     import polars as pl
 
     finished = pl.col("status") == "finished"
     final = pl.col("final_regret").filter(finished)
-    stats = inputs.episodes.group_by(KEYS).agg(
-        n=finished.sum().cast(pl.Int64),
-        mean_regret=final.mean(),
+    spread = inputs.episodes.group_by(KEYS).agg(
         std_regret=final.std(ddof=1),
         median_regret=final.median(),
         p90_regret=final.quantile(0.9, interpolation="linear"),
     ).collect(engine=ENGINE)
-    half = _t_half_width(stats["std_regret"].to_numpy(), stats["n"].to_numpy(), inputs.level)
-    return (stats.with_columns(half=pl.Series(half, dtype=pl.Float64).fill_nan(None))
-            .with_columns(ci_low=pl.col("mean_regret") - pl.col("half"), ci_high=pl.col("mean_regret") + pl.col("half")))
+
+    def clustered(part: pl.DataFrame) -> dict[str, Any]:
+        mean = clustered_mean(part["final_regret"].to_numpy(), part["task_id"].to_numpy(), level=inputs.level,
+                              scope=inputs.scope)
+        return {"tasks": mean.n_tasks, "mean_regret": mean.estimate, "ci_low": mean.ci_low, "ci_high": mean.ci_high,
+                "ci_method": mean.method}
+
+    means = inputs.per_group(clustered, {"tasks": pl.Int64, "mean_regret": pl.Float64, "ci_low": pl.Float64,
+                                         "ci_high": pl.Float64, "ci_method": pl.String})
+    return spread.join(means, on=KEYS, how="left").with_columns(pl.col("tasks").fill_null(0))
 
 
-@metric("growth", ("beta", "beta_pvalue"), position=20,
-        table=(("beta", lambda r: format_number(r["beta"])), ("p(beta>=1)", lambda r: format_pvalue(r["beta_pvalue"]))))
+@metric("growth", ("beta", "beta_ci_low", "beta_ci_high", "beta_pvalue", "sublinear"), position=20,
+        table=(("beta", lambda r: format_number(r["beta"])), ("beta 95% CI", lambda r: _ci(r, "beta_")),
+               ("sublinear", lambda r: _sublinear(r))))
 def _growth(inputs: MetricInputs) -> pl.DataFrame:
-    """Regret-growth slope beta of the mean cumulative-regret curve, with the p-value of beta >= 1."""
+    """Regret-growth slope beta fitted per episode and averaged, its clustered CI and the test of beta >= 1."""
     import polars as pl
 
-    curves = inputs.curves().lazy().select(*KEYS, round=pl.col("t") + 1, R=pl.col("mean"))
-    return _growth_fits(curves, inputs.burn_in)
+    def slope(part: pl.DataFrame) -> dict[str, Any]:
+        test = sublinearity_test(part["beta"].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
+                                 part["task_id"].to_numpy(), alpha=inputs.alpha, level=inputs.level, scope=inputs.scope)
+        return {"beta": test.beta.estimate, "beta_ci_low": test.beta.ci_low, "beta_ci_high": test.beta.ci_high,
+                "beta_pvalue": test.pvalue, "sublinear": test.sublinear}
+
+    return inputs.per_group(slope, {"beta": pl.Float64, "beta_ci_low": pl.Float64, "beta_ci_high": pl.Float64,
+                                    "beta_pvalue": pl.Float64, "sublinear": pl.Boolean})
 
 
 @metric("exploration", ("suff_fail_freq", "min_frac"), position=30,
@@ -415,6 +499,34 @@ def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
     return inputs.decisions.group_by(KEYS).agg(
         invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
         .cast(pl.Float64).mean()
+    )
+
+
+@metric("position_bias", ("position_bias", "position_shares"), position=45,
+        table=(("position bias", lambda r: format_number(r["position_bias"], ".2f")),
+               ("picks by position %", lambda r: r["position_shares"] or "–")))
+def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
+    """Share of picks per listed position against chance (agents that see a list of options)."""
+    import polars as pl
+
+    decisions, episodes = inputs.decisions, inputs.episodes
+    if "info" not in decisions.collect_schema().names():  # a frame of regret columns only
+        return pl.LazyFrame(schema={"agent": pl.String, "scenario_id": pl.String, "position_bias": pl.Float64,
+                                    "position_shares": pl.String})
+    picks = (decisions.filter(pl.col("info").str.contains('"position":', literal=True))
+             .select(*KEYS, position=pl.col("info").str.json_path_match("$.position").cast(pl.Int64))
+             .drop_nulls("position"))
+    counts = picks.group_by(*KEYS, "position").agg(picks=pl.len())
+    k = episodes.group_by(KEYS).agg(k=pl.col("n_actions").max())
+    grid = (counts.select(KEYS).unique().join(k, on=KEYS, how="inner")
+            .with_columns(position=pl.int_ranges(0, pl.col("k"))).explode("position")
+            .join(counts, on=[*KEYS, "position"], how="left")
+            .with_columns(pl.col("picks").fill_null(0))
+            .with_columns(share=pl.col("picks") / pl.col("picks").sum().over(KEYS))
+            .sort(*KEYS, "position"))
+    return grid.group_by(KEYS).agg(
+        position_bias=pl.col("share").max() * pl.col("k").first(),
+        position_shares=(pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String).str.join("/"),
     )
 
 
@@ -447,84 +559,13 @@ def _to_numpy(values: Any) -> Any:
     return values.to_numpy() if hasattr(values, "to_numpy") else values
 
 
-def _t_half_width(std: Any, n: Any, level: float) -> Any:
-    """Half-width t_{(1+level)/2, n-1} * std / sqrt(n), vectorised; NaN where n < 2 or std is missing."""
+def _padded(values: Any, size: int, fill: Any = math.nan) -> Any:
+    """`values` extended to `size` (episodes without a single decision row get no fit)."""
     import numpy as np
-    from scipy.special import stdtrit  # what scipy.stats.t.ppf calls, without importing scipy.stats (1 s)
 
-    std = np.asarray(std, dtype=float)
-    n = np.asarray(n, dtype=float)
-    ok = np.isfinite(std) & (n >= 2)
-    half = np.full(std.shape, np.nan)
-    if ok.any():
-        half[ok] = stdtrit(n[ok] - 1.0, (1.0 + level) / 2.0) * std[ok] / np.sqrt(n[ok])
-    return half
-
-
-def _curve_stats(decisions: pl.LazyFrame) -> pl.LazyFrame:
-    """Per (agent, scenario_id, t): mean, sample std and count of the cumulative regret."""
-    import polars as pl
-
-    R = pl.col("cumulative_regret")
-    return decisions.group_by(*KEYS, "t").agg(mean=R.mean(), std=R.std(ddof=1), n=R.count()).sort(*KEYS, "t")
-
-
-def _growth_fits(curves: pl.LazyFrame, burn_in: float) -> pl.DataFrame:
-    """Fit log R = beta log round + c per (agent, scenario_id) of a frame with columns round (1-based), R."""
-    import numpy as np
-    import polars as pl
-    from scipy.special import stdtr  # the Student t CDF (scipy.stats.t.cdf), without importing scipy.stats
-
-    if not 0.0 <= burn_in < 1.0:
-        raise ConfigError(f"burn_in must be in [0, 1), got {burn_in}")
-    by = list(KEYS)
-    points = (
-        curves.filter(pl.col("round").is_finite() & pl.col("R").is_finite())
-        .with_columns(last=pl.col("round").max().over(by))
-        .filter((pl.col("R") > MIN_REGRET) & (pl.col("round") > (pl.col("last") * burn_in + 1e-9).floor())
-                & (pl.col("round") > 0))
-        .with_columns(x=pl.col("round").log(), y=pl.col("R").log())
-        .with_columns(xc=pl.col("x") - pl.col("x").mean().over(by), yc=pl.col("y") - pl.col("y").mean().over(by))
-        .with_columns(slope=(pl.col("xc") * pl.col("yc")).sum().over(by) / (pl.col("xc") ** 2).sum().over(by))
-    )
-    fits = (
-        curves.select(by).unique()
-        .join(
-            points.group_by(by).agg(
-                n_points=pl.len(),
-                beta=pl.col("slope").first(),
-                intercept=pl.col("y").mean() - pl.col("slope").first() * pl.col("x").mean(),
-                sxx=(pl.col("xc") ** 2).sum(),
-                ssr=((pl.col("yc") - pl.col("slope") * pl.col("xc")) ** 2).sum(),
-            ),
-            on=by, how="left",
-        )
-        .with_columns(pl.col("n_points").fill_null(0).cast(pl.Int64))
-        .sort(by)
-        .collect(engine=ENGINE)
-    )
-    n = fits["n_points"].to_numpy().astype(float)
-    beta = fits["beta"].to_numpy().astype(float)
-    sxx = fits["sxx"].to_numpy().astype(float)
-    ssr = fits["ssr"].to_numpy().astype(float)
-    ok = (n >= 3) & np.isfinite(beta) & (sxx > 0)
-    pvalue = np.full(n.shape, np.nan)
-    if ok.any():
-        se = np.sqrt(np.maximum(ssr[ok], 0.0) / (n[ok] - 2) / sxx[ok])
-        diff = beta[ok] - 1.0
-        exact = se <= 1e-10 * np.maximum(1.0, np.abs(beta[ok]))  # a noiseless curve: the sign decides
-        diff = np.where(exact & (np.abs(diff) <= 1e-9), 0.0, diff)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tstat = np.where(exact, np.sign(diff) * np.inf, diff / np.where(exact, 1.0, se))
-        tstat = np.where(exact & (diff == 0.0), 0.0, tstat)
-        pvalue[ok] = stdtr(n[ok] - 2, tstat)
-    return fits.select(
-        *by,
-        beta=pl.when(pl.Series(ok)).then(pl.col("beta")),
-        intercept=pl.when(pl.Series(ok)).then(pl.col("intercept")),
-        beta_pvalue=pl.Series(pvalue, dtype=pl.Float64).fill_nan(None),
-        n_points=pl.col("n_points"),
-    )
+    out = np.full(size, fill, dtype=np.asarray(values).dtype if fill == 0 else float)
+    out[: len(values)] = values
+    return out
 
 
 def _canonical(frame: pl.DataFrame) -> pl.DataFrame:

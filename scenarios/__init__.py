@@ -16,10 +16,16 @@ from scenarios._base import (
 from scenarios._check import check_scenario
 from scenarios._errors import ConfigError, RegretError, ScenarioError, UnknownNameError, UsageError, suggest, unknown_key_message
 from scenarios._registry import Entry, Registry, load_target
+from scenarios._spaces import ActionSpace, Discrete, FreeForm, Parsed, Simplex
 from scenarios.framing import Framing, get_framing, list_framings
 
 __all__ = [
     "SCENARIOS",
+    "ActionSpace",
+    "Discrete",
+    "FreeForm",
+    "Parsed",
+    "Simplex",
     "ConfigError",
     "Entry",
     "Framing",

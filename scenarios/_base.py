@@ -8,6 +8,7 @@ whatever they do. The scenario, not the agent, computes each decision's exact ex
 from __future__ import annotations
 
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 
 from scenarios._errors import ScenarioError, unknown_key_message
 from scenarios._registry import Registry
+from scenarios._spaces import ActionSpace, Discrete, Simplex
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ def _check_type(family: str, key: str, annotation: str, value: Any) -> Any:
         raise ScenarioError(f"{family}: parameter {key!r} must be an integer, got {value!r}")
     if base == "float" and not is_real:
         raise ScenarioError(f"{family}: parameter {key!r} must be a number, got {value!r}")
+    if base in ("int", "float") and not np.isfinite(value):  # inf or nan would make every regret NaN
+        raise ScenarioError(f"{family}: parameter {key!r} must be a finite number, got {value!r}")
     if base == "str" and not isinstance(value, str):
         raise ScenarioError(f"{family}: parameter {key!r} must be a string, got {value!r}")
     if base.startswith("tuple[float"):
@@ -97,6 +101,8 @@ def _check_type(family: str, key: str, annotation: str, value: Any) -> Any:
             for v in value
         ):
             raise ScenarioError(f"{family}: parameter {key!r} must be a list of numbers, got {value!r}")
+        if not all(np.isfinite(float(v)) for v in value):
+            raise ScenarioError(f"{family}: parameter {key!r} must hold finite numbers, got {list(value)!r}")
         return tuple(float(v) for v in value)
     return int(value) if base == "int" else value
 
@@ -124,6 +130,7 @@ class Scenario(ABC):
     best_arm: ClassVar[bool] = False  # one arm is best regardless of context: SuffFailFreq/MinFrac apply
     reward_values: ClassVar[str | None] = None  # "binary" (0 or 1) or "real" (noisy, may be negative)
     stationary: ClassVar[bool] = True  # False: the arms' means change during an episode
+    framed: ClassVar[bool] = True  # told through a framing; False: the scenario's describe() tells itself
     Params: ClassVar[type]
 
     def __init__(self, params: Mapping[str, Any] | None = None, instance_seed: int = 0) -> None:
@@ -198,22 +205,15 @@ class Scenario(ABC):
         next_obs = None if done else Observation(self._t, self.context(self._t))
         return Step(t, reward, regret, optimal, feedback, done, next_obs)
 
-    def validate_action(self, action: int | Sequence[float]) -> tuple[int | None, np.ndarray | None]:
-        """Return (action index, None) or (None, probability vector); raise on anything else."""
-        if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
-            if not 0 <= action < self.n_actions:
-                raise ScenarioError(f"{self.family}: action {action} out of range 0..{self.n_actions - 1}")
-            return int(action), None
-        if not self.accepts_policy:
-            raise ScenarioError(f"{self.family}: expected an action index 0..{self.n_actions - 1}, got {action!r}")
-        policy = np.asarray(action, dtype=float)
-        if policy.shape != (self.n_actions,):
-            raise ScenarioError(f"{self.family}: policy must have {self.n_actions} entries, got shape {policy.shape}")
-        if np.any(policy < -1e-9) or not np.isfinite(policy).all():
-            raise ScenarioError(f"{self.family}: policy has negative or non-finite entries: {policy.tolist()}")
-        if abs(policy.sum() - 1.0) > 1e-6:
-            raise ScenarioError(f"{self.family}: policy must sum to 1, sums to {policy.sum():.6f}")
-        return None, np.clip(policy, 0.0, None) / policy.sum()
+    @functools.cached_property
+    def action_space(self) -> ActionSpace:
+        """What a decision is (scenarios._spaces): options, or a distribution over them where the
+        family accepts one. An answer family sets `action_space = FreeForm(...)` and checks answers."""
+        return Simplex(self.n_actions) if self.accepts_policy else Discrete(self.n_actions)
+
+    def validate_action(self, action: Any) -> tuple[int | None, Any]:
+        """Return (action index, None), (None, probability vector) or (None, answer); raise on anything else."""
+        return self.action_space.validate(action, self.family)
 
     def sample_action(self, rng: np.random.Generator) -> Any:
         """A random valid action (the checker plays these)."""

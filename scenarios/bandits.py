@@ -172,9 +172,21 @@ class NonStationaryBandit(Scenario):
                 means[start:stop, best] = 0.5 + p.gap / 2
                 best = (best + 1 + rng.integers(p.n_arms - 1)) % p.n_arms  # always a different arm
         else:
-            cycles = p.variation_budget / (4 * p.amplitude)
             phases = 2 * np.pi * np.arange(p.n_arms) / p.n_arms + rng.uniform(0, 2 * np.pi)
-            means = 0.5 + p.amplitude * np.sin(2 * np.pi * cycles * t[:, None] / p.horizon + phases[None, :])
+
+            def drift(cycles: float) -> np.ndarray:
+                return 0.5 + p.amplitude * np.sin(2 * np.pi * cycles * t[:, None] / p.horizon + phases[None, :])
+
+            # one sine wave varies by 4*amplitude per cycle, but V_T takes the largest change over
+            # the arms each round, which for K >= 3 phase-shifted waves is more than any single
+            # wave's: rescale the cycles until the realised variation meets the budget
+            cycles = p.variation_budget / (4 * p.amplitude)
+            for _ in range(8):
+                realised = _variation(drift(cycles))
+                if realised <= 0 or abs(realised - p.variation_budget) <= 1e-9 * max(1.0, p.variation_budget):
+                    break
+                cycles *= p.variation_budget / realised
+            means = drift(cycles)
         self.means = means
         self._best = means.max(axis=1)
         self._best_arm = means.argmax(axis=1)
@@ -192,7 +204,7 @@ class NonStationaryBandit(Scenario):
         return reward, self._regret_table[t][action], self._best_arm_list[t], {"reward": reward}
 
     def variation(self) -> float:
-        return float(np.abs(np.diff(self.means, axis=0)).max(axis=1).sum())
+        return _variation(self.means)
 
     def difficulty(self) -> dict[str, float]:
         return {"horizon": float(self.horizon), "n_actions": float(self.n_actions), "variation": self.variation()}
@@ -201,3 +213,8 @@ class NonStationaryBandit(Scenario):
         switches = np.flatnonzero(np.diff(self._best_arm)) + 1
         return {"mode": self.params.mode, "variation": round(self.variation(), 6),
                 "best_arm_changes": switches.tolist()[:50]}
+
+
+def _variation(means: np.ndarray) -> float:
+    """V_T = sum_t max_a |mu_{t+1,a} - mu_{t,a}|."""
+    return float(np.abs(np.diff(means, axis=0)).max(axis=1).sum()) if len(means) > 1 else 0.0

@@ -164,7 +164,12 @@ class Framing:
 
     # --- rendering ----------------------------------------------------------------------
     def describe(self, scenario: Any) -> str:
-        """The task description shown once. Reveals only public facts: story, options, horizon, feedback."""
+        """The task description shown once. Reveals only public facts: story, options, horizon, feedback.
+
+        A scenario that is not `framed` (an answer task with its own question) tells itself: its
+        `describe()` is the description, whatever the framing."""
+        if not getattr(scenario, "framed", True):
+            return scenario.describe()
         kind = _kind_of(scenario)
         n, horizon = int(scenario.n_actions), int(scenario.horizon)
         names = ", ".join(self.option_names(n))
@@ -212,11 +217,16 @@ class Framing:
         return text
 
     def feedback_text(self, t: int, action: int | None = None, policy: Sequence[float] | None = None,
-                      feedback: Mapping[str, Any] | None = None) -> str:
-        """One line on what happened in round t, from a step's feedback dict."""
+                      feedback: Mapping[str, Any] | None = None, answer: str | None = None) -> str:
+        """One line on what happened in round t, from a step's feedback dict.
+
+        A scenario that checks answers says what it wants told in `feedback["message"]`."""
         if feedback is None:
             raise ValueError("feedback_text needs the step's feedback dict ({'reward': r} or {'losses': [...]})")
         head = f"Round {int(t) + 1}:"
+        if "message" in feedback:
+            said = f" you answered {answer}." if answer is not None else ""
+            return f"{head}{said} {feedback['message']}"
         if "losses" in feedback:
             losses = [float(x) for x in feedback["losses"]]
             listed = ", ".join(f"{self.option_name(i)}: {format_number(x)}" for i, x in enumerate(losses))

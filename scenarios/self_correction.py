@@ -35,6 +35,7 @@ import numpy as np
 
 from scenarios._answers import CheckedAnswer, check_answer, normalise_gold, normalise_math, read_answer
 from scenarios._base import Observation, Scenario, ScenarioError, Step, require, scenario
+from scenarios._spaces import FreeForm
 from scenarios._problems import (
     OPERATIONS,
     Problem,
@@ -88,6 +89,8 @@ class SelfCorrection(Scenario):
     kind: ClassVar[str] = ANSWER_KIND
     feedback: ClassVar[str] = "bandit"
     framed: ClassVar[bool] = False
+    # the reply itself is the action (any text, an empty one included: it scores "no answer")
+    action_space = FreeForm("string", example="\\boxed{12}")
     Params: ClassVar[type] = SelfCorrectionParams
 
     @property
@@ -129,6 +132,10 @@ class SelfCorrection(Scenario):
         instruction = self.params.instruction.strip()
         text = f"{instruction}\n\n{self.problem.question}" if instruction else self.problem.question
         return {"role": "user", "content": text}
+
+    def describe(self) -> str:
+        """The task as the scenario tells it (it is not told through a framing)."""
+        return self.first_message()["content"]
 
     def retry_message(self) -> dict[str, str]:
         return {"role": "user", "content": self.params.retry_prompt.format(query=self.problem.question)}

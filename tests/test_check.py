@@ -320,8 +320,8 @@ def test_cli_exit_codes_summary_and_junit(runs, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert main(["check", str(runs / "same"), "--baseline", str(baseline)]) == 0
     out = capsys.readouterr().out
-    assert "p-value (holm)" in out and "passed: 4 check(s)" in out and "alpha=0.01" in out
-    assert "| agent | scenario | baseline | now | change | p-value (holm) | verdict |" in summary.read_text()
+    assert "p-value (holm)" in out and "p-value  " in out and "passed: 4 check(s)" in out and "alpha=0.01" in out
+    assert "| agent | scenario | baseline | now | change | p-value | p-value (holm) | verdict |" in summary.read_text()
 
     junit = tmp_path / "junit.xml"
     assert main(["check", str(runs / "worse"), "--baseline", str(baseline), "--junit", str(junit)]) == 1
@@ -361,3 +361,33 @@ def test_a_scenario_dropped_from_the_run_fails_as_missing(runs, tmp_path):
     report = check_run(partial, tmp_path / "b.json")
     missing = [c for c in report.checks if c.verdict == "fail: missing"]
     assert {c.scenario_id for c in missing} == {"bandit/gaussian-k5"} and len(missing) == 2
+
+
+def test_raw_and_adjusted_pvalues_and_mismatch_warnings(runs, tmp_path):
+    baseline = write_baseline(runs / "base", tmp_path / "b.json")
+    report = check_run(runs / "worse", tmp_path / "b.json")
+    header = report.header()
+    assert header[5:7] == ["p-value", "p-value (holm)"]
+    for check, row in zip(report.checks, report.rows()):
+        if check.test is not None and row[5] not in ("<1e-4", "-"):
+            assert float(row[5]) == pytest.approx(check.test.pvalue, abs=5e-5)
+            assert check.pvalue_adjusted >= check.test.pvalue
+    # the label "ucb1" is the uniform agent in the "worse" run: its settings changed
+    assert any("'ucb1' has different settings" in w for w in report.warnings)
+    assert "warning: agent 'ucb1'" in report.table() and "> warning:" in report.markdown()
+    assert not check_run(runs / "same", tmp_path / "b.json").warnings
+    reseeded = tmp_path / "reseeded"
+    run_plan(suite([eps(0.1), "ucb1"], seed=4, rollouts=8, scenarios=(BERNOULLI, GAUSSIAN)), reseeded)
+    assert any("different plans" in w for w in check_run(reseeded, baseline).warnings)
+
+
+def test_paired_check_is_the_task_stratified_paired_difference():
+    from harness._stats import paired_difference
+
+    now = sample([5, 6, 9, 4, 7, 8], tasks=["a", "a", "a", "b", "b", "b"])
+    base = sample([3, 4, 2, 6, 5, 5], tasks=["a", "a", "a", "b", "b", "b"])
+    result = compare_samples(now, base)
+    estimate = paired_difference(now.regret, base.regret, now.task_id, scope="tasks")
+    assert result.test == "paired" and result.pvalue == pytest.approx(estimate.pvalue(0.0, "greater"))
+    one_task = compare_samples(sample([5, 6, 9, 4]), sample([3, 4, 2, 6]))
+    assert one_task.pvalue == pytest.approx(stats.ttest_rel([5, 6, 9, 4], [3, 4, 2, 6], alternative="greater").pvalue)

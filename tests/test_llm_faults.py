@@ -8,7 +8,7 @@ import time
 import polars as pl
 import pytest
 
-from agents.llm import LLMClient, LLMSettings, ProviderError
+from agents.llm import EndpointLimits, LLMClient, LLMSettings, ProviderError
 from harness import load_run, parse_suite, run_plan
 from harness.testing.openai_server import Faults, ScriptedServer, round_robin_policy
 
@@ -128,8 +128,9 @@ def test_errors_are_never_cached(tmp_path):
 def test_per_provider_concurrency_and_request_rate_limits():
     with ScriptedServer(round_robin_policy(), latency=0.05) as server:
         settings = dict(model="openai/rr", api_base=server.api_base, cache=False)
-        limited = LLMClient(LLMSettings(max_concurrency=2, **settings))
-        other = LLMClient(LLMSettings(**settings))  # same endpoint: shares the limiter (strictest wins)
+        limits = EndpointLimits()  # one run's: both agents call the same endpoint
+        limited = LLMClient(LLMSettings(max_concurrency=2, **settings), limits)
+        other = LLMClient(LLMSettings(**settings), limits)  # same endpoint: shares the limiter (strictest wins)
 
         async def go():
             await asyncio.gather(*(c.complete(MESSAGES, rollout=i) for i, c in enumerate([limited, other] * 5)))
@@ -144,3 +145,21 @@ def test_per_provider_concurrency_and_request_rate_limits():
             return time.perf_counter() - started
 
         assert asyncio.run(burst()) >= 4 * 60 / 600 - 0.01  # 600 rpm: starts 0.1 s apart
+
+
+def test_endpoint_limits_belong_to_one_run():
+    """A strict limit in one run does not carry over to a later run in the same process."""
+    from agents import AgentSpec, RunResources
+    from agents.llm import llm_factory
+
+    def limiter_of(max_concurrency):
+        resources = RunResources()
+        factory = llm_factory(AgentSpec("openai/rr", {"api_base": "http://127.0.0.1:9/v1", "cache": False,
+                                                      "max_concurrency": max_concurrency}))
+        factory.open(resources)
+        agent = factory()
+        limiter = agent.client.limits.limiter(agent.settings)
+        asyncio.run(resources.aclose())
+        return limiter.max_concurrency
+
+    assert limiter_of(1) == 1 and limiter_of(64) == 64

@@ -1,6 +1,8 @@
 """The HTML report of an LLM run, opened in headless Chromium (Debian's `chromium`, installed by
 .ci/run): the leaderboard, the regret plot and one episode's reasoning must be visible to a person
-who clicks open the episode. Screenshots are kept in test-artifacts/llm_report_{top,episode}.png."""
+who clicks open the episode; the navigation must jump to a scenario section whose linear/log-log
+curves, action histograms and paired comparison are visible; clicking a leaderboard header must
+sort it. Screenshots are kept in test-artifacts/llm_report_{top,scenario,episode}.png."""
 
 import asyncio
 import base64
@@ -22,6 +24,36 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's "
                                                           "chromium package; locally: apt-get install chromium)")
+
+# run in the page: sort the leaderboard by mean regret (twice), then jump to the first scenario's section
+VIEWS = """
+(async () => {
+  const frame = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const visible = el => !!el && el.checkVisibility() && el.getBoundingClientRect().width > 0;
+  const board = document.querySelector('#leaderboard');
+  const column = [...board.tHead.rows[0].cells].findIndex(th => th.textContent.startsWith('mean regret'));
+  const values = () => [...board.tBodies[0].rows].map(r => parseFloat(r.cells[column].textContent));
+  board.tHead.rows[0].cells[column].click(); await frame();
+  const ascending = values();
+  board.tHead.rows[0].cells[column].click(); await frame();
+  const descending = values();
+  const link = document.querySelector('nav a[href="#scenario-0"]');
+  link.click(); await frame();
+  const section = document.querySelector('#scenario-0');
+  const top = section.getBoundingClientRect().top;
+  const images = ['img.curves', 'img.actions'].map(q => section.querySelector(q));
+  const forest = document.querySelector('#comparison img.forest');
+  return {
+    sortedUp: ascending.every((v, i) => i === 0 || ascending[i - 1] <= v),
+    sortedDown: descending.every((v, i) => i === 0 || descending[i - 1] >= v) && ascending.length > 1,
+    jumped: top >= -2 && top < window.innerHeight / 2,
+    curves: visible(images[0]) && images[0].naturalWidth > 300,
+    actions: visible(images[1]) && images[1].naturalWidth > 100,
+    comparison: section.textContent.includes('tied for best') && !!forest && forest.naturalWidth > 100,
+    sample: /Embedded: \\d+ of \\d+ finished episodes/.test(document.querySelector('#episode-sample').textContent),
+  };
+})()
+"""
 
 # run in the page: click the LLM agent's first episode open (as a person would) and report visibility
 PROBE = """
@@ -85,9 +117,12 @@ async def inspect_page(url: str, profile: Path) -> tuple[dict, list[bytes]]:
                         break
                     await asyncio.sleep(0.1)
                 top = await call("Page.captureScreenshot", format="png")  # leaderboard and plot
+                views = await call("Runtime.evaluate", expression=VIEWS, awaitPromise=True, returnByValue=True)
+                scenario = await call("Page.captureScreenshot", format="png")  # the first scenario's section
                 result = await call("Runtime.evaluate", expression=PROBE, awaitPromise=True, returnByValue=True)
                 episode = await call("Page.captureScreenshot", format="png")  # the opened episode
-                return result["result"]["value"], [base64.b64decode(s["data"]) for s in (top, episode)]
+                seen = {**views["result"]["value"], **result["result"]["value"]}
+                return seen, [base64.b64decode(s["data"]) for s in (top, scenario, episode)]
     finally:
         proc.kill()
         proc.wait()
@@ -107,7 +142,9 @@ def test_report_shows_leaderboard_plot_and_reasoning_in_chromium(tmp_path, monke
     paths = write_report(tmp_path / "run")
     seen, shots = asyncio.run(inspect_page(paths["html"].resolve().as_uri(), tmp_path / "profile"))
     ARTIFACTS.mkdir(exist_ok=True)
-    for name, png in zip(("llm_report_top.png", "llm_report_episode.png"), shots):
+    for name, png in zip(("llm_report_top.png", "llm_report_scenario.png", "llm_report_episode.png"), shots):
         (ARTIFACTS / name).write_bytes(png)
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    assert seen == {"board": True, "boardHasLLM": True, "boardHasUCB": True, "plot": True, "reasoning": True}
+    assert seen == {"board": True, "boardHasLLM": True, "boardHasUCB": True, "plot": True, "reasoning": True,
+                    "sortedUp": True, "sortedDown": True, "jumped": True, "curves": True, "actions": True,
+                    "comparison": True, "sample": True}

@@ -95,7 +95,10 @@ def test_html_is_self_contained(report):
     assert 'id="leaderboard"' in page and 'id="episodes"' in page and 'id="plan"' in page
     match = re.search(r'<img id="regret-plot"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert match and base64.b64decode(match.group(1)) == paths["plot"].read_bytes()
-    assert "<script" not in page.lower()  # no scripts at all, planted or ours
+    from harness.report import _SORT_SCRIPT
+
+    # one script, ours (the sortable tables); a planted one is escaped text
+    assert page.lower().count("<script") == 1 and f"<script>{_SORT_SCRIPT}</script>" in page
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external resources
     assert "report-test" in page  # the plan summary
 
@@ -146,3 +149,28 @@ def test_report_run_prints_and_writes(tmp_path):
     assert "Leaderboard" in output and "bandit/a" in output and "llm" in output and "ucb1" in output
     assert "(+1 failed)" in output
     assert all(path.exists() for path in paths.values())
+
+
+def test_report_sections_navigation_sweeps_and_plan_order(tmp_path):
+    from harness import parse_suite, run_plan
+
+    suite = {"name": "sweep", "seed": 0, "rollouts": 3, "agents": ["ucb1", "uniform", "thompson"], "scenarios": [
+        {"id": "k", "family": "bandit/bernoulli", "params": {"n_arms": [2, 5, 10], "horizon": 40}, "instances": 2},
+        {"id": "abrupt", "family": "bandit/nonstationary",
+         "params": {"n_arms": 3, "horizon": 60, "mode": "abrupt", "variation_budget": 0.8}},
+    ]}
+    run_plan(parse_suite(suite), tmp_path / "run")
+    paths = write_report(tmp_path / "run")
+    page = paths["html"].read_text()
+    ids = ["k/n_arms=2", "k/n_arms=5", "k/n_arms=10", "abrupt"]
+    positions = [page.index(f"<h2>{i}</h2>") for i in ids]
+    assert positions == sorted(positions)  # sections in the written order
+    for index in range(4):
+        assert f'href="#scenario-{index}"' in page and f'id="scenario-{index}"' in page
+    assert 'id="sweeps"' in page and "regret against the sweep" in page
+    assert page.count('class="plot curves"') == 4 and page.count('class="plot actions"') == 4
+    assert "tied for best" in page and "win-rate matrix" in page and 'class="plot forest"' in page
+    assert re.search(r"Embedded: \d+ of 63 finished episodes", page)
+    board = (tmp_path / "run" / "leaderboard.csv").read_text().splitlines()
+    order = list(dict.fromkeys(line.split(",")[1] for line in board[1:]))
+    assert order == ids  # the leaderboard files follow the plan too

@@ -199,3 +199,32 @@ def test_runner_memory_does_not_grow_with_episodes(tmp_path):
     peak(10)  # warm caches and imports
     small, large = peak(50), peak(1000)
     assert large < 1.5 * small, f"peak traced memory grew from {small} to {large} bytes with 20x the episodes"
+
+
+def test_master_seed_redraws_instances_and_sweeps_expand_in_written_order():
+    from harness import parse_suite
+    from harness._plan import derive_seed, natural_key
+
+    suite = {"seed": 0, "agents": ["ucb1"], "scenarios": [
+        {"id": "k", "family": "bandit/bernoulli", "params": {"n_arms": [2, 5, 10, 20], "horizon": 20}, "instances": 2},
+        {"id": "fixed", "family": "bandit/gaussian", "params": {"n_arms": 2, "means": [0.1, 0.2]}, "seeds": [7]},
+        {"id": "a-last", "family": "bandit/gaussian", "params": {"n_arms": 2, "means": [[0.1, 0.2], [0.0, 0.5]]}},
+    ]}
+    plan = parse_suite(suite)
+    ids = [e.id for e in plan.scenarios]
+    assert ids == ["k/n_arms=2", "k/n_arms=5", "k/n_arms=10", "k/n_arms=20", "fixed",
+                   "a-last/means=0.1,0.2", "a-last/means=0.0,0.5"]  # written order, not alphabetical
+    assert sorted(ids[:4], key=natural_key) == ids[:4]
+    assert plan.scenarios[4].params["means"] == [0.1, 0.2]  # a list-valued parameter is not a sweep
+    assert plan.sweeps()["k"][1] == ("k/n_arms=5", {"n_arms": 5})
+    # --seed S is the same plan as `seed = S` in the file: instances, env and agent seeds all change
+    reseeded, in_file = plan.replace(seed=3), parse_suite({**suite, "seed": 3})
+    assert reseeded == in_file
+    assert reseeded.scenarios[0].instance_seeds == (derive_seed(3, "instance", "k/n_arms=2", 0) % 2**31,
+                                                    derive_seed(3, "instance", "k/n_arms=2", 1) % 2**31)
+    assert reseeded.scenarios[0].instance_seeds != plan.scenarios[0].instance_seeds
+    assert reseeded.scenarios[4].instance_seeds == (7,)  # explicit seeds stay
+    assert [e.env_seed for e in reseeded.episodes()] == [e.env_seed for e in in_file.episodes()]
+    # a frozen plan round-trips and still redraws under another seed
+    frozen = parse_suite(plan.to_dict())
+    assert frozen == plan and frozen.replace(seed=3) == in_file

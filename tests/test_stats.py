@@ -116,6 +116,10 @@ def test_degenerate_and_exact_cases():
     big = np.full(6, 1e5)
     noisy = paired_difference(big + np.array([0, 1, 0, 1, 0, 1]) * 1e-11, big, list("aabbcc"))
     assert noisy.exact and noisy.pvalue() == 1.0
+    # two tasks with equal means but varying episodes: CR1 would give a zero-width interval
+    coincide = clustered_mean([1.0, 3.0, 2.0, 2.0], ["a", "a", "b", "b"])
+    assert not coincide.exact and coincide.std_error == pytest.approx(
+        clustered_mean([1.0, 3.0, 2.0, 2.0], ["a", "a", "b", "b"], scope="tasks").std_error)
     with pytest.raises(ValueError, match="scope"):
         clustered_mean([1.0, 2.0], scope="population")
     with pytest.raises(ValueError, match="differ in length"):

@@ -15,7 +15,11 @@ In a suite file (every key but `agent` and `label` is an `LLMSettings` field)::
     ]
 
 Each decision: the prompt (framing's task text, history, question) goes to the model, the reply
-is parsed (`parse_answer`); an invalid reply is re-asked with a correction up to
+is parsed (`parse_answer`; with `answer_format = "json"` or `"tool"` the provider enforces a JSON
+schema whose enum is the option names, see `agents.llm._formats`, and `parse_structured` reads
+it). `shuffle_options = true` relabels the options by a seeded per-episode permutation recorded
+in each decision's `info.option_order`; `stream = true` streams replies. `raw_output` is the
+reply exactly as the provider returned it (think blocks included); the reasoning goes beside it; an invalid reply is re-asked with a correction up to
 `max_invalid_retries` times, then a uniform-random fallback is played and recorded as
 `parse_status = "fallback"`. Provider calls retry with exponential backoff and full jitter,
 honouring Retry-After; a call that fails for good raises `ProviderError`, which the runner
@@ -25,20 +29,25 @@ records as a failed episode (`--resume` retries it). Responses are cached in
 
 from agents.llm._agent import LLMAgent, llm_factory
 from agents.llm._cache import CACHE_ENV, ResponseCache, default_cache_dir, request_key
-from agents.llm._client import Completion, LLMClient, ProviderError, retry_after_s
+from agents.llm._client import Completion, EndpointLimits, LLMClient, ProviderError, retry_after_s
 from agents.llm._cost import Pricer, is_self_hosted, load_price_file
-from agents.llm._parse import ParsedAnswer, parse_answer, split_reasoning
-from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts
+from agents.llm._formats import ANSWER_FORMATS, AnswerSchema, check_support
+from agents.llm._parse import ParsedAnswer, parse_answer, parse_structured, split_reasoning
+from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts, OptionOrder
 from agents.llm._settings import LLMSettings
 
 __all__ = [
+    "ANSWER_FORMATS",
+    "AnswerSchema",
     "CACHE_ENV",
     "DEFAULT_SYSTEM_PROMPT",
     "Completion",
+    "EndpointLimits",
     "EpisodePrompts",
     "LLMAgent",
     "LLMClient",
     "LLMSettings",
+    "OptionOrder",
     "ParsedAnswer",
     "Pricer",
     "ProviderError",
@@ -47,7 +56,9 @@ __all__ = [
     "is_self_hosted",
     "llm_factory",
     "load_price_file",
+    "check_support",
     "parse_answer",
+    "parse_structured",
     "request_key",
     "retry_after_s",
     "split_reasoning",

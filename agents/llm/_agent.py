@@ -6,10 +6,23 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from agents._base import PARSE_FALLBACK, PARSE_OK, PARSE_REPAIRED, Agent, AgentFactory, AgentSpec, Decision, EpisodeInfo
-from agents.llm._client import LLMClient
-from agents.llm._parse import parse_answer, split_reasoning
-from agents.llm._prompts import EpisodePrompts
+from functools import partial
+
+from agents._base import (
+    PARSE_FALLBACK,
+    PARSE_OK,
+    PARSE_REPAIRED,
+    Agent,
+    AgentFactory,
+    AgentSpec,
+    Decision,
+    EpisodeInfo,
+    RunResources,
+)
+from agents._budget import RUN_BUDGET, Spend
+from agents.llm._client import EndpointLimits, LLMClient
+from agents.llm._parse import parse_answer, parse_structured, split_reasoning
+from agents.llm._prompts import EpisodePrompts, OptionOrder
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, ScenarioError, Step
 from scenarios.framing import DEFAULT_FRAMING
@@ -33,54 +46,80 @@ class LLMAgent(Agent):
         self.episode = episode
         self.framing = get_framing(episode.framing or self.settings.framing or DEFAULT_FRAMING)
         s = self.settings
+        n = episode.n_actions
         self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
         self._asked: list[dict] | None = None
-        if episode.kind == ANSWER_KIND:  # the scenario writes the conversation (observation.messages)
+        self._spend = Spend()  # every call of the episode, those of a decision that then fails included
+        self.order = OptionOrder.shuffled(n, episode.seed) if s.shuffle_options else OptionOrder.identity(n)
+        if episode.kind == ANSWER_KIND and not n:  # a conversation the scenario writes (observation.messages)
             self.prompts = None
             return
         self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
-                                      multi_turn=s.multi_turn, system_prompt=s.system_prompt)
+                                      multi_turn=s.multi_turn, system_prompt=s.system_prompt,
+                                      answer_format=s.answer_format, order=self.order)
+        self._answer_request = self.prompts.request()
+
+    def spent(self) -> Spend:
+        return self._spend
 
     async def adecide(self, observation: Observation) -> Decision:
         if observation.messages is not None:
             return await self._reply(observation)
         if self.prompts is None:
             raise ScenarioError(f"{self.episode.family}: this answer scenario gives no conversation "
-                             "(observation.messages) for a language model to reply to")
-        episode, settings = self.episode, self.settings
+                                "(observation.messages) for a language model to reply to")
+        episode, settings, order = self.episode, self.settings, self.order
         messages = self.prompts.messages(observation.t, observation.context)
         self._asked = messages
         prompt_tokens = completion_tokens = calls = cached = 0
         cost = latency = 0.0
         errors: list[str] = []
         for attempt in range(settings.max_invalid_retries + 1):
-            completion = await self.client.complete(messages, episode.rollout)
+            completion = await self.client.complete(messages, episode.rollout, task=episode.task_id,
+                                                    answer=self._answer_request,
+                                                    budget=RUN_BUDGET.get(),
+                                                    spend=self._spend)
             prompt_tokens += completion.prompt_tokens
             completion_tokens += completion.completion_tokens
             cost += completion.cost
             latency += completion.latency_s
             calls += completion.calls
             cached += completion.cached
-            parsed = parse_answer(completion.content, self.framing, episode.n_actions, episode.accepts_policy,
-                                  completion.reasoning)
+            parsed = self._read(completion)
             if parsed.ok:
                 status = PARSE_OK if attempt == 0 else PARSE_REPAIRED
-                action, policy = parsed.action, parsed.policy
                 break
             errors.append(parsed.error)
             if attempt < settings.max_invalid_retries:
                 messages = [*messages, {"role": "assistant", "content": completion.content},
                             {"role": "user", "content": self.prompts.correction(parsed.error)}]
+        info: dict = {"answers": attempt + 1}
+        answer = None
+        if parsed.ok:
+            # the parser reads listed positions; the scenario is told its own numbering
+            answer = getattr(parsed, "answer", None)
+            if parsed.policy is not None:
+                action, policy = None, order.scenario_values(parsed.policy)
+            elif parsed.action is not None:
+                action, policy = order.to_scenario(parsed.action), None
+                info["position"] = parsed.action  # 0-based listed position: the leaderboard's position bias
+            else:
+                action, policy = None, None
         else:
             status, action, policy = PARSE_FALLBACK, self._rng.randrange(episode.n_actions), None
-        info = {"answers": attempt + 1}
+        if settings.shuffle_options:  # recorded even when the draw left the order as it was
+            info["option_order"] = list(order.order)
+        if settings.answer_format != "text":
+            info["answer_format"] = settings.answer_format
         if errors:
-            info["errors"] = errors
+            info["errors"] = [self.client.redact(e) for e in errors]
         if cached:
             info["cached"] = cached
         if completion.model:
             info["model"] = completion.model
-        return Decision(action=action, policy=policy, reasoning=parsed.reasoning, raw_output=completion.content,
+        redact = self.client.redact  # a provider may echo a key into the reply itself
+        return Decision(action=action, policy=policy, answer=answer, reasoning=redact(parsed.reasoning),
+                        raw_output=redact(completion.content),
                         parse_status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
 
@@ -94,18 +133,20 @@ class LLMAgent(Agent):
         played (the first of the best); with a `teacher`, turns after the first are the teacher's.
         Usage sums over every sample.
         """
-        settings = self.settings
+        settings, episode = self.settings, self.episode
         system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
         messages = [*system, *({"role": m["role"], "content": m["content"]} for m in observation.messages)]
         client = self.teacher if self.teacher is not None and observation.t > 0 else self.client
         n = settings.best_of
-        first = (self.episode.rollout * self.episode.horizon + observation.t) * n
-        completions = [await client.complete(messages, first + k) for k in range(n)]
-        visible = [split_reasoning(c.content, c.reasoning) for c in completions]
+        first = (episode.rollout * episode.horizon + observation.t) * n
+        completions = [await client.complete(messages, first + k, task=episode.task_id, budget=RUN_BUDGET.get(),
+                                             spend=self._spend) for k in range(n)]
+        redact = client.redact  # a provider may echo a key into the reply itself
+        visible = [split_reasoning(redact(c.content), c.reasoning) for c in completions]
         info: dict = {}
         best = 0
         if n > 1:
-            rewards = [float(self.episode.scenario.check(text).reward) for _, text in visible]
+            rewards = [float(episode.scenario.check(text).reward) for _, text in visible]
             best = rewards.index(max(rewards))
             info["samples"] = {"rewards": rewards, "chosen": best}
         chosen = completions[best]
@@ -115,11 +156,22 @@ class LLMAgent(Agent):
             info["cached"] = sum(c.cached for c in completions)
         if chosen.model:
             info["model"] = chosen.model
-        return Decision(reasoning=visible[best][0], raw_output=chosen.content, answer=visible[best][1],
+        return Decision(reasoning=visible[best][0], raw_output=redact(chosen.content), answer=visible[best][1],
                         prompt_tokens=sum(c.prompt_tokens for c in completions),
                         completion_tokens=sum(c.completion_tokens for c in completions),
                         cost=sum(c.cost for c in completions), latency_s=sum(c.latency_s for c in completions),
                         attempts=sum(c.calls for c in completions), messages=messages, info=info or None)
+
+    def _read(self, completion):
+        """The episode's action space reads the reply, with this agent's reader of options: the
+        free-text parser, or the structured one for answer_format json/tool."""
+        episode, content, reasoning = self.episode, completion.content, completion.reasoning
+        read = parse_answer
+        if self.settings.answer_format != "text":
+            read = partial(parse_structured, truncated=completion.finish_reason == "length")
+        if episode.action_space is None:  # an EpisodeInfo built by hand, without the scenario's space
+            return read(content, self.framing, episode.n_actions, episode.accepts_policy, reasoning)
+        return episode.action_space.parse(content, self.framing, reasoning, choose=read)
 
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
         if self.prompts is None:
@@ -129,16 +181,23 @@ class LLMAgent(Agent):
 
 
 def llm_factory(spec: AgentSpec) -> AgentFactory:
-    """An AgentFactory for a litellm model string; its settings come from `spec.params`."""
+    """An AgentFactory for a litellm model string; its settings come from `spec.params`.
+
+    Resolving only validates the settings; the client (HTTP session, cache handle, endpoint
+    limits shared with the run's other LLM agents) is created when a run opens the factory,
+    once per run, and closed with the run's resources.
+    """
     settings = LLMSettings.from_params(spec.agent, spec.params)
-    client = LLMClient(settings)
-    teacher = LLMClient(dataclasses.replace(settings, model=settings.teacher)) if settings.teacher else None
+    LLMClient.check(settings)
 
-    async def close() -> None:
-        try:
-            await client.aclose()
-        finally:
-            if teacher is not None:
-                await teacher.aclose()
+    def open_client(resources: RunResources) -> tuple[LLMClient, LLMClient | None]:
+        limits = resources.shared("llm/endpoint-limits", EndpointLimits)
+        client = LLMClient(settings, limits)
+        resources.on_close(client.aclose)
+        teacher = None
+        if settings.teacher:  # RISE distillation: another model writes the later turns
+            teacher = LLMClient(dataclasses.replace(settings, model=settings.teacher), limits)
+            resources.on_close(teacher.aclose)
+        return client, teacher
 
-    return AgentFactory(spec, lambda: LLMAgent(settings, client, teacher), LLMAgent.kinds, close=close)
+    return AgentFactory(spec, lambda clients: LLMAgent(settings, *clients), LLMAgent.kinds, open=open_client)

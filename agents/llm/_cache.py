@@ -1,8 +1,10 @@
 """An on-disk response cache (SQLite): a re-run costs nothing, sampled rollouts stay distinct.
 
-The key is a hash of the full request (model, api_base, messages, every sampling parameter;
-never the API key) plus the rollout index and the decision attempt, so rollouts sampled at a
-temperature do not collapse into one. Only successful responses are stored; errors never are.
+The key is a hash of the full request (model, api_base, messages, structured-answer schema,
+every sampling parameter; never the API key) plus the task and the rollout index: rollouts
+sampled at a temperature do not collapse into one, and two tasks whose first prompts are
+identical (round 1 shows no history) still get independent samples. Only successful responses
+are stored; errors never are.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "regret-harness")
 
 
-def request_key(request: dict[str, Any], rollout: int, slot: str = "") -> str:
-    """A stable key for a request; `request` must not contain the API key."""
-    payload = json.dumps([request, rollout, slot], sort_keys=True, separators=(",", ":"), default=str)
+def request_key(request: dict[str, Any], rollout: int, task: str = "") -> str:
+    """A stable key for a request of one task's rollout; `request` must not contain the API key."""
+    payload = json.dumps([request, rollout, task], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(payload.encode(), digest_size=20).hexdigest()
 
 

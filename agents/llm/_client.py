@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import json
 import os
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from agents._redact import Redactor, environment_secrets
 from agents.llm._cache import open_cache, release_cache, request_key
+from agents.llm._formats import check_support
 from agents.llm._cost import Pricer, is_self_hosted
 from agents.llm._settings import LLMSettings
 from scenarios import ConfigError, RegretError
@@ -35,6 +38,7 @@ class Completion:
     calls: int  # provider calls made, retries included (0 for a cache hit)
     cached: bool
     model: str | None = None
+    finish_reason: str | None = None
 
 
 class ProviderLimiter:
@@ -86,40 +90,44 @@ class ProviderLimiter:
             self._token_sum += tokens
 
 
-# the strictest limits any agent declared per endpoint (provider, api_base); every agent calling that
-# endpoint honours them, declared or not. Limiter objects hold asyncio primitives: one per event loop.
-_ENDPOINT_LIMITS: dict[tuple[str, str], tuple[int | None, float | None, float | None]] = {}
-_LIMITERS: dict[tuple[int, str, str], ProviderLimiter] = {}
+class EndpointLimits:
+    """The strictest limits any agent of one run declared per endpoint (provider, api_base).
+
+    Every agent calling that endpoint in the run honours them, declared or not. One object per
+    run (in the run's `RunResources`), created inside the run's event loop, so the limiters'
+    asyncio primitives belong to it and a later run starts from its own settings.
+    """
+
+    def __init__(self) -> None:
+        self._limits: dict[tuple[str, str], tuple[int | None, float | None, float | None]] = {}
+        self._limiters: dict[tuple[str, str], ProviderLimiter] = {}
+
+    def declare(self, settings: LLMSettings) -> None:
+        if not (settings.max_concurrency or settings.rpm or settings.tpm):
+            return
+
+        def strictest(a, b):
+            return b if a is None else a if b is None else min(a, b)
+
+        old = self._limits.get(_endpoint(settings), (None, None, None))
+        self._limits[_endpoint(settings)] = (strictest(old[0], settings.max_concurrency),
+                                             strictest(old[1], settings.rpm), strictest(old[2], settings.tpm))
+
+    def limiter(self, settings: LLMSettings) -> ProviderLimiter | None:
+        endpoint = _endpoint(settings)
+        limits = self._limits.get(endpoint)
+        if limits is None:
+            return None
+        limiter = self._limiters.get(endpoint)
+        if limiter is None:
+            limiter = self._limiters[endpoint] = ProviderLimiter(*limits)
+        elif (limiter.max_concurrency, limiter.rpm, limiter.tpm) != limits:
+            limiter.tighten(*limits)
+        return limiter
 
 
 def _endpoint(settings: LLMSettings) -> tuple[str, str]:
     return settings.model.split("/", 1)[0], settings.api_base or ""
-
-
-def declare_limits(settings: LLMSettings) -> None:
-    if not (settings.max_concurrency or settings.rpm or settings.tpm):
-        return
-    def strictest(a, b):
-        return b if a is None else a if b is None else min(a, b)
-    old = _ENDPOINT_LIMITS.get(_endpoint(settings), (None, None, None))
-    _ENDPOINT_LIMITS[_endpoint(settings)] = (strictest(old[0], settings.max_concurrency),
-                                             strictest(old[1], settings.rpm), strictest(old[2], settings.tpm))
-
-
-def _limiter(settings: LLMSettings) -> ProviderLimiter | None:
-    limits = _ENDPOINT_LIMITS.get(_endpoint(settings))
-    if limits is None:
-        return None
-    loop = asyncio.get_running_loop()
-    key = (id(loop), *_endpoint(settings))
-    limiter = _LIMITERS.get(key)
-    if limiter is None:
-        for stale in [k for k in _LIMITERS if k[0] != id(loop)]:  # limiters of finished event loops
-            del _LIMITERS[stale]
-        limiter = _LIMITERS[key] = ProviderLimiter(*limits)
-    elif (limiter.max_concurrency, limiter.rpm, limiter.tpm) != limits:
-        limiter.tighten(*limits)
-    return limiter
 
 
 def retry_after_s(exc: BaseException) -> float | None:
@@ -146,22 +154,145 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
+class MalformedResponse(RuntimeError):
+    """A 200 answer without a usable message (no choices, a stream that ended early): retried."""
+
+
+# errors raised by the HTTP stack are the provider's (retryable unless a 4xx says otherwise); any
+# other exception is a bug on this side, and retrying it would only pay for the same reply again
+_PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "aiohttp")
+
+
 def is_retryable(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_STATUS:
         return False  # bad request, auth, not found, context window: retrying cannot help
-    return True
+    if isinstance(exc, (MalformedResponse, TimeoutError, ConnectionError)):
+        return True
+    return type(exc).__module__.split(".", 1)[0] in _PROVIDER_MODULES
+
+
+def _message_of(original: Any) -> dict | None:
+    """The first choice's message exactly as the provider sent it (litellm's `original_response`).
+
+    litellm moves a leading `<think>` block out of the content into `reasoning_content`; the
+    stored raw output must be the reply as returned, so it is read from the provider's JSON.
+    """
+    if not isinstance(original, str) or not original.startswith("{"):
+        return None
+    try:
+        choices = json.loads(original).get("choices")
+        message = choices[0].get("message") if choices else None
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+@dataclass(slots=True)
+class _Reply:
+    content: str = ""
+    reasoning: str | None = None
+    tool_arguments: str | None = None  # the first tool call's arguments, as sent
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str | None = None
+
+
+def _read_response(response: Any, original: Any) -> _Reply:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise MalformedResponse("the provider's answer has no choices")
+    message = _message_of(original) or choices[0].message
+    reasoning = _get(message, "reasoning_content") or _get(message, "reasoning")
+    calls = _get(message, "tool_calls") or ()
+    arguments = _get(_get(calls[0], "function"), "arguments") if calls else None
+    usage = getattr(response, "usage", None)
+    return _Reply(_text_of(_get(message, "content")), reasoning if isinstance(reasoning, str) else None,
+                  arguments, getattr(choices[0], "finish_reason", None),
+                  int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0),
+                  getattr(response, "model", None))
+
+
+async def _read_stream(stream: Any) -> _Reply:
+    """Assemble a streamed answer: content, reasoning and tool-call deltas; usage from the last chunk."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    arguments: list[str] = []
+    reply = _Reply()
+    saw_chunk = False
+    async for chunk in stream:
+        saw_chunk = True
+        reply.model = reply.model or getattr(chunk, "model", None)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None and getattr(usage, "prompt_tokens", None):
+            reply.prompt_tokens = int(usage.prompt_tokens or 0)
+            reply.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        for choice in getattr(chunk, "choices", None) or ():
+            if getattr(choice, "index", 0):
+                continue
+            delta = getattr(choice, "delta", None)
+            if delta is not None:
+                content.append(_text_of(_get(delta, "content")))
+                piece = _get(delta, "reasoning_content") or _get(delta, "reasoning")
+                if isinstance(piece, str):
+                    reasoning.append(piece)
+                for call in _get(delta, "tool_calls") or ():
+                    if (_get(call, "index") or 0) == 0:
+                        arguments.append(_get(_get(call, "function"), "arguments") or "")
+            if getattr(choice, "finish_reason", None):
+                reply.finish_reason = choice.finish_reason
+    if not saw_chunk:
+        raise MalformedResponse("the stream ended before any chunk")
+    reply.content = "".join(content)
+    reply.reasoning = "".join(reasoning) or None
+    reply.tool_arguments = "".join(arguments) if arguments else None
+    return reply
+
+
+def _pricer(settings: LLMSettings) -> Pricer:
+    return Pricer(settings.model, settings.api_base, settings.price_file,
+                  settings.input_cost_per_token, settings.output_cost_per_token)
+
+
+def _read_api_key(settings: LLMSettings) -> str | None:
+    name = settings.api_key_env
+    if name:
+        value = os.environ.get(name)
+        if not value:
+            raise ConfigError(f"LLM agent {settings.model!r}: environment variable {name} "
+                              "(api_key_env) is not set")
+        return value
+    if settings.api_base and is_self_hosted(settings.model, settings.api_base) \
+            and not os.environ.get("OPENAI_API_KEY"):
+        return "no-key"  # local OpenAI-compatible servers ignore it, the OpenAI client needs one
+    return None
 
 
 class LLMClient:
-    """One per agent factory; all agents of that factory (one per episode) share it."""
+    """One per agent spec and run; all agents of that factory (one per episode) share it."""
 
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LLMSettings, limits: EndpointLimits | None = None) -> None:
         self.settings = settings
-        self.pricer = Pricer(settings.model, settings.api_base, settings.price_file,
-                             settings.input_cost_per_token, settings.output_cost_per_token)
-        self._api_key = self._read_api_key()
-        declare_limits(settings)
+        check_support(settings.model, settings.api_base, settings.answer_format, settings.assume_capable)
+        self.pricer = _pricer(settings)
+        self._api_key = _read_api_key(settings)
+        secrets = {}  # its own key first: a fragment shared with another secret is named after it
+        if self._api_key and self._api_key != "no-key":
+            secrets[settings.api_key_env or "api key"] = self._api_key
+        self._redactor = Redactor({**secrets, **environment_secrets()})
+        self.limits = limits if limits is not None else EndpointLimits()
+        self.limits.declare(settings)
         request: dict[str, Any] = {"model": settings.model}
         for name in ("api_base", "temperature", "max_tokens", "seed"):
             if getattr(settings, name) is not None:
@@ -169,90 +300,171 @@ class LLMClient:
         request.update(settings.extra)
         self._request = request  # what identifies a response (the cache key); never holds the key
         self._cache = None
+        self._completion_bound: int | None = None
         self._rng = random.Random()  # backoff jitter only: timing, never results
+        self._quiet: tuple[Any, bool] | None = None  # litellm and its suppress_debug_info before this client
 
-    def _read_api_key(self) -> str | None:
-        name = self.settings.api_key_env
-        if name:
-            value = os.environ.get(name)
-            if not value:
-                raise ConfigError(f"LLM agent {self.settings.model!r}: environment variable {name} "
-                                  "(api_key_env) is not set")
-            return value
-        if self.settings.api_base and is_self_hosted(self.settings.model, self.settings.api_base) \
-                and not os.environ.get("OPENAI_API_KEY"):
-            return "no-key"  # local OpenAI-compatible servers ignore it, the OpenAI client needs one
-        return None
+    def _litellm(self):
+        """litellm, told once per client (not per call) to print no "Give Feedback" banner for retried
+        errors; `aclose` restores the setting, so the client leaves no process-wide change behind."""
+        if self._quiet is None:
+            import litellm
 
-    def redact(self, text: str) -> str:
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, f"<{self.settings.api_key_env or 'api key'}>")
-        return text
+            self._quiet = (litellm, litellm.suppress_debug_info)
+            litellm.suppress_debug_info = True
+        return self._quiet[0]
 
-    async def complete(self, messages: list[dict], rollout: int = 0) -> Completion:
+    @staticmethod
+    def check(settings: LLMSettings) -> None:
+        """Raise now what making a client would (an unreadable price file, an unset key variable),
+        without making one."""
+        check_support(settings.model, settings.api_base, settings.answer_format, settings.assume_capable)
+        _pricer(settings)
+        _read_api_key(settings)
+
+    def redact(self, text: str | None) -> str | None:
+        """No part of 8 characters or more of this client's key (or of any secret-looking
+        environment variable) survives in `text`."""
+        return self._redactor(text)
+
+    def worst_case_cost(self, call: dict[str, Any]) -> float:
+        """The most one call can cost: every byte of the request a prompt token (no tokenizer
+        makes fewer bytes per token, and the JSON quoting covers the chat template's few extra
+        tokens), plus the completion limit, at the model's price."""
+        if self.pricer.free:
+            return 0.0
+        parts = {k: call[k] for k in ("messages", "tools", "response_format") if k in call}
+        prompt_bound = len(json.dumps(parts, ensure_ascii=False).encode()) + 8 * len(call["messages"])
+        return self.pricer.cost(prompt_bound, self.completion_bound())
+
+    def completion_bound(self) -> int:
+        """max_tokens, else the model's output limit from litellm's table; a priced model with
+        neither cannot be capped."""
+        if self.settings.max_tokens:
+            return self.settings.max_tokens
+        if self._completion_bound is None:
+            try:
+                info = self._litellm().get_model_info(self.settings.model)
+                self._completion_bound = int(info.get("max_output_tokens") or info.get("max_tokens") or 0)
+            except Exception:
+                self._completion_bound = 0
+        if not self._completion_bound:
+            raise ConfigError(f"LLM agent {self.settings.model!r}: a cost cap needs max_tokens (litellm knows no "
+                             "output limit for this model, so the worst case of a call is unbounded)")
+        return self._completion_bound
+
+    async def complete(self, messages: list[dict], rollout: int = 0, *, task: str = "",
+                       answer: dict[str, Any] | None = None, budget: Any = None,
+                       spend: Any = None) -> Completion:
+        """One reply to `messages`. `answer` holds the structured-answer arguments (response_format
+        or tools); `task` and `rollout` are part of the cache key, so rollouts of different tasks
+        never share a sampled reply even when their prompts are identical. Each provider call
+        first reserves its worst case against `budget` (an agents.CostBudget; CostCapReached
+        when it does not fit); `spend` (an agents.Spend) adds every call's usage as it lands."""
         settings = self.settings
-        request = {**self._request, "messages": messages}
+        request = {**self._request, **(answer or {}), "messages": messages}
         if "seed" in request:  # one seed for every rollout would collapse sampled rollouts into one
             request["seed"] = request["seed"] + rollout
         key = None
         if settings.cache:
             if self._cache is None:
                 self._cache = open_cache(settings.cache_dir)
-            key = request_key(request, rollout)
+            key = request_key(request, rollout, task)
             hit = self._cache.get(key)
             if hit is not None:
                 return Completion(hit["content"], hit.get("reasoning"), hit["prompt_tokens"],
-                                  hit["completion_tokens"], 0.0, 0.0, 0, True, hit.get("model"))
-        import litellm
-
-        litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout for every retried error
+                                  hit["completion_tokens"], 0.0, 0.0, 0, True, hit.get("model"),
+                                  hit.get("finish_reason"))
+        litellm = self._litellm()
         call = dict(request, timeout=settings.timeout, max_retries=0, num_retries=0, drop_params=True)
+        if settings.stream:
+            call.update(stream=True, stream_options={"include_usage": True})
         if self._api_key:
             call["api_key"] = self._api_key
-        limiter = _limiter(settings)
+        limiter = self.limits.limiter(settings)
+        worst = self.worst_case_cost(call) if budget is not None and budget.cap is not None else 0.0
         started = time.perf_counter()
         calls = 0
         while True:
             calls += 1
+            original: list[Any] = []
+
+            def keep_original(details: dict, original: list[Any] = original) -> None:
+                if details.get("log_event_type") == "post_api_call":
+                    original.append(details.get("original_response"))
+
+            if budget is not None:
+                budget.reserve(worst)  # CostCapReached: the call is not made
+            actual = 0.0
             try:
                 if limiter is None:
-                    response = await litellm.acompletion(**call)
+                    reply = await self._call(litellm, call, keep_original, original)
                 else:
                     async with limiter:
-                        response = await litellm.acompletion(**call)
-                choice = response.choices[0]
-                message = choice.message
-                content = message.content or ""
-                reasoning = getattr(message, "reasoning_content", None)
-                usage = getattr(response, "usage", None)
-                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                        reply = await self._call(litellm, call, keep_original, original)
+                actual = self.pricer.cost(reply.prompt_tokens, reply.completion_tokens)
+                if spend is not None:
+                    spend.prompt_tokens += reply.prompt_tokens
+                    spend.completion_tokens += reply.completion_tokens
+                    spend.cost += actual
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 retry = is_retryable(exc) and calls <= settings.max_retries
+                if spend is not None:
+                    spend.attempts += 1
                 if not retry:
-                    what = "gave up after" if is_retryable(exc) else "not retryable, after"
-                    raise ProviderError(self.redact(f"{settings.model}: {what} {calls} call(s): "
-                                                    f"{type(exc).__name__}: {str(exc)[:500]}")) from None
+                    raise ProviderError(self._failure(exc, calls)) from None
                 delay = min(settings.backoff_max, settings.backoff_base * 2 ** (calls - 1)) * self._rng.random()
                 asked = retry_after_s(exc)
                 if asked is not None:
                     delay = min(settings.backoff_max, max(delay, asked))
                 await asyncio.sleep(delay)
+            finally:
+                if budget is not None:
+                    budget.settle(worst, actual)
         latency = time.perf_counter() - started
+        if spend is not None:
+            spend.attempts += 1
+            spend.latency_s += latency
         if limiter is not None:
-            limiter.record_tokens(prompt_tokens + completion_tokens)
-        cost = self.pricer.cost(prompt_tokens, completion_tokens)
-        model = getattr(response, "model", None)
+            limiter.record_tokens(reply.prompt_tokens + reply.completion_tokens)
+        cost = actual
+        # a tool call's arguments are the answer; any text the model wrote beside it is reasoning
+        content, reasoning = reply.content, reply.reasoning
+        if settings.answer_format == "tool" and reply.tool_arguments is not None:
+            reasoning = "\n\n".join(p for p in (reasoning, content.strip()) if p) or None
+            content = reply.tool_arguments
         if key is not None:
             self._cache.put(key, settings.model, {
-                "content": content, "reasoning": reasoning, "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens, "model": model})
-        return Completion(content, reasoning, prompt_tokens, completion_tokens, cost, latency, calls, False, model)
+                "content": content, "reasoning": reasoning, "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens, "model": reply.model,
+                "finish_reason": reply.finish_reason})
+        return Completion(content, reasoning, reply.prompt_tokens, reply.completion_tokens, cost, latency, calls,
+                          False, reply.model, reply.finish_reason)
+
+    async def _call(self, litellm: Any, call: dict, keep_original: Any, original: list[Any]) -> _Reply:
+        response = await litellm.acompletion(**call, logger_fn=keep_original)
+        if self.settings.stream:
+            return await _read_stream(response)
+        return _read_response(response, next((o for o in reversed(original) if isinstance(o, str)), None))
+
+    def _failure(self, exc: BaseException, calls: int) -> str:
+        """The one-line reason a call failed for good, redacted before it is shortened."""
+        settings = self.settings
+        what = "gave up after" if is_retryable(exc) else "not retryable, after"
+        text = f"{type(exc).__name__}: {exc}"
+        hint = ""
+        if not settings.stream and getattr(exc, "status_code", None) == 400 and "stream" in str(exc).lower():
+            hint = " (the server seems to answer only streamed requests: set stream = true)"
+        return self.redact(f"{settings.model}: {what} {calls} call(s): {text}")[:600] + hint
 
     async def aclose(self) -> None:
         if self._cache is not None:
             release_cache(self._cache)
             self._cache = None
+        if self._quiet is not None:
+            litellm, previous = self._quiet
+            litellm.suppress_debug_info = previous
+            self._quiet = None

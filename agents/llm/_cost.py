@@ -92,6 +92,10 @@ class Pricer:
             warnings.warn(f"no price known for {model!r}: its cost is recorded as 0; give one with price_file "
                           "or input_cost_per_token/output_cost_per_token", stacklevel=2)
 
+    @property
+    def free(self) -> bool:
+        return self._unit == (0.0, 0.0)
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         if self._unit is not None:
             return prompt_tokens * self._unit[0] + completion_tokens * self._unit[1]

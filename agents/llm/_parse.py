@@ -1,13 +1,25 @@
 """Reading a model's decision: tolerant about form, strict about meaning.
 
-Tolerated: case, whitespace, markdown (`**ANSWER:** blue`, code fences, headings, quotes),
-the answer on the line after `ANSWER:`, a trailing explanation after the name ("blue - it
-has the best mean"), a JSON object (`{"answer": "blue"}`, `{"probabilities": {...}}`),
-`<think>...</think>` blocks (also an unopened `</think>`), a provider's separate reasoning
-field, and a bare option name when reasoning is off. Rejected, with a reason that goes into
-the correction message: no answer, an unknown or out-of-range option, several different
-answers, a distribution where one option is required, and a probability vector with the wrong
-length, a negative or non-finite entry, or a sum more than `tolerance` away from 1.
+Form (all tolerated): case, whitespace, markdown (`**ANSWER:** blue`, headings, quotes, code
+fences, list markers), typographic quotes, emoji, zero-width characters and full-width
+punctuation (the text is NFKC-normalised for reading only: `raw_output` stays exact), the
+answer on the line(s) after `ANSWER:` (a fenced or pretty-printed JSON block, a list of
+lines), a trailing explanation ("blue. It has the best mean", "blue - it ...", "blue (...)",
+"blue, because ..."), `<think>` blocks (closed, unopened, or never closed with the answer as
+the last line), a provider's separate reasoning field, and a bare name when reasoning is off.
+
+Where the answer is: every `ANSWER:` line, `<answer>...</answer>`, `\boxed{...}` (with
+`\text{}`), "Final Answer: x", "The final answer is x" and a "### Final Answer" heading followed
+by the answer. They must all mean the same decision; only when there is none is the last
+lower-case "answer: x" used, then a JSON object, then a short bare reply.
+
+Meaning: an option name or its 1-based position; a distribution (experts) as a JSON list or
+object, a tuple, space- or comma-separated numbers, percentages, fractions, or name-probability
+pairs ("blue: 0.5, green: 0.3", "Golden Dragon - 0.6", "blue (0.5)", "60% blue"). Rejected,
+with a reason that goes into the correction message, never guessed: no answer, an unknown or
+out-of-range option, several different options (",", ";", "or", "and", "/", or several answer
+markers that disagree), a distribution where one option is required, and a probability vector
+with the wrong length, a negative or non-finite entry, or a sum more than `tolerance` from 1.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import ast
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from scenarios import RegretError
@@ -24,18 +37,37 @@ from scenarios.framing import Framing
 _THINK = re.compile(r"<(think|thinking|reasoning)>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
-# "ANSWER: x", "**ANSWER:** x", "## Final answer: x", "> Answer = x", "ANSWER - x" is not accepted
+# "ANSWER: x", "**ANSWER:** x", "## Final answer: x", "> Answer = x"; "ANSWER - x" is not accepted
 _ANSWER = re.compile(r"(?:^|(?<=[\s*#>_`(\[|]))(final[ \t]+)?(answer)[ \t]*[*_`]*[ \t]*[:=][ \t]*[*_`]*(.*)$",
                      re.IGNORECASE | re.MULTILINE)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
+_FINAL_IS = re.compile(r"\bfinal answer is\b[ \t]*[*_`]*:?[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*[*_]*[ \t]*final[ \t]+answer[ \t]*[*_]*[ \t]*:?[ \t]*[*_]*[ \t]*$",
+                      re.IGNORECASE | re.MULTILINE)
+_BOXED = re.compile(r"\\boxed\s*\{")
+_TEXT_MACRO = re.compile(r"\\(?:text|textbf|mathrm|mathbf|texttt)\s*\{([^{}]*)\}")
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.DOTALL)
 _NUMBER = re.compile(r"^[#]?\s*(\d+)$")
 _ANSWER_KEYS = ("answer", "final_answer", "action", "choice", "decision", "option", "selection", "arm")
 _POLICY_KEYS = ("probabilities", "policy", "distribution", "weights", "probs")
 _REASONING_KEYS = ("reasoning", "thought", "thoughts", "explanation", "rationale")
-_SPLITTERS = re.compile(r"\s+[-\u2013\u2014]\s+|\s*\(|,|;|\s+because\s+|\s+since\s+|\s+as\s+it\s+|\s+which\s+|:\s")
-_BOTH = re.compile(r"\s+(?:or|and|/|then)\s+|\s*/\s*", re.IGNORECASE)
-_LEADING_VERB = re.compile(r"^(?:i\s+(?:will|would|'ll)?\s*)?(?:choose|pick|select|go\s+with|play|press|pull|take)\s+",
+_SPLITTERS = re.compile(r"\s+[-\u2013\u2014]\s+|\s*\(|,|;|\s+because\s+|\s+since\s+|\s+as\s+it\s+|\s+which\s+|:\s"
+                        r"|[.!?]\s+")
+_BOTH = re.compile(r"\s+(?:or|and|then)\s+|\s*/\s*|\s*[,;]\s*", re.IGNORECASE)
+_LEADING_VERB = re.compile(r"^(?:i\s*(?:will|would|'ll|'d)?\s*)?(?:choose|pick|select|go\s+with|play|press|pull|take)\s+",
                            re.IGNORECASE)
+# one probability: 0.5, .5, 1, 50%, 1/3
+_PROB = r"(?:\d+(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+(?:\.\d+)?)?\s*%?"
+_PROB_TOKEN = re.compile(rf"^{_PROB}$")
+_PAIR = re.compile(rf"^(?P<name>.+?)\s*(?::|=|\(|[-\u2013\u2014]|\bat\b|\bwith\b)\s*(?P<p>{_PROB})\s*\)?$", re.IGNORECASE)
+_PAIR_REVERSED = re.compile(rf"^(?P<p>{_PROB})\s+(?:(?:on|to|for)\s+)?(?P<name>.+)$", re.IGNORECASE)
+_ITEM_SEPARATOR = re.compile(r"\s*[,;\n]\s*|\s+and\s+", re.IGNORECASE)
+_LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022+]|\d+[.)])\s+")
+# invisible characters and pictographs are noise in an answer line; NFKC then maps full-width
+# forms (the "：" colon) and no-break spaces to their plain forms
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\ufe0e\ufe0f\u00ad"), None)
+_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+                         "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2044": "/"})
 
 
 class InvalidAnswer(RegretError, ValueError):
@@ -54,6 +86,16 @@ class ParsedAnswer:
         return self.error is None
 
 
+def normalise(text: str) -> str:
+    """The text as the parser reads it: no invisible characters or pictographs, NFKC, plain quotes."""
+    text = text.translate(_INVISIBLE)
+    if not text.isascii():
+        text = "".join(" " if unicodedata.category(c) in ("So", "Cs") or 0x1F3FB <= ord(c) <= 0x1F3FF else c
+                       for c in text)
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    return text
+
+
 def split_reasoning(text: str, provider_reasoning: str | None = None) -> tuple[str, str]:
     """(reasoning, visible text): `<think>` blocks and the provider's reasoning field go to reasoning."""
     text = text or ""
@@ -66,46 +108,146 @@ def split_reasoning(text: str, provider_reasoning: str | None = None) -> tuple[s
         parts.append(text[: close.start()].strip())
         text = text[close.end():]
     opened = _THINK_OPEN.search(text)
-    if opened:  # never closed: the model was cut off while thinking
-        parts.append(text[opened.end():].strip())
-        text = text[: opened.start()]
+    if opened:  # never closed: cut off while thinking, or it ended its thinking with the answer line
+        inner = text[opened.end():].rstrip()
+        lines = inner.splitlines()
+        last = lines[-1] if lines else ""
+        if any(m.group(2) == "ANSWER" for m in _ANSWER.finditer(last)):
+            parts.append("\n".join(lines[:-1]).strip())
+            text = text[: opened.start()] + "\n" + last
+        else:
+            parts.append(inner.strip())
+            text = text[: opened.start()]
     return "\n\n".join(p for p in parts if p), text.strip()
 
 
 def parse_answer(text: str | None, framing: Framing, n_options: int, accepts_policy: bool = False,
                  provider_reasoning: str | None = None, tolerance: float = 1e-3) -> ParsedAnswer:
     """Read one decision from a model's output. Never raises: an invalid answer has `error` set."""
-    reasoning, visible = split_reasoning(text or "", provider_reasoning)
+    reasoning, visible = split_reasoning(normalise(text or ""), provider_reasoning)
     try:
         if not visible:
             raise InvalidAnswer("the reply is empty" if not reasoning else "the reply has reasoning but no answer")
         action, policy, before = _decide(visible, framing, n_options, accepts_policy, tolerance)
     except InvalidAnswer as exc:
         return ParsedAnswer(reasoning=_join(reasoning, visible), error=str(exc))
+    except (ValueError, TypeError, IndexError, KeyError, RecursionError, OverflowError) as exc:  # never raise
+        return ParsedAnswer(reasoning=_join(reasoning, visible), error=f"the answer could not be read ({exc})")
     return ParsedAnswer(action, policy, _join(reasoning, before))
+
+
+def parse_structured(text: str | None, framing: Framing, n_options: int, accepts_policy: bool = False,
+                     provider_reasoning: str | None = None, tolerance: float = 1e-3,
+                     truncated: bool = False) -> ParsedAnswer:
+    """Read a structured answer (answer_format json or tool): the JSON object the schema asked for.
+
+    `{"reasoning": ..., "answer": "<name>"}` or `{"reasoning": ..., "probabilities": {...}}`. A
+    reply that is not one JSON object (a provider that ignored the schema) is read as free text.
+    """
+    text = text or ""
+    reasoning = provider_reasoning.strip() if provider_reasoning else ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        if truncated and not text.rstrip().endswith("}"):
+            return ParsedAnswer(reasoning=_join(reasoning, text),
+                                error="the reply was cut off (max_tokens) before the JSON object was complete")
+        return parse_answer(text, framing, n_options, accepts_policy, provider_reasoning, tolerance)
+    extra = next((str(v) for k, v in data.items() if str(k).lower() in _REASONING_KEYS), "")
+    try:
+        action, policy = _from_mapping(data, framing, n_options, accepts_policy, tolerance)
+    except InvalidAnswer as exc:
+        return ParsedAnswer(reasoning=_join(reasoning, extra), error=str(exc))
+    return ParsedAnswer(action, policy, _join(reasoning, extra))
 
 
 def _join(*parts: str) -> str:
     return "\n\n".join(p.strip() for p in parts if p and p.strip())
 
 
+def _balanced(text: str, start: int, opening: str, closing: str) -> int | None:
+    """Index just past the bracket closing the one at `start`, or None."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == opening:
+            depth += 1
+        elif text[i] == closing:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def _boxed(visible: str) -> list[tuple[int, str]]:
+    found = []
+    for match in _BOXED.finditer(visible):
+        end = _balanced(visible, match.end() - 1, "{", "}")
+        if end is not None:
+            inner = visible[match.end(): end - 1]
+            while _TEXT_MACRO.search(inner):
+                inner = _TEXT_MACRO.sub(r"\1", inner)
+            found.append((match.start(), inner))
+    return found
+
+
+def _value_after(visible: str, value: str, end: int) -> str:
+    """The answer's full text: the rest of its line, or the block after an empty `ANSWER:`."""
+    stripped = value.strip()
+    if stripped and stripped[0] in "{[" and _balanced(stripped, 0, stripped[0], "}" if stripped[0] == "{" else "]") is None:
+        block = value + visible[end:]  # a JSON object pretty-printed over several lines
+        start = block.index(stripped[0])
+        close = _balanced(block, start, stripped[0], "}" if stripped[0] == "{" else "]")
+        return block[start:close] if close else stripped
+    if _clean(value):
+        return value
+    rest = visible[end:].lstrip("\n")
+    fence = _FENCE.match(rest.lstrip())
+    if fence:
+        return fence.group(1)
+    lines = [line for line in rest.splitlines() if _clean(line)]
+    if not lines:
+        return ""
+    if lines[0].lstrip()[:1] in ("{", "["):
+        return _value_after(visible, lines[0], visible.index(lines[0], end) + len(lines[0]))
+    if _LIST_MARKER.match(lines[0]):  # a distribution written as a list, one line per option
+        items = []
+        for line in lines:
+            if not _LIST_MARKER.match(line):
+                break
+            items.append(_LIST_MARKER.sub("", line))
+        return ", ".join(items) if len(items) > 1 else items[0]
+    return lines[0]
+
+
+def _markers(visible: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(strong, weak) answer locations: (position, value text)."""
+    strong: list[tuple[int, str]] = []
+    weak: list[tuple[int, str]] = []
+    for match in _ANSWER.finditer(visible):
+        value = _value_after(visible, match.group(3), match.end())
+        (strong if match.group(2) == "ANSWER" or match.group(1) else weak).append((match.start(), value))
+    strong += [(m.start(), m.group(1)) for m in _ANSWER_TAG.finditer(visible)]
+    strong += _boxed(visible)
+    strong += [(m.start(), _value_after(visible, m.group(1), m.end())) for m in _FINAL_IS.finditer(visible)]
+    strong += [(m.start(), _value_after(visible, "", m.end())) for m in _HEADING.finditer(visible)]
+    return sorted(strong), weak
+
+
+def _is_template(value: str, framing: Framing, n: int) -> bool:
+    """`<button name>`: the instructions' placeholder echoed back (but `<red>` is an answer)."""
+    match = re.fullmatch(r"\s*[*_`]*<([^<>]*)>[*_`]*\s*", value)
+    return bool(match) and _option(match.group(1), framing, n) is None
+
+
 def _decide(visible: str, framing: Framing, n: int, accepts_policy: bool, tolerance: float):
-    matches = list(_ANSWER.finditer(visible))
-    exact = [m for m in matches if m.group(2) == "ANSWER"]
-    if exact:
-        chosen = exact
-    elif matches:
-        chosen = [matches[-1]]  # a lower-case "answer:" may also occur in the reasoning: trust the last
-    else:
-        chosen = []
+    strong, weak = _markers(visible)
+    chosen = strong or weak[-1:]
     if chosen:
         meanings, errors = [], []
-        for match in chosen:
-            value = match.group(3)
-            if not _clean(value):  # "ANSWER:" with the value on the next non-empty line
-                rest = [line for line in visible[match.end():].splitlines() if _clean(line)]
-                value = rest[0] if rest else ""
-            if re.fullmatch(r"\s*<[^>]*>\s*", value):  # the instructions' template echoed back
+        for _, value in chosen:
+            if _is_template(value, framing, n):
                 continue
             try:
                 meanings.append(_interpret(value, framing, n, accepts_policy, tolerance))
@@ -118,7 +260,8 @@ def _decide(visible: str, framing: Framing, n: int, accepts_policy: bool, tolera
         if len(set(meanings)) > 1:
             raise InvalidAnswer(f"several different answers ({len(set(meanings))}); give exactly one")
         action, policy = meanings[0]
-        return action, policy, visible[: chosen[0].start()].rstrip().rstrip("*#>_`").rstrip()
+        first = chosen[0][0]
+        return action, policy, visible[:first].rstrip().rstrip("*#>_`-").rstrip()
     obj = _json_object(visible)
     if obj is not None:
         action, policy = _from_mapping(obj, framing, n, accepts_policy, tolerance)
@@ -135,7 +278,7 @@ def _clean(value: str) -> str:
     previous = None
     while value != previous:
         previous = value
-        value = value.strip().strip("*_`\"'").strip()
+        value = value.strip().strip("*_`\"'$").strip()
         value = re.sub(r"[.!?]+$", "", value).strip()
     return value
 
@@ -145,25 +288,42 @@ def _interpret(value: str, framing: Framing, n: int, accepts_policy: bool, toler
     value = _clean(value)
     if not value:
         raise InvalidAnswer("the answer is empty")
-    if value[0] in "{[":
+    if value[0] in "{[(":
         data = _loads(value)
-        if data is None:
-            raise InvalidAnswer(f"the answer {value[:60]!r} is not valid JSON")
         if isinstance(data, dict):
             return _from_mapping(data, framing, n, accepts_policy, tolerance)
-        if isinstance(data, list):
+        if isinstance(data, (list, tuple)):
             if len(data) == 1 and isinstance(data[0], str):
                 return _interpret(data[0], framing, n, accepts_policy, tolerance)
-            return None, _vector(data, n, accepts_policy, tolerance)
-        return _interpret(str(data), framing, n, accepts_policy, tolerance)
-    index = _option(value, framing, n)
+            return None, _vector(list(data), n, accepts_policy, tolerance)
+        closing = {"{": "}", "[": "]", "(": ")"}[value[0]]
+        if value.endswith(closing):  # [blue], [50%, 30%, 20%], [1/2, 1/3, 1/6]
+            inner = value[1:-1].strip()
+            numbers = _numbers(inner)
+            if numbers is not None:
+                return None, _vector(numbers, n, accepts_policy, tolerance)
+            if value[0] != "{" and inner and _option(inner, framing, n) is not None:
+                return _option(inner, framing, n), None
+        if value[0] in "{[" and data is None:
+            raise InvalidAnswer(f"the answer {value[:60]!r} is not valid JSON")
+    bracketed = re.fullmatch(r"<([^<>]+)>", value)  # "<red>": the template's brackets kept
+    index = _option(bracketed.group(1) if bracketed else value, framing, n)
     if index is not None:
         return index, None
-    # several options named: "blue or green", "blue and red"
+    numbers = _numbers(value)
+    if numbers is not None and len(numbers) > 1:
+        whole = [x for x in numbers if float(x).is_integer() and 1 <= x <= n]
+        if len(whole) == len(numbers) and abs(sum(numbers) - 1.0) > tolerance:
+            raise InvalidAnswer(f"the answer {value[:60]!r} names several options; choose exactly one")
+        return None, _vector(numbers, n, accepts_policy, tolerance)
+    pairs = _pairs(value, framing, n)
+    if pairs is not None:
+        return None, _named_vector(pairs, framing, n, accepts_policy, tolerance)
+    # several options named: "blue or green", "blue and red", "yellow, red", "2; 3"
     pieces = [p for p in _BOTH.split(value) if p.strip()]
     if len(pieces) > 1 and sum(_option(p, framing, n) is not None for p in pieces) > 1:
         raise InvalidAnswer(f"the answer {value[:60]!r} names several options; choose exactly one")
-    # a name followed by an explanation: "blue - it has the best mean", "blue (best so far)"
+    # a name followed by an explanation: "blue - it has the best mean", "blue (best so far)", "blue. It ..."
     head = _SPLITTERS.split(value, maxsplit=1)[0]
     if head != value:
         index = _option(head, framing, n)
@@ -175,6 +335,55 @@ def _interpret(value: str, framing: Framing, n: int, accepts_policy: bool, toler
                             f"(1..{n}, or their names)")
     raise InvalidAnswer(f"{value[:60]!r} is not one of the {n} {framing.option_plural} "
                         f"({', '.join(framing.option_names(min(n, 8)))}{', ...' if n > 8 else ''})")
+
+
+def _probability(token: str) -> float | None:
+    token = token.strip()
+    if not _PROB_TOKEN.match(token):
+        return None
+    percent = token.endswith("%")
+    token = token.rstrip("%").strip()
+    if "/" in token:
+        top, bottom = (float(x) for x in token.split("/"))
+        if bottom == 0:
+            return None
+        value = top / bottom
+    else:
+        value = float(token)
+    return value / 100 if percent else value
+
+
+def _numbers(value: str) -> list[float] | None:
+    """Numbers separated by commas, semicolons or spaces (0.5 0.3 0.2; 50%, 50%; 1/2, 1/2), else None."""
+    tokens = [t for t in re.split(r"\s*[,;]\s*|\s+(?![/%])(?<![/])", value.strip()) if t]
+    if not tokens:
+        return None
+    numbers = [_probability(t) for t in tokens]
+    return None if any(x is None for x in numbers) else numbers
+
+
+def _pairs(value: str, framing: Framing, n: int) -> dict[str, float] | None:
+    """Name-probability pairs ("blue: 0.5, green: 0.5", "Golden Dragon - 0.6", "60% blue"), else None.
+
+    Returned only when every item is a pair; an item naming no shown option raises (it was meant
+    as a distribution, but over something else)."""
+    items = [_LIST_MARKER.sub("", item).strip() for item in _ITEM_SEPARATOR.split(value) if item.strip()]
+    pairs: list[tuple[str, float]] = []
+    for item in items:
+        match = _PAIR.match(item) or _PAIR_REVERSED.match(item)
+        if not match:
+            return None
+        pairs.append((_clean(match.group("name")), _probability(match.group("p"))))
+    if not pairs:
+        return None
+    result: dict[str, float] = {}
+    for name, p in pairs:
+        if _option(name, framing, n) is None:
+            raise InvalidAnswer(f"{name[:40]!r} in the distribution is not one of the {n} {framing.option_plural}")
+        if name in result:
+            raise InvalidAnswer(f"{name!r} appears twice in the distribution")
+        result[name] = p
+    return result
 
 
 def _option(text: str, framing: Framing, n: int) -> int | None:
@@ -192,9 +401,9 @@ def _loads(text: str):
         return json.loads(text)
     except ValueError:
         pass
-    try:  # single quotes, trailing commas: a Python literal
+    try:  # single quotes, trailing commas, tuples: a Python literal
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except Exception:  # literal_eval raises many types (TypeError for a set of dicts, ...)
         return None
 
 

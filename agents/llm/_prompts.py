@@ -6,13 +6,24 @@ summary: per option, times chosen and mean reward, or total loss for experts) an
 for this round with the answer instructions. Multi-turn mode: the whole episode is one chat;
 each user turn reports the last round's outcome and asks the next question, each assistant
 turn is the model's own earlier reply.
+
+With `shuffle_options`, an episode's options are relabelled by a seeded permutation
+(`OptionOrder`): the model sees the scenario's option `order[j]` as the j-th listed option
+(the framing's j-th name), in the description, the history and the feedback alike, so neither
+a name nor a position carries information about which option is best. Everything the agent
+returns is mapped back to the scenario's numbering.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agents._base import EpisodeInfo
+from agents.llm._formats import AnswerSchema
+from agents.llm._parse import split_reasoning
 from scenarios.framing import Framing
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -20,6 +31,46 @@ DEFAULT_SYSTEM_PROMPT = (
     "balancing trying options you know little about against choosing the option that looks best. "
     "Always end your reply with the final answer line in exactly the requested form."
 )
+
+
+
+@dataclass(frozen=True)
+class OptionOrder:
+    """The model's j-th listed option is the scenario's option `order[j]`."""
+
+    order: tuple[int, ...]
+
+    @classmethod
+    def identity(cls, n: int) -> OptionOrder:
+        return cls(tuple(range(n)))
+
+    @classmethod
+    def shuffled(cls, n: int, seed: int) -> OptionOrder:
+        order = list(range(n))
+        random.Random(f"option-order:{seed}").shuffle(order)  # a str seed hashes deterministically
+        return cls(tuple(order))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.order == tuple(range(len(self.order)))
+
+    def to_scenario(self, shown: int) -> int:
+        return self.order[shown]
+
+    def to_shown(self, action: int) -> int:
+        return self.order.index(action)
+
+    def shown_values(self, values: Sequence[Any]) -> list[Any]:
+        """A per-option list in the scenario's numbering, reordered as the model sees it."""
+        return [values[i] for i in self.order]
+
+    def scenario_values(self, shown: Sequence[Any]) -> tuple[Any, ...]:
+        """A per-option list as the model listed it, back in the scenario's numbering."""
+        values: list[Any] = [0.0] * len(self.order)
+        for j, value in enumerate(shown):
+            values[self.order[j]] = value
+        return tuple(values)
+
 
 _SINGLE_TURN = None
 _MULTI_TURN = None
@@ -53,13 +104,21 @@ class EpisodePrompts:
     """The history of one episode and the messages each round shows the model."""
 
     def __init__(self, episode: EpisodeInfo, framing: Framing, *, history: str = "full", reasoning: bool = True,
-                 multi_turn: bool = False, system_prompt: str | None = None) -> None:
+                 multi_turn: bool = False, system_prompt: str | None = None, answer_format: str = "text",
+                 order: OptionOrder | None = None) -> None:
         self.episode, self.framing = episode, framing
         self.history_mode, self.multi_turn = history, multi_turn
         self.system = system_prompt or DEFAULT_SYSTEM_PROMPT
+        # the description names options by listed position, so a relabelling leaves it unchanged
         self.task = episode.description
-        self.instructions = framing.answer_instructions(episode.kind, reasoning=reasoning, n_options=episode.n_actions)
         n = episode.n_actions
+        self.order = order or OptionOrder.identity(n)
+        self.answer_format = answer_format
+        self.schema = AnswerSchema(tuple(framing.option_names(n)), episode.kind == "experts", reasoning)
+        if answer_format == "text":
+            self.instructions = framing.answer_instructions(episode.kind, reasoning=reasoning, n_options=n)
+        else:
+            self.instructions = self.schema.instructions(answer_format, framing)
         self.lines: list[str] = []  # one feedback line per past round
         self.counts = [0.0] * n
         self.values = [0.0] * n  # reward sums (bandits) or cumulative losses (experts)
@@ -100,10 +159,21 @@ class EpisodePrompts:
     def correction(self, error: str) -> str:
         return f"Your reply could not be used: {error}.\n{self.instructions}"
 
+    def request(self) -> dict[str, Any]:
+        """The structured-answer arguments of every call (none for free text)."""
+        return self.schema.request(self.answer_format)
+
     # --- learning the outcome ----------------------------------------------------------------
     def record(self, t: int, action: int | None, policy: tuple[float, ...] | None, feedback: dict,
                sent: list[dict[str, str]] | None, reply: str) -> None:
-        """Add round t's outcome; `sent`/`reply` are the round's question and the model's reply (multi-turn)."""
+        """Add round t's outcome (scenario numbering); `sent`/`reply` are the round's question and the
+        model's reply (multi-turn)."""
+        order = self.order
+        if not order.is_identity:
+            action = None if action is None else order.to_shown(action)
+            policy = None if policy is None else tuple(order.shown_values(policy))
+            if "losses" in feedback:
+                feedback = {**feedback, "losses": order.shown_values(list(feedback["losses"]))}
         line = self.framing.feedback_text(t, action=action, policy=policy, feedback=feedback)
         self.lines.append(line)
         if "losses" in feedback:
@@ -120,5 +190,5 @@ class EpisodePrompts:
             self.values[action] += float(feedback["reward"])
         if self.multi_turn and sent:
             self.conversation.append(("human", sent[-1]["content"]))
-            self.conversation.append(("ai", reply))
+            self.conversation.append(("ai", split_reasoning(reply)[1]))  # think blocks are not replayed
             self._pending_feedback = line

@@ -6,9 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from agents.llm._formats import ANSWER_FORMATS
 from scenarios import ConfigError, unknown_key_message
 
 HISTORY_MODES = ("full", "summary")
+# litellm keyword arguments that settings own: in `extra` they would bypass what the agent does with them
+_OWNED_EXTRA = {"stream": "stream = true", "stream_options": "stream = true", "response_format": "answer_format = 'json'",
+                "tools": "answer_format = 'tool'", "tool_choice": "answer_format = 'tool'",
+                "messages": "the scenario's prompts", "model": "agent", "api_base": "api_base"}
 
 
 def _help(default: Any, text: str) -> Any:
@@ -36,6 +41,16 @@ class LLMSettings:
     reasoning: bool = _help(True, "ask for brief reasoning before the final answer (False: the answer alone)")
     multi_turn: bool = _help(False, "play the episode as one growing multi-turn chat instead of one "
                                     "self-contained prompt per round")
+    answer_format: str = _help("text", "how the model answers: 'text' (a final 'ANSWER: <name>' line), 'json' "
+                                       "(the provider's structured output: a JSON schema whose enum is the option "
+                                       "names, or a probability per option for experts) or 'tool' (a forced "
+                                       "function call with the same schema)")
+    assume_capable: bool = _help(False, "use answer_format json/tool although litellm's model table does not list "
+                                        "the model as supporting it (self-hosted models are assumed capable)")
+    shuffle_options: bool = _help(False, "show the options in a seeded random order per episode (recorded in each "
+                                         "decision's info as option_order; actions stay in the scenario's numbering)")
+    stream: bool = _help(False, "stream each reply (assembled from the chunks; usage from the final chunk): for "
+                                "servers that only stream, or to keep long replies under a proxy's idle timeout")
     max_invalid_retries: int = _help(2, "re-asks with a correction message after an invalid answer, "
                                         "before the recorded uniform-random fallback")
     max_retries: int = _help(6, "retries of a failed provider call (429, 5xx, timeout, malformed response)")
@@ -64,6 +79,15 @@ class LLMSettings:
             problems.append(f"model must be a litellm model string such as 'openai/gpt-4o-mini', got {self.model!r}")
         if self.history not in HISTORY_MODES:
             problems.append(f"history must be one of {', '.join(HISTORY_MODES)}, got {self.history!r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            problems.append(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+        for name in ("reasoning", "multi_turn", "assume_capable", "shuffle_options", "stream", "cache"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.framing is not None:
+            problem = _framing_problem(self.framing)
+            if problem:
+                problems.append(problem)
         for name in ("max_invalid_retries", "max_retries"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 problems.append(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
@@ -89,6 +113,11 @@ class LLMSettings:
         elif "api_key" in self.extra:
             problems.append("extra.api_key: never put a key in a suite file; name its environment variable "
                             "with api_key_env")
+        else:
+            for key in sorted(set(self.extra) & set(_OWNED_EXTRA)):
+                if key == "response_format" and self.answer_format == "text":
+                    continue  # a hand-made schema with free-text parsing: the parser reads JSON replies
+                problems.append(f"extra.{key}: set it with {_OWNED_EXTRA[key]} instead")
         if problems:
             raise ConfigError(f"LLM agent {self.model!r}: " + "; ".join(problems))
 
@@ -107,3 +136,16 @@ class LLMSettings:
     @classmethod
     def help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def _framing_problem(name: Any) -> str | None:
+    from scenarios import UnknownNameError
+    from scenarios.framing import get_framing
+
+    if not isinstance(name, str):
+        return f"framing must be a framing name, got {name!r}"
+    try:
+        get_framing(name)
+    except UnknownNameError as exc:
+        return str(exc)
+    return None

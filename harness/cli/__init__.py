@@ -4,16 +4,23 @@ Subcommand modules import nothing heavy at module level, so `regret --help` stay
 Exit codes: 0 success, 1 a failed check, 2 a usage error (bad name, bad file, bad value).
 The status of an error comes from its type (`RegretError.exit_code`, see scenarios._errors):
 a `UsageError` exits 2, any other `RegretError` 1; anything else is a bug and shows its traceback.
+
+litellm's price table: the copy bundled with litellm is used (LITELLM_LOCAL_MODEL_COST_MAP is set
+before litellm is imported), so no `regret` process waits on the network at start-up; set
+REGRET_FETCH_COST_MAP=1 (or pass --fetch-cost-map) to fetch the newest table instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+FETCH_COST_MAP_ENV = "REGRET_FETCH_COST_MAP"
+
 # subcommand modules, in the order `regret --help` lists them
-COMMANDS = ("run", "report", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
+COMMANDS = ("run", "report", "compare", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
 
 
 def __getattr__(name: str):
@@ -25,11 +32,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'harness.cli' has no attribute {name!r}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (not the usage block) and exits 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"regret: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regret",
         description="Run LLMs and algorithms through decision scenarios, measure regret, build datasets, fine-tune.",
     )
+    parser.add_argument("--fetch-cost-map", action="store_true",
+                        help=f"fetch litellm's newest price table at start-up instead of using the bundled copy "
+                             f"(also: {FETCH_COST_MAP_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -42,9 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_bundled_cost_map(fetch: bool = False) -> None:
+    """Before litellm is imported: its bundled price table, unless the user asked to fetch."""
+    if fetch or os.environ.get(FETCH_COST_MAP_ENV, "").strip().lower() in ("1", "true", "yes"):
+        os.environ.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
+    else:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_bundled_cost_map(args.fetch_cost_map)
     if args.command is None:
         parser.print_help()
         return 0

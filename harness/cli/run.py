@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run agents through a suite and print the leaderboard",
                                    description=__doc__)
-    parser.add_argument("--suite", default="core", help="a suite TOML file or a built-in suite name (default: core)")
+    parser.add_argument("--suite", help="a suite TOML file or a built-in suite name (default: core)")
     parser.add_argument("--agent", action="append", metavar="NAME",
                         help="agent to run (repeatable): a baseline name, a litellm model string or torch:PATH; "
                              "replaces the suite's agents")
@@ -20,7 +21,11 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<suite>-<time>)")
     parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="episodes in flight (default 8)")
     parser.add_argument("--resume", metavar="DIR", help="finish the run in DIR: only missing or failed episodes")
-    parser.add_argument("--max-cost", type=float, metavar="USD", help="stop starting new episodes once this is spent")
+    parser.add_argument("--max-cost", type=float, metavar="USD",
+                        help="hard cap on what the run directory spends in all (each call reserves its worst case "
+                             "first; a call that could pass the cap is not made)")
+    parser.add_argument("--allow-large", action="store_true",
+                        help="run a plan past the size bounds (2 GiB per episode, 5e7 decisions)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report files")
     add_agent_options(parser)
@@ -38,6 +43,11 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reasoning", choices=("on", "off"), help="ask for reasoning before the answer (default on)")
     group.add_argument("--no-cache", action="store_true", help="bypass the response cache")
     group.add_argument("--multi-turn", action="store_true", help="play each episode as one multi-turn chat")
+    group.add_argument("--answer-format", choices=("text", "json", "tool"),
+                       help="text: a final ANSWER line; json: provider-enforced JSON schema; tool: a forced function call")
+    group.add_argument("--shuffle-options", action="store_true",
+                       help="list the options in a seeded random order per episode (recorded)")
+    group.add_argument("--stream", action="store_true", help="stream replies (for servers that only stream)")
     group.add_argument("--timeout", type=float, metavar="S", help="seconds before a provider call times out")
     group.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed provider call")
     group.add_argument("--price-file", metavar="FILE", help="TOML/JSON per-model prices overriding litellm's table")
@@ -50,6 +60,9 @@ def agent_settings(args: argparse.Namespace) -> dict:
         "reasoning": None if args.reasoning is None else args.reasoning == "on",
         "cache": False if args.no_cache else None,
         "multi_turn": True if getattr(args, "multi_turn", False) else None,
+        "answer_format": getattr(args, "answer_format", None),
+        "shuffle_options": True if getattr(args, "shuffle_options", False) else None,
+        "stream": True if getattr(args, "stream", False) else None,
         "timeout": getattr(args, "timeout", None), "max_retries": getattr(args, "max_retries", None),
         "price_file": getattr(args, "price_file", None),
     }
@@ -64,7 +77,7 @@ def select_plan(args: argparse.Namespace):
     from harness import PlanError, load_suite_or_builtin
     from scenarios import suggest
 
-    plan = load_suite_or_builtin(args.suite)
+    plan = load_suite_or_builtin(args.suite or "core")
     if args.scenario:
         known = {e.id for e in plan.scenarios} | {e.family for e in plan.scenarios}
         for wanted in args.scenario:
@@ -75,15 +88,11 @@ def select_plan(args: argparse.Namespace):
         plan = plan.replace(agents=tuple(AgentSpec(name) for name in args.agent))
     settings = agent_settings(args)
     if settings:
-        from agents import resolve
-
         def with_settings(spec: AgentSpec) -> AgentSpec:
             is_llm = "/" in spec.agent and not spec.agent.startswith("torch:")
             return dataclasses.replace(spec, params={**spec.params, **settings}) if is_llm else spec
 
         plan = plan.replace(agents=tuple(map(with_settings, plan.agents)))
-        for spec in plan.agents:
-            resolve(spec)  # validates settings now rather than mid-run
     if args.rollouts is not None:
         if args.rollouts < 1:
             raise PlanError(f"--rollouts must be >= 1, got {args.rollouts}")
@@ -124,21 +133,34 @@ class BarProgress:
 def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness import Plan, Progress, RunStore, run_plan
+    from harness import Plan, Progress, RunStore, build_factories, run_plan
     from harness.cli import CommandError
 
     if args.concurrency < 1:
         raise CommandError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.resume:
+        # the plan saved in DIR is run as it is: flags that would change it are refused, not ignored
+        changing = [flag for flag, value in (("--suite", args.suite), ("--agent", args.agent),
+                                             ("--scenario", args.scenario), ("--rollouts", args.rollouts),
+                                             ("--seed", args.seed), ("--out", args.out)) if value is not None]
+        changing += [f"--{name.replace('_', '-')}" for name in agent_settings(args)]
+        if changing:
+            raise CommandError(f"--resume {args.resume} runs the plan saved there; {', '.join(changing)} would "
+                               "change it and cannot be combined with --resume (start a new run with --out instead)")
         directory = Path(args.resume)
         with RunStore(directory, create=False) as store:
             plan = Plan.from_dict(store.read_plan(), str(store.plan_path))
     else:
         plan = select_plan(args)
         directory = Path(args.out or f"runs/{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    # each agent is resolved once, here: bad settings fail before anything is written, and the
+    # run opens these same factories (one client per LLM agent spec, closed when the run ends)
+    factories = build_factories(plan)
     progress = Progress() if args.no_progress else BarProgress()
     result = run_plan(plan, directory, concurrency=args.concurrency, resume=bool(args.resume),
-                      max_cost=args.max_cost, progress=progress)
+                      max_cost=args.max_cost, progress=progress, factories=factories, allow_large=args.allow_large)
+    for line in result.warnings:
+        print(f"regret: warning: {line}", file=sys.stderr)
     if not args.no_report:
         from harness.report import report_run
 

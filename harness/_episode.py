@@ -1,0 +1,116 @@
+"""Playing one episode: the scenario's loop with one agent, into typed records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, Spend
+from agents._redact import redact  # noqa: F401  (harness.redact)
+from harness._plan import Episode, scenario_kind
+from harness._records import DecisionRecord, EpisodeRecord
+from harness._store import FAILED, FINISHED
+from scenarios import make
+from scenarios.framing import DEFAULT_FRAMING
+
+
+def _json(value) -> str | None:
+    # orjson: the decision rows' JSON columns are on the hot path
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _answer_text(answer: Any) -> str | None:
+    # a free-form answer is stored as the text the scenario checked; a structured one (a numeric
+    # agent's path) as JSON
+    return answer if answer is None or isinstance(answer, str) else _json(answer)
+
+
+class EpisodeFailed(Exception):
+    """An episode stopped by an error; `spent` is what it had cost by then (an agents.Spend, or None)."""
+
+    def __init__(self, cause: BaseException, spent: Spend | None) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause, self.spent = cause, spent
+
+
+async def play_episode(episode: Episode, factory: AgentFactory,
+                       framing: str | None = None) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+    """Play one episode; return its record and its decisions' records. An error raises
+    EpisodeFailed with what the episode had spent (tokens, cost), kept for the failed record."""
+    task = episode.task
+    env = make(task.spec)
+    agent = factory()
+    framing = framing or task.framing or DEFAULT_FRAMING
+    description = ""
+    if agent.is_async:  # only language agents read the story; algorithms skip the rendering cost
+        from scenarios.framing import get_framing
+
+        description = get_framing(framing).describe(env)
+    info = EpisodeInfo(
+        family=task.family, kind=env.kind, feedback=env.feedback, n_actions=env.n_actions, horizon=env.horizon,
+        accepts_policy=env.accepts_policy, task_id=task.task_id, scenario_id=task.scenario_id,
+        rollout=episode.rollout, seed=episode.agent_seed, framing=framing,
+        context_dim=getattr(env, "context_dim", 0), description=description,
+        scenario=env if agent.privileged else None, action_space=env.action_space,
+    )
+    try:
+        return await _play(episode, factory, agent, env, info, framing)
+    except Exception as exc:
+        raise EpisodeFailed(exc, agent.spent()) from exc
+
+
+async def _play(episode: Episode, factory: AgentFactory, agent, env, info: EpisodeInfo,
+                framing: str) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+    task = episode.task
+    agent.reset(info)
+    observation = env.reset(episode.env_seed)
+    name, scenario_id, task_id, family = factory.name, task.scenario_id, task.task_id, task.family
+    instance_seed, rollout = task.instance_seed, episode.rollout
+    records: list[DecisionRecord] = []
+    append = records.append
+    cumulative = total_reward = 0.0
+    is_async = agent.is_async
+    decide = agent.decide
+    while True:
+        decision = await agent.adecide(observation) if is_async else decide(observation)
+        step = env.step(decision.played)
+        cumulative += step.regret
+        total_reward += step.reward
+        feedback = step.feedback
+        append(DecisionRecord(
+            name, scenario_id, task_id, family, instance_seed, rollout, step.t, decision.action,
+            _json(decision.policy), _answer_text(decision.answer), _json(observation.context),
+            _json(feedback) if len(feedback) > 1 or "reward" not in feedback else None,
+            step.reward, step.regret, cumulative, step.optimal_action,
+            decision.reasoning, decision.raw_output, decision.parse_status,
+            decision.prompt_tokens, decision.completion_tokens, decision.cost, decision.latency_s, decision.attempts,
+            _json(decision.messages), _json(decision.info),
+        ))
+        agent.update(observation, decision, step)
+        if step.done:
+            break
+        observation = step.observation
+    record = EpisodeRecord(
+        name, scenario_id, task_id, family, env.kind, framing, instance_seed, rollout, episode.env_seed,
+        episode.agent_seed, FINISHED, None, env.horizon, env.n_actions, len(records), cumulative, total_reward,
+        n_invalid=sum(1 for r in records if r.parse_status not in VALID_PARSE_STATUSES),
+        prompt_tokens=sum(r.prompt_tokens for r in records), completion_tokens=sum(r.completion_tokens for r in records),
+        cost=sum(r.cost for r in records), latency_s=sum(r.latency_s for r in records),
+        attempts=sum(r.attempts for r in records), scenario_summary=json.dumps(env.summary(), sort_keys=True),
+        explainer=getattr(agent, "explainer", None),
+    )
+    return record, records
+
+
+def failed_record(episode: Episode, error: str, spent: Spend | None = None) -> EpisodeRecord:
+    """A failed episode keeps what it cost: its tokens and cost count against the run's cap."""
+    task = episode.task
+    spent = spent or Spend()
+    return EpisodeRecord(
+        episode.agent.name, task.scenario_id, task.task_id, task.family, scenario_kind(task.family), task.framing,
+        task.instance_seed, episode.rollout, episode.env_seed, episode.agent_seed, FAILED, error,
+        prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens, cost=spent.cost,
+        latency_s=spent.latency_s, attempts=spent.attempts,
+    )
