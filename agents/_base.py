@@ -223,7 +223,7 @@ class AgentFactory:
 
 
 BASELINES: Registry[type[Agent]] = Registry(
-    "agent", "regret_harness.agents", builtin_modules=("agents.baselines",),
+    "agent", "regret_harness.agents", builtin_modules=("agents.baselines", "agents.graph_policy"),
     hint="; an LLM is named by a litellm model string such as 'openai/gpt-4o-mini'",
 )
 # what builds an agent that is not a baseline: a source takes the AgentSpec, returns an AgentFactory
@@ -243,7 +243,8 @@ def baseline(name: str, kinds: tuple[str, ...], *, help: str | None = None):
             from agents._explain import EXPLAINERS
 
             cls.explainer = name
-            EXPLAINERS.add(name, explain.__func__ if isinstance(explain, staticmethod) else explain)
+            EXPLAINERS.add(name, explain.__func__ if isinstance(explain, staticmethod) else explain,
+                           help=f"the {name} baseline's reasons (from its logged info)")
         return BASELINES.register(name, help=help)(cls)
 
     return decorator

@@ -115,23 +115,24 @@ def _explain_exp3(fr, row) -> str:
             f"exploration) give the probabilities {v.listing(v.info['probs'])}; my random draw picked {v.chosen}.")
 
 
+def _totals(v: View) -> str:
+    return f"Total {v.fr.loss_noun} of each {v.fr.option_noun} so far: {v.listing(v.info['cum_loss'])}"
+
+
 def _explain_hedge(fr, row) -> str:
-    v = View(fr, row)
-    return (f"Total {fr.loss_noun} of each {fr.option_noun} so far: {v.listing(v.info['cum_loss'])}. I weight each "
-            f"{fr.option_noun} by exp(-eta x its total {fr.loss_noun}), so {fr.option_plural} with lower totals get "
-            f"more probability.")
+    return (f"{_totals(View(fr, row))}. I weight each {fr.option_noun} by exp(-eta x its total {fr.loss_noun}), "
+            f"so {fr.option_plural} with lower totals get more probability.")
 
 
 def _explain_ftl(fr, row) -> str:
     v = View(fr, row)
-    return (f"Total {fr.loss_noun} of each {fr.option_noun} so far: {v.listing(v.info['cum_loss'])}. "
-            f"{v.cap} has the lowest total, so I follow it.")
+    return f"{_totals(v)}. {v.cap} has the lowest total, so I follow it."
 
 
 def _explain_ftpl(fr, row) -> str:
     v = View(fr, row)
-    return (f"Total {fr.loss_noun} of each {fr.option_noun} so far: {v.listing(v.info['cum_loss'])}; after a random "
-            f"perturbation: {v.listing(v.info['perturbed'])}. {v.cap} has the lowest perturbed total.")
+    return (f"{_totals(v)}; after a random perturbation: {v.listing(v.info['perturbed'])}. "
+            f"{v.cap} has the lowest perturbed total.")
 
 
 class _ArmStats(Agent):

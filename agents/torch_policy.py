@@ -14,8 +14,9 @@ decision runs one incremental attention step over cached keys and values, so an 
 
 Agent settings: `play` = "sample" (default: sample an action from the policy each round with
 the episode's seed) or "policy" (answer with the probability vector where the scenario
-accepts one, e.g. experts; this plays the policy's expectation). Each Decision logs the
-probabilities in `info["probs"]`.
+accepts one, e.g. experts; this plays the policy's expectation); `temperature` (default 1)
+divides the logits before the softmax. Each Decision logs the probabilities it played in
+`info["probs"]`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class PolicyConfig:
     d_context: int = field(default=8, metadata={"help": "width of the Transformer context each action's scorer reads"})
     d_arm: int = field(default=32, metadata={"help": "hidden width of the shared per-action scorer"})
     decay: float = field(default=0.8, metadata={"help": "discount of the recency-weighted per-action statistics"})
+    arm_counts: bool = field(default=False, metadata={
+        "help": "bandits: the per-arm statistics include pull counts (experts always see every loss)"})
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -64,6 +67,10 @@ class PolicyConfig:
             raise ConfigError(f"torch policy: n_actions must be >= 2, got {self.n_actions}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"torch policy: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    @property
+    def uses_counts(self) -> bool:
+        return self.kind != "bandit" or self.arm_counts
 
     @property
     def n_features(self) -> int:
@@ -198,7 +205,7 @@ def build_module(config: PolicyConfig):
                 value, value.cumsum(1), count.cumsum(1), torch.einsum("ts,bsk->btk", discount, value),
                 torch.einsum("ts,bsk->btk", discount, count), t, torch.log1p(t), feats[..., -1:],
                 config.horizon_scale, lambda x: x.amax(-1, keepdim=True), lambda c: torch.stack(c, -1),
-                config.kind != "bandit")
+                config.uses_counts)
 
         def forward(self, feats):
             x = self.embed(feats)
@@ -253,6 +260,10 @@ class NumpyPolicy:
         self.norm = (w["norm.weight"], w["norm.bias"])
         self.context = (w["context.weight"].T.copy(), w["context.bias"])
         self.arm = [(w[f"{name}.weight"].T.copy(), w[f"{name}.bias"]) for name in ("arm_in", "arm_hidden", "head")]
+        # arm_in reads [statistics, context]: split its weight so the context part is one vector product
+        arm_in = self.arm[0][0]
+        self.arm_in_stats, self.arm_in_context = arm_in[:ARM_STATS].copy(), arm_in[ARM_STATS:].copy()
+        self.scale = 1.0 / math.sqrt(config.d_model // config.n_heads)
 
     @classmethod
     def load(cls, directory: str | Path) -> NumpyPolicy:
@@ -285,7 +296,7 @@ class NumpyPolicy:
         stats = arm_statistics(value, running["sums"], running["counts"], running["dsums"], running["dcounts"],
                                float(t), math.log1p(t), features[-1:], c.horizon_scale,
                                lambda x: x.max(-1, keepdims=True), lambda cols: np.stack(cols, -1),
-                               c.kind != "bandit")
+                               c.uses_counts)
         for (wqkv, bqkv, wp, bp, wu, bu, wd, bd, g1, b1, g2, b2), layer_cache in zip(self.layers, cache[:-1]):
             keys, values, n = layer_cache
             q, k, v = (layer_norm(x, g1, b1) @ wqkv + bqkv).reshape(3, heads, dh)
@@ -293,23 +304,22 @@ class NumpyPolicy:
             values[:, n] = v
             n += 1
             layer_cache[2] = n
-            scores = np.einsum("hd,htd->ht", q, keys[:, :n]) / math.sqrt(dh)
+            scores = (keys[:, :n] @ q[:, :, None])[:, :, 0] * self.scale
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores /= scores.sum(axis=1, keepdims=True)
-            attended = np.einsum("ht,htd->hd", scores, values[:, :n]).reshape(-1)
+            attended = (scores[:, None, :] @ values[:, :n]).reshape(-1)
             x = x + attended @ wp + bp
             x = x + np.maximum(layer_norm(x, g2, b2) @ wu + bu, 0.0) @ wd + bd
         context = layer_norm(x, *self.norm) @ self.context[0] + self.context[1]
-        h = np.concatenate([stats, np.broadcast_to(context, (c.n_actions, context.shape[0]))], -1)
-        (w1, b1), (w2, b2), (w3, b3) = self.arm
-        h = np.maximum(h @ w1 + b1, 0.0)
+        (_, b1), (w2, b2), (w3, b3) = self.arm
+        h = np.maximum(stats @ self.arm_in_stats + (context @ self.arm_in_context + b1), 0.0)
         h = np.maximum(h @ w2 + b2, 0.0)
         return (h @ w3 + b3)[:, 0]
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    centred = x - x.mean()
-    return centred / np.sqrt((centred**2).mean() + 1e-5) * weight + bias
+    centred = x - x.sum() / x.size
+    return centred / math.sqrt(centred @ centred / x.size + 1e-5) * weight + bias
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -333,9 +343,10 @@ class TorchPolicyAgent(Agent):
 
     explainer = "torch-policy"
 
-    def __init__(self, policy: NumpyPolicy, play: str = "sample") -> None:
+    def __init__(self, policy: NumpyPolicy, play: str = "sample", temperature: float = 1.0) -> None:
         self.policy = policy
         self.play = play
+        self.temperature = temperature
         config = policy.config
         self._feature_dim = config.n_features
         self._scale = config.horizon_scale
@@ -353,7 +364,7 @@ class TorchPolicyAgent(Agent):
 
     def decide(self, observation: Observation) -> Decision:
         self.next_features[-1] = time_feature(observation.t, self._scale)
-        probs = softmax(self.policy.step(self.cache, self.next_features))
+        probs = softmax(self.policy.step(self.cache, self.next_features) / self.temperature)
         info = {"probs": [round(float(p), 4) for p in probs]}
         if self.use_policy:
             return Decision(policy=tuple(float(p) for p in probs), info=info)
@@ -380,14 +391,22 @@ def checkpoint_path(agent: str) -> Path:
 
 
 def torch_policy_factory(spec: AgentSpec) -> AgentFactory:
-    """Factory for `torch:PATH` agents (see agents._base.resolve)."""
+    """Factory for `torch:PATH` agents (see agents._base.resolve); graph checkpoints play graph tasks."""
     directory = checkpoint_path(spec.agent)
-    unknown = set(spec.params) - {"play", "framing"}
+    from agents.graph_policy import graph_policy_factory, is_graph_checkpoint
+
+    if is_graph_checkpoint(directory):
+        return graph_policy_factory(spec)
+    unknown = set(spec.params) - {"play", "temperature", "framing"}
     if unknown:
-        raise ConfigError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} (settings: play)")
+        raise ConfigError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} "
+                         "(settings: play, temperature)")
     play = spec.params.get("play", "sample")
     if play not in ("sample", "policy"):
         raise ConfigError(f"agent {spec.agent!r}: play must be 'sample' or 'policy', got {play!r}")
+    temperature = spec.params.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ConfigError(f"agent {spec.agent!r}: temperature must be a number > 0, got {temperature!r}")
     policy = NumpyPolicy.load(directory)
     kinds = frozenset({policy.config.kind})
-    return AgentFactory(spec, lambda: TorchPolicyAgent(policy, play), kinds)
+    return AgentFactory(spec, lambda: TorchPolicyAgent(policy, play, float(temperature)), kinds)

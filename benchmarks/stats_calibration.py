@@ -96,7 +96,7 @@ def old_curve_test(frame) -> float:
     return float(stats.t.cdf((fit.slope - 1) / fit.stderr, keep.sum() - 2))
 
 
-def sublinear(reps: int, root: Path) -> list[str]:
+def sublinear(reps: int, root: Path, scenarios: str | None = None) -> list[str]:
     import polars as pl
 
     from harness import metrics, sublinearity_test
@@ -116,6 +116,8 @@ def sublinear(reps: int, root: Path) -> list[str]:
     ]
     cells = [(s, ["uniform", {"agent": "constant-gap", "q": 0.5}]) for s in null_scenarios]
     cells += [(long[0], ["ucb1", "thompson"]), (long[1], ["ucb1", "thompson-gaussian"])]
+    if scenarios:
+        cells = [cell for cell in cells if cell[0]["id"] in scenarios.split(",")]
     lines = [f"1. sublinearity verdicts at level 0.05: {reps} simulated runs per row, each {TASKS} tasks x "
              f"{ROLLOUTS} rollouts ({reps * TASKS * ROLLOUTS} episodes per row)",
              f"{'scenario':<22} {'agent':<18} {'T':>5} {'mean beta':>9} {'sublinear (new)':>15} "
@@ -268,17 +270,21 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=200, help="simulated runs per measurement (default 200)")
     parser.add_argument("--only", default="sublinear,coverage,compare,power")
     parser.add_argument("--out", help="also write the results to this file")
+    parser.add_argument("--scenarios", help="sublinear: only these scenario ids (comma-separated)")
     args = parser.parse_args()
     started, cpu = time.perf_counter(), time.process_time()
     root = Path(tempfile.mkdtemp(prefix="stats-calibration-"))
     lines: list[str] = []
     steps = {"sublinear": sublinear, "coverage": coverage, "compare": compare_copies, "power": power}
     for name in args.only.split(","):
-        part = steps[name](args.reps, root)
+        part = sublinear(args.reps, root, args.scenarios) if name == "sublinear" else steps[name](args.reps, root)
         print("\n".join(part) + "\n", flush=True)
         lines += part + [""]
-    footer = (f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU "
-              f"(pid {os.getpid()}; runs under {root})")
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    footer = (f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU in this process "
+              f"+ {children.ru_utime + children.ru_stime:.0f} s in worker processes (pid {os.getpid()}; runs under {root})")
     print(footer)
     if args.out:
         Path(args.out).write_text("\n".join(lines + [footer]) + "\n")

@@ -12,7 +12,7 @@ from agents._redact import redact  # noqa: F401  (harness.redact)
 from harness._plan import Episode, scenario_kind
 from harness._records import DecisionRecord, EpisodeRecord
 from harness._store import FAILED, FINISHED
-from scenarios import make
+from scenarios import RegretError, make
 from scenarios.framing import DEFAULT_FRAMING
 
 
@@ -27,7 +27,7 @@ def _answer_text(answer: Any) -> str | None:
     return answer if answer is None or isinstance(answer, str) else _json(answer)
 
 
-class EpisodeFailed(Exception):
+class EpisodeFailed(RegretError):
     """An episode stopped by an error; `spent` is what it had cost by then (an agents.Spend, or None)."""
 
     def __init__(self, cause: BaseException, spent: Spend | None) -> None:

@@ -491,7 +491,7 @@ def _exploration_metric(inputs: MetricInputs) -> pl.LazyFrame:
 @metric("invalid_rate", ("invalid_rate",), position=40,
         table=(("invalid", lambda r: format_percent(r["invalid_rate"])),))
 def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
-    """Share of decisions whose answer was never valid or needed no valid parse (parse_status)."""
+    """Share of decisions whose reply never parsed as valid (parse_status neither ok nor repaired)."""
     import polars as pl
 
     from agents import VALID_PARSE_STATUSES

@@ -227,7 +227,8 @@ class Scenario(ABC):
 # registry does on the first lookup: this module never imports them (no import cycle)
 SCENARIOS: Registry[type[Scenario]] = Registry(
     "scenario family", "regret_harness.scenarios",
-    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts", "scenarios.self_correction"),
+    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts", "scenarios.graph",
+                     "scenarios.self_correction"),
 )
 
 

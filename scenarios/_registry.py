@@ -96,6 +96,11 @@ class Registry(Generic[T]):
         self._source.setdefault(name, source or getattr(obj, "__module__", "") or "")
         return obj
 
+    def remove(self, name: str) -> None:
+        """Forget `name` (a plugin unloading, a test cleaning up after itself)."""
+        for table in (self._items, self._lazy, self._help, self._source):
+            table.pop(name, None)
+
     def lazy(self, name: str, target: str, *, help: str = "", source: str = "builtin") -> None:
         """Register "module:attribute" under `name`; the module is imported on first `get(name)`."""
         if name not in self._items:

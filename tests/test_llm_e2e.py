@@ -315,7 +315,9 @@ instances = 2
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         assert 2 <= finished < 6
-        done = subprocess.run(command + ["--resume", str(killed)], cwd=ROOT, env=env, capture_output=True, text=True)
+        resume = [sys.executable, "-m", "harness", "run", "--resume", str(killed), "--no-progress", "--no-report",
+                  "--concurrency", "1"]  # the saved plan: --suite would be refused with --resume
+        done = subprocess.run(resume, cwd=ROOT, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         plan = parse_suite({"seed": 5, "rollouts": 3,
                             "agents": [{"agent": "openai/rr", "api_base": slow.api_base, "cache": False}],

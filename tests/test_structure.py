@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,32 @@ def test_every_registry_describes_its_entries_without_importing_lazy_ones():
     *rows, imported = json.loads(out.stdout)
     assert not imported
     assert all(help_text for _, help_text in rows) and {"hf", "torch"} <= {name for name, _ in rows}
+
+
+def test_regret_extensions_lists_every_registry_with_help(capsys):
+    from harness.cli import main
+
+    assert main(["extensions"]) == 0
+    out = capsys.readouterr().out
+    for title in ("scenario families (entry points: regret_harness.scenarios)", "metrics", "executors",
+                  "dataset formats", "fine-tuning backends", "provider quirks"):
+        assert title in out
+    # other tests may register more executors, which widens the name column
+    assert re.search(r"^ +local +asyncio in this process", out, re.MULTILINE) and "hf " in out
+
+
+def test_a_registry_takes_entry_points_lazily_and_suggests_close_names(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from scenarios import Registry, UnknownNameError
+
+    group = "regret_harness.test_things"
+    points = [EntryPoint("greedy-plugin", "agents.baselines:Greedy", group),
+              EntryPoint("self-registering", "json", group)]  # a module: imported, registers nothing here
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: points if group == points[0].group else [])
+    things = Registry("thing", group)
+    things.add("local", object(), help="registered in code")
+    assert [e.name for e in things.describe()] == ["greedy-plugin", "local"]
+    assert things.get("greedy-plugin").__name__ == "Greedy"
+    with pytest.raises(UnknownNameError, match=r"unknown thing 'greedy-plugn'; did you mean 'greedy-plugin'\?"):
+        things.get("greedy-plugn")

@@ -155,3 +155,54 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert result.failed == 1 and "plays 3 actions, the scenario has 5" in result.errors[0]
     with pytest.raises(ValueError, match="d_model"):
         PolicyConfig(d_model=30, n_heads=4)
+
+
+def test_temperature_divides_the_logits_and_is_checked(tmp_path):
+    checkpoint = _new_policy(tmp_path)
+    module, config = load_module(checkpoint.path)
+    torch.nn.init.normal_(module.head.weight)
+    torch.nn.init.normal_(module.head.bias)
+    from agents.torch_policy import save_policy
+
+    save_policy(module, config, tmp_path / "random")
+    spec = checkpoint.agent_spec()
+    runs = {}
+    for temperature in (1.0, 3.0):
+        agent_spec = spec.__class__(f"torch:{tmp_path / 'random'}", {"temperature": temperature}, "p")
+        plan = _plan(BANDIT, 1).replace(agents=(agent_spec,))
+        assert run_plan(plan, tmp_path / f"t{temperature}").failed == 0
+        decisions, _ = load_run(tmp_path / f"t{temperature}")
+        runs[temperature] = np.array([json.loads(x)["probs"] for x in decisions.collect()["info"]])
+    cold, hot = runs[1.0], runs[3.0]
+    # p_hot = softmax(log p_cold / 3), row by row (probabilities are logged to 4 decimals)
+    expected = cold ** (1 / 3) / (cold ** (1 / 3)).sum(1, keepdims=True)
+    np.testing.assert_allclose(hot[:5], expected[:5], atol=2e-3)
+    assert hot.max(1).mean() < cold.max(1).mean()
+    for bad in (0, -1.0, "hot", True):
+        with pytest.raises(ValueError, match="temperature must be a number > 0"):
+            resolve(spec.__class__(checkpoint.agent, {"temperature": bad}))
+
+
+def test_bandit_arm_counts_reach_the_scorer_only_when_asked(tmp_path):
+    actions, rewards = torch.randint(0, 3, (1, 20)), torch.rand(1, 20)
+    for arm_counts in (False, True):
+        checkpoint = _new_policy(tmp_path / str(arm_counts), arm_counts=arm_counts)
+        module, config = load_module(checkpoint.path)
+        assert config.arm_counts is arm_counts and config.uses_counts is arm_counts
+        stats = module.statistics(history_features(config, actions, rewards, None))
+        count_columns = stats[..., 5:9]  # pull fraction, 1/sqrt(pulls), bonus, cumulative gap
+        assert bool(count_columns.abs().sum() > 0) is arm_counts
+        # numpy inference reads the same statistics
+        with torch.no_grad():
+            for parameter in module.parameters():
+                parameter.normal_(0, 0.5)
+        from agents.torch_policy import save_policy
+
+        save_policy(module, config, tmp_path / f"random-{arm_counts}")
+        features = history_features(config, actions, rewards, None)
+        with torch.no_grad():
+            expected = module(features)[0].numpy()
+        policy = NumpyPolicy.load(tmp_path / f"random-{arm_counts}")
+        cache = policy.start(20)
+        got = np.stack([policy.step(cache, features[0, j].numpy().astype(float)) for j in range(20)])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

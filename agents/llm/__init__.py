@@ -34,6 +34,7 @@ from agents.llm._cost import Pricer, is_self_hosted, load_price_file
 from agents.llm._formats import ANSWER_FORMATS, AnswerSchema, check_support
 from agents.llm._parse import ParsedAnswer, parse_answer, parse_structured, split_reasoning
 from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts, OptionOrder
+from agents.llm._quirks import QUIRKS, apply_quirks
 from agents.llm._settings import LLMSettings
 
 __all__ = [
@@ -51,7 +52,9 @@ __all__ = [
     "ParsedAnswer",
     "Pricer",
     "ProviderError",
+    "QUIRKS",
     "ResponseCache",
+    "apply_quirks",
     "default_cache_dir",
     "is_self_hosted",
     "llm_factory",

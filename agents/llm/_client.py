@@ -17,6 +17,7 @@ from agents._redact import Redactor, environment_secrets
 from agents.llm._cache import open_cache, release_cache, request_key
 from agents.llm._formats import check_support
 from agents.llm._cost import Pricer, is_self_hosted
+from agents.llm._quirks import apply_quirks
 from agents.llm._settings import LLMSettings
 from scenarios import ConfigError, RegretError
 
@@ -154,7 +155,7 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
-class MalformedResponse(RuntimeError):
+class MalformedResponse(RegretError, RuntimeError):
     """A 200 answer without a usable message (no choices, a stream that ended early): retried."""
 
 
@@ -298,7 +299,8 @@ class LLMClient:
             if getattr(settings, name) is not None:
                 request[name] = getattr(settings, name)
         request.update(settings.extra)
-        self._request = request  # what identifies a response (the cache key); never holds the key
+        # what identifies a response (the cache key); never holds the key
+        self._request = apply_quirks(request, settings)
         self._cache = None
         self._completion_bound: int | None = None
         self._rng = random.Random()  # backoff jitter only: timing, never results

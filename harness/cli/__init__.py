@@ -20,7 +20,8 @@ import sys
 FETCH_COST_MAP_ENV = "REGRET_FETCH_COST_MAP"
 
 # subcommand modules, in the order `regret --help` lists them
-COMMANDS = ("run", "report", "compare", "scenarios", "agents", "dataset", "iterate", "check", "init_model")
+COMMANDS = ("run", "report", "compare", "scenarios", "agents", "dataset", "iterate", "check", "init_model",
+            "extensions")
 
 
 def __getattr__(name: str):

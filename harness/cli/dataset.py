@@ -25,9 +25,11 @@ def register(subparsers) -> None:
                          help="RISE self-correction data from answer-scenario runs: one reward-weighted example "
                               "per kept attempt (all, better, best or success)")
     parser.add_argument("--tau", type=float, default=0.4, help="RISE: weight exp(reward / tau) (default 0.4)")
-    parser.add_argument("--format", default="messages", choices=("messages", "openai", "prompt-completion"),
-                        help="row format: TRL conversational messages (default), OpenAI fine-tuning JSONL, "
-                             "or TRL conversational prompt/completion")
+    # no argparse choices: a registered format (finetune.dataset.DATASET_FORMATS, entry points) is
+    # valid too, and an unknown one fails with suggestions when the config is built
+    parser.add_argument("--format", default="messages", metavar="FORMAT",
+                        help="row format: TRL conversational messages (default), openai (OpenAI fine-tuning "
+                             "JSONL), prompt-completion (TRL conversational), or any registered format")
     parser.add_argument("--per", default="episode", choices=("episode", "decision"),
                         help="one multi-turn example per trajectory (default) or one per decision")
     parser.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
