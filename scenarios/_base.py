@@ -27,8 +27,9 @@ class Observation:
 
     t: int
     context: tuple[float, ...] | None = None
-    # answer scenarios: the conversation to reply to (role/content dicts), built by the scenario
-    messages: tuple[Mapping[str, str], ...] | None = None
+    # answer scenarios: the conversation to reply to (role/content dicts), built by the scenario;
+    # keyword-only, so subclasses' positional fields (graph's ProblemObservation) follow `context`
+    messages: tuple[Mapping[str, str], ...] | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ class SelfCorrection(Scenario):
     # --- the Gymnasium-style loop -----------------------------------------------------------
     def reset(self, seed: int) -> Observation:
         super().reset(seed)
-        return Observation(0, None, self.conversation([]))
+        return Observation(0, None, messages=self.conversation([]))
 
     def validate_action(self, action: Any) -> tuple[int | None, np.ndarray | None]:
         if not isinstance(action, str):
@@ -177,7 +177,7 @@ class SelfCorrection(Scenario):
         if done:
             self._episode_ready = False
         feedback = {"reward": checked.reward, "answer": checked.answer, "correct": checked.correct}
-        observation = None if done else Observation(self._t, None, self.conversation(self._replies))
+        observation = None if done else Observation(self._t, None, messages=self.conversation(self._replies))
         return Step(t, checked.reward, 0.0 if checked.correct else 1.0, None, feedback, done, observation)
 
     def sample_action(self, rng: np.random.Generator) -> str:
