@@ -39,6 +39,10 @@ def register(subparsers) -> None:
     parser.add_argument("--rise-filter", choices=("all", "better", "best", "success"),
                         help="rise: attempts trained on (default all)")
     parser.add_argument("--tau", type=float, metavar="T", help="rise: weight exp(reward / tau) (default 0.4)")
+    parser.add_argument("--keep-fallbacks", action="store_true",
+                        help="let episodes with fallback answers be selected (the fallbacks are never trained on)")
+    parser.add_argument("--per", choices=("episode", "decision"),
+                        help="one training example per kept episode (default) or per decision")
     parser.add_argument("--train-instances", type=int, metavar="M", help="training tasks per scenario and iteration")
     parser.add_argument("--eval-instances", type=int, metavar="M", help="held-out instances per scenario")
     parser.add_argument("--eval-rollouts", type=int, metavar="R", help="episodes per held-out instance")
@@ -93,6 +97,10 @@ def handle(args: argparse.Namespace) -> int:
         if args.schedule not in (None, "easy-to-hard"):
             raise CommandError("--curriculum means --schedule easy-to-hard; give one of them")
         common["schedule"] = "easy-to-hard"
+    if args.keep_fallbacks:
+        common["keep_fallbacks"] = True
+    if args.per:
+        common["per"] = args.per
     backend_config = _parse_set(args.set)
     settings = agent_settings(args)
     if args.suite is None:
