@@ -51,7 +51,7 @@ class LLMAgent(Agent):
         self._asked: list[dict] | None = None
         self._spend = Spend()  # every call of the episode, those of a decision that then fails included
         self.order = OptionOrder.shuffled(n, episode.seed) if s.shuffle_options else OptionOrder.identity(n)
-        if episode.kind == ANSWER_KIND and not n:  # a conversation the scenario writes (observation.messages)
+        if episode.kind == ANSWER_KIND:  # a conversation the scenario writes (observation.messages), not a framing's
             self.prompts = None
             return
         self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
