@@ -223,7 +223,7 @@ class AgentFactory:
 
 
 BASELINES: Registry[type[Agent]] = Registry(
-    "agent", "regret_harness.agents", builtin_modules=("agents.baselines",),
+    "agent", "regret_harness.agents", builtin_modules=("agents.baselines", "agents.graph_policy"),
     hint="; an LLM is named by a litellm model string such as 'openai/gpt-4o-mini'",
 )
 # what builds an agent that is not a baseline: a source takes the AgentSpec, returns an AgentFactory

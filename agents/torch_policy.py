@@ -391,8 +391,12 @@ def checkpoint_path(agent: str) -> Path:
 
 
 def torch_policy_factory(spec: AgentSpec) -> AgentFactory:
-    """Factory for `torch:PATH` agents (see agents._base.resolve)."""
+    """Factory for `torch:PATH` agents (see agents._base.resolve); graph checkpoints play graph tasks."""
     directory = checkpoint_path(spec.agent)
+    from agents.graph_policy import graph_policy_factory, is_graph_checkpoint
+
+    if is_graph_checkpoint(directory):
+        return graph_policy_factory(spec)
     unknown = set(spec.params) - {"play", "temperature", "framing"}
     if unknown:
         raise ConfigError(f"agent {spec.agent!r}: unknown setting(s) {', '.join(sorted(unknown))} "

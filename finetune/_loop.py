@@ -6,10 +6,12 @@ Per iteration i = 0..N (model 0 is the base; model i + 1 is fine-tuned from mode
    instances and episode seeds every iteration, so iterations compare on common random
    numbers) -> one table row per (iteration, scenario);
 2. for i < N, `rollout`: model i plays L rollouts of every training task (fresh training
-   instances each iteration unless `resample_tasks` is off; a curriculum orders them easy to
-   hard across iterations by `Scenario.difficulty()`);
-3. `select`: the selector keeps trajectories per task (k lowest regrets; or k highest rewards
-   for the ablation) -> `dataset/episodes.parquet`;
+   instances each iteration unless `resample_tasks` is off; the schedule decides how many
+   tasks each level gets, at the same total budget: see finetune._curriculum);
+3. `select`: the selector keeps trajectories per task (k lowest regrets; k highest rewards
+   for the ablation; or every rollout with regret <= max_regret, i.e. reward-filtered
+   fine-tuning on correct answers) -> `dataset/episodes.parquet`, with the acceptance rate
+   per level;
 4. `fit`: the backend fine-tunes model i on them -> `iter-{i+1}/checkpoint`.
 
 Output directory::
@@ -38,18 +40,20 @@ from typing import Any
 
 from agents import AgentSpec
 from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
+from finetune._curriculum import LevelHistory, allocate, get_schedule, order_levels, outside_band
 from harness import Plan, ScenarioEntry, atomic_write_json, derive_seed
 from scenarios import ConfigError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
-SELECTORS = ("k-lowest", "top-reward")
-_SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest"}
+SELECTORS = ("k-lowest", "top-reward", "threshold")
+_SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest", "correct": "threshold"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
     "iteration", "scenario_id", "episodes", "mean_regret", "ci_low", "ci_high", "std_regret", "median_regret",
-    "p90_regret", "beta", "invalid_rate", "rollout_regret", "dataset_size", "acceptance_rate", "train_loss",
-    "wall_s", "cpu_s",
+    "p90_regret", "beta", "invalid_rate", "mean_reward", "reward_ci_low", "reward_ci_high", "tasks",
+    "rollout_regret", "dataset_size", "acceptance_rate", "samples", "accepted", "level_acceptance",
+    "accepted_total", "train_loss", "wall_s", "cpu_s",
 )
 # settings that may change between calls on the same directory
 _RESUMABLE = {"iterations", "baselines", "concurrency"}
@@ -69,13 +73,17 @@ class IterateConfig:
     iterations: int = field(default=5, metadata={"help": "fine-tuning rounds N (N + 1 evaluated models)"})
     rollouts: int = field(default=20, metadata={"help": "L: rollouts per training task"})
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
-    selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT) or top-reward (reward-filtered ablation)"})
+    selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT), top-reward (ablation) or threshold "
+                                                             "(every rollout with regret <= max_regret: correct answers)"})
+    max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})
     train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
     resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
     eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
     eval_rollouts: int = field(default=1, metadata={"help": "episodes per held-out instance"})
     eval_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "agent settings for evaluation only"})
-    curriculum: bool = field(default=False, metadata={"help": "order training tasks easy to hard across iterations"})
+    schedule: str = field(default="mixture", metadata={"help": "levels trained per iteration: mixture, easy-to-hard "
+                                                            "or adaptive (finetune._curriculum)"})
+    advance_at: float = field(default=0.8, metadata={"help": "adaptive schedule: acceptance rate that moves to the next level"})
     baselines: tuple[str, ...] = field(default=(), metadata={"help": "reference agents evaluated on the held-out instances"})
     seed: int = field(default=0, metadata={"help": "master seed of instances, episodes and training"})
     concurrency: int = field(default=4, metadata={"help": "episodes in flight (LLM agents)"})
@@ -88,12 +96,20 @@ class IterateConfig:
                 raise ConfigError(f"iterate: {name} must be an integer >= {minimum}, got {value!r}")
         if self.train_instances is not None and self.train_instances < 1:
             raise ConfigError(f"iterate: train_instances must be >= 1, got {self.train_instances}")
-        if self.k > self.rollouts:
-            raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
         if selector not in SELECTORS:
             raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
+        if selector != "threshold" and self.k > self.rollouts:  # the threshold selector keeps any number
+            raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
+        from finetune._curriculum import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"iterate: {SCHEDULES.unknown_message(self.schedule)}")
+        if self.schedule != "mixture" and not self.resample_tasks:
+            raise ConfigError("iterate: a curriculum schedule draws fresh training tasks (keep resample_tasks on)")
+        if not 0.0 < self.advance_at <= 1.0:
+            raise ConfigError(f"iterate: advance_at must be in (0, 1], got {self.advance_at}")
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}
@@ -126,11 +142,21 @@ def heldout_entries(plan: Plan, config: IterateConfig) -> tuple[ScenarioEntry, .
     return tuple(entries)
 
 
-def training_entries(plan: Plan, config: IterateConfig, iteration: int) -> tuple[ScenarioEntry, ...]:
-    """Training instances of one iteration: even seeds (so disjoint from held-out), or the suite's."""
+def training_entries(plan: Plan, config: IterateConfig, iteration: int,
+                     history: LevelHistory = LevelHistory()) -> tuple[ScenarioEntry, ...]:
+    """Training instances of one iteration: even seeds (so disjoint from held-out), or the suite's.
+
+    The schedule splits the budget (the tasks a mixture gives all levels) over the levels.
+    """
+    budget = {entry.id: config.train_instances or len(entry.instance_seeds) for entry in plan.scenarios}
+    levels = [entry.id for entry in order_levels(plan.scenarios)]
+    weights = get_schedule(config.schedule).weights(levels, iteration, config.iterations, history, config.advance_at)
+    counts = budget if config.schedule == "mixture" else allocate(sum(budget.values()), weights)
     entries = []
     for entry in plan.scenarios:
-        count = config.train_instances or len(entry.instance_seeds)
+        count = counts[entry.id]
+        if count == 0:
+            continue
         if config.resample_tasks:
             seeds = tuple((derive_seed(config.seed, "train", entry.id, iteration, j) % SEED_SPACE) & ~1
                           for j in range(count))
@@ -138,30 +164,14 @@ def training_entries(plan: Plan, config: IterateConfig, iteration: int) -> tuple
             seeds = tuple(entry.instance_seeds[j % len(entry.instance_seeds)] for j in range(count))
             seeds = tuple(dict.fromkeys(seeds))
         entries.append(dataclasses.replace(entry, instance_seeds=seeds, rollouts=config.rollouts))
-    if config.curriculum:
-        entries = _curriculum_stage(entries, iteration, config.iterations)
     return tuple(entries)
 
 
-def _curriculum_stage(entries: list[ScenarioEntry], iteration: int, iterations: int) -> list[ScenarioEntry]:
-    """The iteration's share of the tasks sorted easy to hard (stage i of N contiguous stages)."""
-    from scenarios import make
-
-    def difficulty(entry: ScenarioEntry, seed: int) -> tuple:
-        values = make(entry.family, entry.params, seed).difficulty()
-        return tuple(float(values[k]) for k in sorted(values) if isinstance(values[k], (int, float)))
-
-    tasks = sorted(((difficulty(e, s), e.id, s) for e in entries for s in e.instance_seeds))
-    stages = max(iterations, 1)
-    lo = len(tasks) * min(iteration, stages - 1) // stages
-    hi = max(len(tasks) * (min(iteration, stages - 1) + 1) // stages, lo + 1)
-    chosen = tasks[lo:hi]
-    staged = []
-    for entry in entries:
-        seeds = tuple(s for _, eid, s in chosen if eid == entry.id)
-        if seeds:
-            staged.append(dataclasses.replace(entry, instance_seeds=seeds))
-    return staged
+def level_history(state: Mapping[str, Any], iteration: int) -> LevelHistory:
+    """Acceptance per level of the iterations before `iteration` (what the schedules read)."""
+    done = state["done"]
+    return LevelHistory(tuple(done[f"{j}/select"].get("level_acceptance", {}) for j in range(iteration)
+                              if f"{j}/select" in done))
 
 
 def check_disjoint(heldout: Sequence[ScenarioEntry], training: Sequence[ScenarioEntry]) -> None:
@@ -274,9 +284,15 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
                     run_dir(folder / "eval", eval_plan.replace(agents=(spec,)))
             _, wall, cpu = _timed(evaluate)
             step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
+            if i == 0 and config.selector == "threshold":
+                state.data["warnings"] = starting_accuracy_warnings(folder / "eval", config.max_regret)
+                state.save()
+        if i == 0:
+            for warning in state.data.get("warnings", []):
+                log(f"warning: {warning}")
         if i == config.iterations:
             break
-        training = training_entries(plan, config, i)
+        training = training_entries(plan, config, i, level_history(state.data, i))
         check_disjoint(heldout, training)
         state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
         if not state.done(f"{i}/rollout"):
@@ -315,9 +331,24 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
 
 
 def _selector(config: IterateConfig):
-    from finetune._select import KLowestRegret, TopReward
+    from finetune._select import KLowestRegret, RegretThreshold, TopReward
 
+    if config.selector == "threshold":
+        return RegretThreshold(max_regret=config.max_regret)
     return KLowestRegret(k=config.k) if config.selector == "k-lowest" else TopReward(k=config.k)
+
+
+def starting_accuracy_warnings(eval_dir: Path, max_regret: float) -> list[str]:
+    """Levels whose base-model held-out accuracy (regret <= max_regret) is outside the learnable band."""
+    import polars as pl
+
+    from harness._store import load_run
+
+    _, episodes = load_run(eval_dir)
+    rates = (episodes.filter(pl.col("status") == "finished").group_by("scenario_id", maintain_order=True)
+             .agg(rate=(pl.col("final_regret") <= max_regret).mean()).collect())
+    return [f"level {row['scenario_id']}: {why}" for row in rates.iter_rows(named=True)
+            if (why := outside_band(row["rate"])) is not None]
 
 
 def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
@@ -330,10 +361,14 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     _, episodes = load_run(folder / "rollouts")
     kept = select_episodes(episodes, _selector(config)).with_columns(weight=pl.lit(1.0)).collect()
     total = episodes.select(pl.len()).collect().item()
+    samples = dict(episodes.group_by("scenario_id").len().collect().iter_rows())
+    accepted = dict(kept.group_by("scenario_id").len().iter_rows())
     (folder / "dataset").mkdir(parents=True, exist_ok=True)
     kept.write_parquet(folder / "dataset" / "episodes.parquet")
     finished = episodes.filter(pl.col("status") == "finished")
     return {"dataset_size": float(kept.height), "acceptance_rate": kept.height / total if total else math.nan,
+            "level_samples": samples, "level_accepted": {level: accepted.get(level, 0) for level in samples},
+            "level_acceptance": {level: accepted.get(level, 0) / n for level, n in samples.items()},
             "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan),
             "kept_regret": float(kept["final_regret"].mean()) if kept.height else math.nan}
 
@@ -360,12 +395,15 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
 
     done = state["done"]
     rows = []
+    accepted_total = 0.0
     for i in range(iterations + 1):
         if f"{i}/eval" not in done:
             break
         decisions, episodes = load_run(directory / f"iter-{i:03d}" / "eval")
         board = leaderboard(decisions, episodes)
+        rewards = _reward_by_scenario(episodes)
         previous = done.get(f"{i - 1}/select", {}) if i else {}
+        accepted_total += float(previous.get("dataset_size", 0.0))
         fit = done.get(f"{i - 1}/fit", {}) if i else {}
         steps = [done.get(f"{i - 1}/{s}", {}) for s in ("rollout", "select", "fit")] if i else []
         steps.append(done[f"{i}/eval"])
@@ -376,9 +414,13 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
                 "iteration": i, "scenario_id": row["scenario_id"], "episodes": row["episodes"],
                 "mean_regret": row["mean_regret"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
                 "std_regret": row["std_regret"], "median_regret": row["median_regret"], "p90_regret": row["p90_regret"],
-                "beta": row["beta"], "invalid_rate": row["invalid_rate"],
+                "beta": row["beta"], "invalid_rate": row["invalid_rate"], **rewards[row["scenario_id"]],
                 "rollout_regret": _num(previous.get("rollout_regret")), "dataset_size": _num(previous.get("dataset_size")),
-                "acceptance_rate": _num(previous.get("acceptance_rate")), "train_loss": _num(fit.get("train_loss")),
+                "acceptance_rate": _num(previous.get("acceptance_rate")),
+                "samples": _num(previous.get("level_samples", {}).get(row["scenario_id"])),
+                "accepted": _num(previous.get("level_accepted", {}).get(row["scenario_id"])),
+                "level_acceptance": _num(previous.get("level_acceptance", {}).get(row["scenario_id"])),
+                "accepted_total": accepted_total if i else math.nan, "train_loss": _num(fit.get("train_loss")),
                 "wall_s": wall, "cpu_s": cpu,
             })
     schema = {c: (pl.Int64 if c in ("iteration", "episodes") else pl.String if c == "scenario_id" else pl.Float64)
@@ -388,6 +430,41 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     frame.write_parquet(directory / "iterations.parquet")
     frame.write_csv(directory / "iterations.csv")
     return frame
+
+
+def _reward_by_scenario(episodes) -> dict[str, dict[str, float]]:
+    """Held-out mean reward per scenario with its task-clustered 95% interval (harness._stats)."""
+    import polars as pl
+
+    from harness._stats import clustered_mean
+
+    finished = episodes.filter(pl.col("status") == "finished").select("scenario_id", "task_id", "total_reward").collect()
+    result = {}
+    for (scenario_id,), part in finished.group_by("scenario_id"):
+        estimate = clustered_mean(part["total_reward"].to_numpy(), part["task_id"].to_numpy())
+        result[scenario_id] = {"mean_reward": estimate.estimate, "reward_ci_low": estimate.ci_low,
+                               "reward_ci_high": estimate.ci_high, "tasks": float(estimate.n_tasks)}
+    return result
+
+
+def _plot_levels(axes, rows, scenarios) -> None:
+    reward_ax, accept_ax = axes[0], axes[1]
+    for scenario_id in scenarios:
+        part = rows.filter(rows["scenario_id"] == scenario_id).sort("iteration")
+        x = part["iteration"].to_numpy()
+        line = reward_ax.plot(x, part["mean_reward"].to_numpy(), marker="o", label=scenario_id)[0]
+        reward_ax.fill_between(x, part["reward_ci_low"].to_numpy(), part["reward_ci_high"].to_numpy(),
+                               alpha=0.15, color=line.get_color())
+        trained = part.filter(part["level_acceptance"].is_not_null())
+        accept_ax.plot(trained["iteration"].to_numpy() - 1, trained["level_acceptance"].to_numpy(), marker="o",
+                       color=line.get_color(), label=scenario_id)
+    for ax in (reward_ax, accept_ax):
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7)
+    reward_ax.set_ylabel("held-out mean reward")
+    accept_ax.set_ylabel("acceptance rate of model i's rollouts")
+    for ax in axes[2:]:
+        ax.axis("off")
 
 
 def _num(value: Any) -> float:
@@ -404,15 +481,23 @@ def write_baselines(directory: Path):
 
 
 def plot_iterations(directory: Path, rows, baselines=None) -> Path:
-    """iterations.png: held-out mean regret (95% CI) per iteration, baselines as dashed lines."""
+    """iterations.png: held-out mean regret (95% CI) per iteration, baselines as dashed lines; below it,
+    when the loop trained by levels, held-out reward per level (task-clustered 95% CI) and the
+    acceptance rate per level of each iteration's rollouts."""
     # an Agg canvas made here, without pyplot: no process-wide backend is set or changed
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     scenarios = rows["scenario_id"].unique(maintain_order=True).to_list()
-    fig = Figure(figsize=(5 * max(len(scenarios), 1), 3.6))
+    by_level = rows.height > 0 and rows["level_acceptance"].drop_nulls().len() > 0
+    width = max(len(scenarios), 2 if by_level else 1)
+    fig = Figure(figsize=(5 * width, 3.6 * (2 if by_level else 1)))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, max(len(scenarios), 1), squeeze=False)
+    axes = fig.subplots(2 if by_level else 1, width, squeeze=False)
+    if by_level:
+        _plot_levels(axes[1], rows, scenarios)
+    for ax in axes[0][len(scenarios):]:
+        ax.axis("off")
     for ax, scenario_id in zip(axes[0], scenarios):
         part = rows.filter(rows["scenario_id"] == scenario_id).sort("iteration")
         x = part["iteration"].to_numpy()

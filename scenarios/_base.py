@@ -220,7 +220,7 @@ class Scenario(ABC):
 # registry does on the first lookup: this module never imports them (no import cycle)
 SCENARIOS: Registry[type[Scenario]] = Registry(
     "scenario family", "regret_harness.scenarios",
-    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts"),
+    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts", "scenarios.graph"),
 )
 
 

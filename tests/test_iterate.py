@@ -80,9 +80,11 @@ def test_curriculum_goes_from_easy_to_hard(tmp_path):
     suite = {"agents": [], "scenarios": [
         {"id": f"h{h}", "family": "bandit/bernoulli", "params": {"n_arms": 3, "horizon": h}, "instances": 2}
         for h in (30, 10, 20)]}
-    config = _config(tmp_path, suite=parse_suite(suite), curriculum=True, iterations=3)
+    config = _config(tmp_path, suite=parse_suite(suite), schedule="easy-to-hard", iterations=3)
     stages = [[e.id for e in training_entries(config.suite, config, i)] for i in range(3)]
     assert stages == [["h10"], ["h20"], ["h30"]]
+    # the whole budget (2 tasks per level) goes to the stage's level
+    assert [len(training_entries(config.suite, config, i)[0].instance_seeds) for i in range(3)] == [6, 6, 6]
 
 
 def test_bad_settings_are_named(tmp_path):

@@ -9,7 +9,6 @@ actions, so this multiplies the data without changing what is learnt.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from agents.torch_policy import PolicyConfig, build_module, checkpoint_path, history_features, load_module, save_policy
 from finetune._backend import BackendConfig, BackendError, BaseBackend, Checkpoint, TrainingSet
+from finetune.backends._train import maximise_likelihood
 
 EPISODE_KEYS = ["agent", "task_id", "rollout"]
 NEW = "torch:new"  # the agent string of a fresh, untrained policy
@@ -48,6 +48,11 @@ class TorchBackend(BaseBackend):
         shape = {k: v for k, v in params.items() if k in shape_keys}
         agent_params = {k: v for k, v in params.items() if k not in shape_keys}
         source = base_model or agent
+        if source in (NEW, "torch") and plan is not None and _plan_kinds(plan) == {"answer"}:
+            from finetune.backends import torch_graph
+
+            directory, agent_params = torch_graph.new_checkpoint(params, output_dir)
+            return Checkpoint(str(directory), f"torch:{directory}", self.name, agent_params)
         if source in (NEW, "torch"):
             if plan is not None:
                 shape.setdefault("kind", _plan_kind(plan))
@@ -58,7 +63,10 @@ class TorchBackend(BaseBackend):
             save_policy(module, PolicyConfig(**shape), directory)
         else:
             directory = checkpoint_path(source)
-            PolicyConfig.load(directory)  # fails clearly if it is not a policy checkpoint
+            from agents.graph_policy import is_graph_checkpoint
+
+            if not is_graph_checkpoint(directory):
+                PolicyConfig.load(directory)  # fails clearly if it is not a policy checkpoint
         checkpoint = Checkpoint(str(directory), f"torch:{directory}", self.name, agent_params)
         return checkpoint
 
@@ -69,35 +77,23 @@ class TorchBackend(BaseBackend):
             raise BackendError(f"torch backend: expected a TrainingSet of kept trajectories, got {type(dataset).__name__}")
         if dataset.episodes.height == 0:
             raise BackendError("torch backend: the training set is empty (no kept trajectories)")
+        from agents.graph_policy import is_graph_checkpoint
+
+        if is_graph_checkpoint(checkpoint_path(base)):
+            from finetune.backends import torch_graph
+
+            return torch_graph.fit(base, dataset, config, self.name)
         torch.set_num_threads(max(1, config.threads))
         module, policy_config = load_module(checkpoint_path(base))
         batch = episode_tensors(dataset, policy_config)
-        torch.manual_seed(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
-        optimiser = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        def batch_loss(index, generator):
+            perms = None
+            if generator is not None and config.permute_actions:
+                perms = torch.stack([torch.randperm(policy_config.n_actions, generator=generator) for _ in index])
+            return _loss(module, policy_config, batch, index, perms)
+
         n = batch["actions"].shape[0]
-        initial_loss = _loss(module, policy_config, batch, torch.arange(n), None).item()
-        epoch_loss = math.nan
-        for _ in range(config.epochs):
-            order = torch.randperm(n, generator=generator)
-            total = weight = 0.0
-            for start in range(0, n, config.batch_size):
-                index = order[start:start + config.batch_size]
-                perms = None
-                if config.permute_actions:
-                    perms = torch.stack([torch.randperm(policy_config.n_actions, generator=generator) for _ in index])
-                loss = _loss(module, policy_config, batch, index, perms)
-                optimiser.zero_grad()
-                loss.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-                optimiser.step()
-                w = float(batch["weights"][index].sum())
-                total += loss.item() * w
-                weight += w
-            epoch_loss = total / weight
-        with torch.no_grad():
-            final_loss = _loss(module, policy_config, batch, torch.arange(n), None).item()
+        initial_loss, epoch_loss, final_loss = maximise_likelihood(module, n, batch["weights"], batch_loss, config)
         directory = Path(config.output_dir)
         save_policy(module, policy_config, directory, {"trained_from": base})
         metrics = {"train_loss": epoch_loss, "initial_loss": initial_loss, "final_loss": final_loss,
@@ -180,10 +176,14 @@ def _loss(module, config: PolicyConfig, batch: dict, index, perms):
     return (per_episode * weights).sum() / weights.sum()
 
 
-def _plan_kind(plan) -> str:
+def _plan_kinds(plan) -> set[str]:
     from scenarios import SCENARIOS
 
-    kinds = {SCENARIOS.get(e.family).kind for e in plan.scenarios}
+    return {SCENARIOS.get(e.family).kind for e in plan.scenarios}
+
+
+def _plan_kind(plan) -> str:
+    kinds = _plan_kinds(plan)
     if len(kinds) != 1 or not kinds <= {"bandit", "experts"}:
         raise BackendError(f"torch backend: a policy plays one kind, bandit or experts; the suite has {sorted(kinds)}")
     return kinds.pop()

@@ -14,6 +14,8 @@ REGISTRIES = (
     ("executors", "harness", "EXECUTORS"),
     ("dataset formats", "finetune.dataset", "DATASET_FORMATS"),
     ("fine-tuning backends", "finetune.backends", "BACKENDS"),
+    ("graph framings", "scenarios.graph", "GRAPH_FRAMINGS"),
+    ("curriculum schedules", "finetune._curriculum", "SCHEDULES"),
 )
 
 

@@ -13,7 +13,8 @@ import time
 DEMO_SUITES = ("iterate-bandit", "iterate-experts")
 DEMO_BASELINES = {"iterate-bandit": ("uniform", "ucb1", "thompson"), "iterate-experts": ("uniform", "hedge", "ftl")}
 TABLE_COLUMNS = ("iteration", "scenario_id", "mean_regret", "ci_low", "ci_high", "median_regret", "p90_regret",
-                 "beta", "invalid_rate", "dataset_size", "acceptance_rate", "train_loss", "wall_s", "cumulative_cpu_s")
+                 "beta", "invalid_rate", "mean_reward", "dataset_size", "acceptance_rate", "level_acceptance",
+                 "accepted_total", "train_loss", "wall_s", "cumulative_cpu_s")
 
 
 def register(subparsers) -> None:
@@ -29,12 +30,19 @@ def register(subparsers) -> None:
     parser.add_argument("--iterations", type=int, metavar="N", help="fine-tuning rounds")
     parser.add_argument("--rollouts", type=int, metavar="L", help="rollouts per training task")
     parser.add_argument("--k", type=int, metavar="K", help="trajectories kept per task")
-    parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered"),
-                        help="k-lowest regret (RMFT, default) or k highest reward (ablation)")
+    parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered", "threshold", "correct"),
+                        help="k-lowest regret (RMFT, default), k highest reward (ablation), or threshold / correct: "
+                             "every rollout with regret <= --max-regret (0: the correct answers)")
+    parser.add_argument("--max-regret", type=float, metavar="R", help="threshold selector's bound (default 0)")
     parser.add_argument("--train-instances", type=int, metavar="M", help="training tasks per scenario and iteration")
     parser.add_argument("--eval-instances", type=int, metavar="M", help="held-out instances per scenario")
     parser.add_argument("--eval-rollouts", type=int, metavar="R", help="episodes per held-out instance")
-    parser.add_argument("--curriculum", action="store_true", help="order training tasks easy to hard across iterations")
+    parser.add_argument("--schedule", choices=("mixture", "easy-to-hard", "adaptive"),
+                        help="levels (the suite's scenarios, easy to hard by difficulty()) trained per iteration, "
+                             "at an equal task budget: mixture (default), easy-to-hard, adaptive")
+    parser.add_argument("--advance-at", type=float, metavar="P",
+                        help="adaptive schedule: acceptance rate at the current level that moves on (default 0.8)")
+    parser.add_argument("--curriculum", action="store_true", help="same as --schedule easy-to-hard")
     parser.add_argument("--baselines", metavar="A,B", help="reference agents on the held-out instances (comma-separated)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="backend setting (repeatable), e.g. --set epochs=10 --set learning_rate=0.005")
@@ -67,12 +75,15 @@ def handle(args: argparse.Namespace) -> int:
 
     out = args.out or f"runs/iterate-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {name: getattr(args, name) for name in ("iterations", "rollouts", "k", "train_instances",
-                                                      "eval_instances", "eval_rollouts", "seed")
+                                                      "eval_instances", "eval_rollouts", "seed", "max_regret",
+                                                      "schedule", "advance_at")
               if getattr(args, name) is not None}
     if args.selector:
         common["selector"] = args.selector
     if args.curriculum:
-        common["curriculum"] = True
+        if args.schedule not in (None, "easy-to-hard"):
+            raise CommandError("--curriculum means --schedule easy-to-hard; give one of them")
+        common["schedule"] = "easy-to-hard"
     backend_config = _parse_set(args.set)
     settings = agent_settings(args)
     if args.suite is None:
