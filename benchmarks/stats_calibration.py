@@ -97,10 +97,6 @@ def old_curve_test(frame) -> float:
 
 
 def sublinear(reps: int, root: Path, scenarios: str | None = None) -> list[str]:
-    import polars as pl
-
-    from harness import metrics, sublinearity_test
-
     register_constant_gap()
     null_scenarios = [
         {"id": "bernoulli-k5", "family": "bandit/bernoulli", "params": {"n_arms": 5, "horizon": 500}},
@@ -124,20 +120,28 @@ def sublinear(reps: int, root: Path, scenarios: str | None = None) -> list[str]:
              f"{'sublinear (old curve OLS)':>26}"]
     for scenario, agents in cells:
         decisions, episodes = run(agents, scenario, reps * TASKS, ROLLOUTS, root, f"sub-{scenario['id']}")
-        growth = metrics.episode_growth(decisions, episodes)
-        group = groups_of(growth, reps)
-        growth = growth.with_columns(rep=pl.col("task_id").replace_strict(group, default=None)).drop_nulls("rep")
-        decisions = decisions.collect().join(growth.select("agent", "task_id", "rep").unique(),
-                                             on=["agent", "task_id"])
-        for agent in growth["agent"].unique().sort().to_list():
-            mine = growth.filter(pl.col("agent") == agent)
-            new = [sublinearity_test(part["beta"].fill_null(np.nan).to_numpy(), part["task_id"].to_numpy()).sublinear
-                   for _, part in mine.group_by("rep")]
-            old = [old_curve_test(part) < 0.05 for _, part in
-                   decisions.filter(pl.col("agent") == agent).group_by("rep")]
-            lines.append(f"{scenario['id']:<22} {agent:<18} {scenario['params']['horizon']:>5} "
-                         f"{mine['beta'].mean():>9.3f} {np.mean([v is True for v in new]):>15.3f} "
-                         f"{np.mean(old):>26.3f}")
+        lines += sublinear_rows(scenario, decisions, episodes, reps)
+    return lines
+
+
+def sublinear_rows(scenario: dict, decisions, episodes, reps: int) -> list[str]:
+    """One line per agent of a finished sublinearity run: mean beta, new and old verdict rates."""
+    import polars as pl
+
+    from harness import metrics, sublinearity_test
+
+    growth = metrics.episode_growth(decisions, episodes)
+    group = groups_of(growth, reps)
+    growth = growth.with_columns(rep=pl.col("task_id").replace_strict(group, default=None)).drop_nulls("rep")
+    decisions = decisions.collect().join(growth.select("agent", "task_id", "rep").unique(), on=["agent", "task_id"])
+    lines = []
+    for agent in growth["agent"].unique().sort().to_list():
+        mine = growth.filter(pl.col("agent") == agent)
+        new = [sublinearity_test(part["beta"].fill_null(np.nan).to_numpy(), part["task_id"].to_numpy()).sublinear
+               for _, part in mine.group_by("rep")]
+        old = [old_curve_test(part) < 0.05 for _, part in decisions.filter(pl.col("agent") == agent).group_by("rep")]
+        lines.append(f"{scenario['id']:<22} {agent:<18} {scenario['params']['horizon']:>5} "
+                     f"{mine['beta'].mean():>9.3f} {np.mean([v is True for v in new]):>15.3f} {np.mean(old):>26.3f}")
     return lines
 
 

@@ -27,10 +27,12 @@ Writing a backend (the text backends `hf`, `unsloth`, `api` live in
 - write everything under `config.output_dir` and return a `Checkpoint` whose `agent` (and
   `params`) is what `agents.resolve` needs to play it, and whose `metrics` hold at least
   `train_loss` (the last epoch's mean loss; NaN if unknown) and `examples`;
-- `serve(checkpoint)` is a context manager yielding the `AgentSpec` to play a checkpoint. The
-  default yields `checkpoint.agent_spec()` (enough for `torch:PATH` or a hosted fine-tune).
-  A backend whose checkpoints are local weights overrides it to start an OpenAI-compatible
-  server on 127.0.0.1 (`transformers serve`, vLLM) and stop it on exit;
+- `serving(workdir, first)` is a context manager yielding a `Serving`: `spec(checkpoint)` gives
+  the `AgentSpec` that plays a checkpoint. The loop opens it once and plays every checkpoint
+  through it, so a backend whose checkpoints are local weights starts ONE OpenAI-compatible
+  server on 127.0.0.1 (`transformers serve`, llama.cpp, vLLM) for the whole loop and stops it
+  on exit. The default plays `checkpoint.agent_spec()` (enough for `torch:PATH` or a hosted
+  fine-tune). `serve(checkpoint)` is the one-checkpoint shorthand;
 - `initial_checkpoint(agent, params, base_model, output_dir, plan=None)` says what iteration 0
   plays (`plan` is the training suite's harness Plan, so a backend can size a new model); the
   default wraps the `--agent` string and its settings unchanged.
@@ -123,6 +125,7 @@ class TrainingSet:
     directory: Path  # scratch space for rendered datasets
     run_dirs: tuple[Path, ...] = ()
     selector: str = ""
+    per: str = "episode"  # one chat example per kept 'episode', or per 'decision' (exactly the prompt seen)
 
     def __len__(self) -> int:
         return self.episodes.height
@@ -137,12 +140,25 @@ class Backend(Protocol):
 
     def serve(self, checkpoint: Checkpoint) -> contextlib.AbstractContextManager[AgentSpec]: ...
 
+    def serving(self, workdir: str | Path, first: Checkpoint) -> contextlib.AbstractContextManager[Serving]: ...
+
     def initial_checkpoint(self, agent: str, params: Mapping[str, Any], base_model: str | None,
                            output_dir: str | Path, plan: Any = None) -> Checkpoint: ...
 
 
+class Serving:
+    """Plays checkpoints for the duration of a loop; the default plays each as its agent spec says."""
+
+    def spec(self, checkpoint: Checkpoint) -> AgentSpec:
+        return checkpoint.agent_spec()
+
+    def cpu_s(self) -> float:
+        """CPU seconds the serving processes have used so far (0 when nothing runs apart)."""
+        return 0.0
+
+
 class BaseBackend:
-    """Defaults for `serve` and `initial_checkpoint`; subclasses set `name`, `Config`, `fit`."""
+    """Defaults for `serving`, `serve` and `initial_checkpoint`; subclasses set `name`, `Config`, `fit`."""
 
     name: ClassVar[str] = "backend"
     Config: ClassVar[type[BackendConfig]] = BackendConfig
@@ -151,8 +167,16 @@ class BaseBackend:
         raise NotImplementedError
 
     @contextlib.contextmanager
+    def serving(self, workdir: str | Path, first: Checkpoint) -> Iterator[Serving]:
+        yield Serving()
+
+    @contextlib.contextmanager
     def serve(self, checkpoint: Checkpoint) -> Iterator[AgentSpec]:
-        yield checkpoint.agent_spec()
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="regret-serve-") as workdir:
+            with self.serving(workdir, checkpoint) as serving:
+                yield serving.spec(checkpoint)
 
     def initial_checkpoint(self, agent: str, params: Mapping[str, Any], base_model: str | None,
                            output_dir: str | Path, plan: Any = None) -> Checkpoint:

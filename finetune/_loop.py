@@ -42,21 +42,25 @@ from agents import AgentSpec
 from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
 from finetune._curriculum import LevelHistory, allocate, get_schedule, order_levels, outside_band
 from harness import Plan, ScenarioEntry, atomic_write_json, derive_seed
-from scenarios import ConfigError
+from scenarios import ConfigError, RegretError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
-SELECTORS = ("k-lowest", "top-reward", "threshold")
+SELECTORS = ("k-lowest", "top-reward", "threshold", "rise")
 _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest", "correct": "threshold"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
     "iteration", "scenario_id", "episodes", "mean_regret", "ci_low", "ci_high", "std_regret", "median_regret",
-    "p90_regret", "beta", "invalid_rate", "mean_reward", "reward_ci_low", "reward_ci_high", "tasks",
+    "p90_regret", "beta", "invalid_rate", "position_bias", "first_listed_share", "mean_reward", "reward_ci_low", "reward_ci_high", "tasks",
     "rollout_regret", "dataset_size", "acceptance_rate", "samples", "accepted", "level_acceptance",
     "accepted_total", "train_loss", "wall_s", "cpu_s",
 )
 # settings that may change between calls on the same directory
 _RESUMABLE = {"iterations", "baselines", "concurrency"}
+
+
+class LoopError(RegretError):
+    """A step of the loop could not finish (e.g. episodes failed); finished work is kept for the next call."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,18 @@ class IterateConfig:
     iterations: int = field(default=5, metadata={"help": "fine-tuning rounds N (N + 1 evaluated models)"})
     rollouts: int = field(default=20, metadata={"help": "L: rollouts per training task"})
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
-    selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT), top-reward (ablation) or threshold "
-                                                             "(every rollout with regret <= max_regret: correct answers)"})
+    selector: str = field(default="k-lowest", metadata={
+        "help": "k-lowest (RMFT), top-reward (ablation), threshold (every rollout with regret <= max_regret: correct "
+                "answers) or rise (RISE: reward-weighted attempts of self-correction scenarios)"})
     max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})
+    rise_filter: str = field(default="all", metadata={"help": "rise: which attempts are trained on (all, better, best, success)"})
+    tau: float = field(default=0.4, metadata={"help": "rise: example weight exp(reward / tau)"})
+    keep_fallbacks: bool = field(default=False, metadata={
+        "help": "let episodes with fallback answers (never valid; a random action was played) be selected; "
+                "the fallback answers themselves are never trained on"})
+    per: str = field(default="episode", metadata={
+        "help": "training examples per kept 'episode' (one chat) or per 'decision' (the exact prompt each "
+                "answer was given to; best for single-turn prompts)"})
     train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
     resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
     eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
@@ -99,10 +112,13 @@ class IterateConfig:
         selector = _SELECTOR_ALIASES.get(self.selector, self.selector)
         if selector not in SELECTORS:
             raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
+        if self.per not in ("episode", "decision"):
+            raise ConfigError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
         if selector != "threshold" and self.k > self.rollouts:  # the threshold selector keeps any number
             raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
         from finetune._curriculum import SCHEDULES
+        from finetune._render import RISE_FILTERS
 
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"iterate: {SCHEDULES.unknown_message(self.schedule)}")
@@ -110,6 +126,10 @@ class IterateConfig:
             raise ConfigError("iterate: a curriculum schedule draws fresh training tasks (keep resample_tasks on)")
         if not 0.0 < self.advance_at <= 1.0:
             raise ConfigError(f"iterate: advance_at must be in (0, 1], got {self.advance_at}")
+        if self.rise_filter not in RISE_FILTERS:
+            raise ConfigError(f"iterate: unknown rise_filter {self.rise_filter!r} (choose: {', '.join(RISE_FILTERS)})")
+        if not (isinstance(self.tau, (int, float)) and self.tau > 0):
+            raise ConfigError(f"iterate: tau must be > 0, got {self.tau!r}")
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}
@@ -216,10 +236,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _timed(function: Callable[[], Any]) -> tuple[Any, float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
+def _timed(function: Callable[[], Any], serving: Any = None) -> tuple[Any, float, float]:
+    """Result, wall seconds and CPU seconds of this process plus the model server's (if any)."""
+    def cpu() -> float:
+        return time.process_time() + (serving.cpu_s() if serving is not None else 0.0)
+    wall, started = time.perf_counter(), cpu()
     result = function()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
+    return result, time.perf_counter() - wall, cpu() - started
 
 
 def load_plan(suite: Any) -> Plan:
@@ -233,7 +256,7 @@ def load_plan(suite: Any) -> Plan:
 def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
             log: Callable[[str], None] | None = None) -> IterateResult:
     """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
-    from harness import run_plan
+    from harness import build_factories, run_plan
 
     log = log or (lambda message: None)
     plan = load_plan(config.suite)
@@ -256,7 +279,13 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
             on_step(step)
 
     def run_dir(path: Path, run: Plan) -> None:
-        run_plan(run, path, resume=(path / "plan.json").exists(), concurrency=config.concurrency)
+        resume = (path / "plan.json").exists()
+        # a resumed run plays through today's agents: a restarted model server has a new api_base
+        factories = build_factories(run) if resume else None
+        result = run_plan(run, path, resume=resume, concurrency=config.concurrency, factories=factories)
+        if result.failed:
+            raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}); "
+                            "finished ones are kept: call iterate again to retry the failed ones")
 
     if config.baselines and not state.done("baselines"):
         specs = tuple(AgentSpec(name) for name in config.baselines)
@@ -273,56 +302,58 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
         state.save()
     base_for_fit = config.base_model or current.path
 
-    for i in range(config.iterations + 1):
-        folder = directory / f"iter-{i:03d}"
-        if str(i) in state.data["checkpoints"]:
-            current = Checkpoint.from_dict(state.data["checkpoints"][str(i)])
-        if not state.done(f"{i}/eval"):
-            def evaluate() -> None:
-                with backend.serve(current) as spec:
+    # one server plays every checkpoint of the loop; stopped however the loop ends
+    with backend.serving(directory / "serve", current) as serving:
+        for i in range(config.iterations + 1):
+            folder = directory / f"iter-{i:03d}"
+            if str(i) in state.data["checkpoints"]:
+                current = Checkpoint.from_dict(state.data["checkpoints"][str(i)])
+            if not state.done(f"{i}/eval"):
+                def evaluate() -> None:
+                    spec = serving.spec(current)
                     spec = AgentSpec(spec.agent, {**dict(spec.params), **dict(config.eval_params)}, MODEL_LABEL)
                     run_dir(folder / "eval", eval_plan.replace(agents=(spec,)))
-            _, wall, cpu = _timed(evaluate)
-            step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
-            if i == 0 and config.selector == "threshold":
-                state.data["warnings"] = starting_accuracy_warnings(folder / "eval", config.max_regret)
-                state.save()
-        if i == 0:
-            for warning in state.data.get("warnings", []):
-                log(f"warning: {warning}")
-        if i == config.iterations:
-            break
-        training = training_entries(plan, config, i, level_history(state.data, i))
-        check_disjoint(heldout, training)
-        state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
-        if not state.done(f"{i}/rollout"):
-            rollout_plan = Plan((), training, derive_seed(config.seed, "rollouts", i), config.rollouts,
-                                f"{plan.name}-train-{i}")
+                _, wall, cpu = _timed(evaluate, serving)
+                step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
+                if i == 0 and config.selector == "threshold":
+                    state.data["warnings"] = starting_accuracy_warnings(folder / "eval", config.max_regret)
+                    state.save()
+            if i == 0:
+                for warning in state.data.get("warnings", []):
+                    log(f"warning: {warning}")
+            if i == config.iterations:
+                break
+            training = training_entries(plan, config, i, level_history(state.data, i))
+            check_disjoint(heldout, training)
+            state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
+            if not state.done(f"{i}/rollout"):
+                rollout_plan = Plan((), training, derive_seed(config.seed, "rollouts", i), config.rollouts,
+                                    f"{plan.name}-train-{i}")
 
-            def rollout() -> None:
-                with backend.serve(current) as spec:
+                def rollout() -> None:
+                    spec = serving.spec(current)
                     run_dir(folder / "rollouts", rollout_plan.replace(agents=(AgentSpec(spec.agent, spec.params, MODEL_LABEL),)))
-            _, wall, cpu = _timed(rollout)
-            step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
-        if not state.done(f"{i}/select"):
-            record, wall, cpu = _timed(lambda: _select(folder, config))
-            step_done(f"{i}/select", wall_s=wall, cpu_s=cpu, **record)
-        if not state.done(f"{i}/fit"):
-            def fit() -> Checkpoint:
-                training_set = _training_set(folder, config)
-                fit_config = make_config(backend, config.backend_config,
-                                         output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
-                                         seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
-                trained = backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
-                # a fine-tune plays with its parent's agent settings unless the backend set its own
-                return dataclasses.replace(trained, params={**dict(current.params), **dict(trained.params)})
-            new, wall, cpu = _timed(fit)
-            new.save(directory / f"iter-{i + 1:03d}")
-            state.data["checkpoints"][str(i + 1)] = new.to_dict()
-            step_done(f"{i}/fit", wall_s=wall, cpu_s=cpu, train_loss=float(new.metrics.get("train_loss", math.nan)))
-            current = new
-        else:
-            current = Checkpoint.from_dict(state.data["checkpoints"][str(i + 1)])
+                _, wall, cpu = _timed(rollout, serving)
+                step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
+            if not state.done(f"{i}/select"):
+                record, wall, cpu = _timed(lambda: _select(folder, config))
+                step_done(f"{i}/select", wall_s=wall, cpu_s=cpu, **record)
+            if not state.done(f"{i}/fit"):
+                def fit() -> Checkpoint:
+                    training_set = _training_set(folder, config)
+                    fit_config = make_config(backend, config.backend_config,
+                                             output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
+                                             seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
+                    trained = backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
+                    # a fine-tune plays with its parent's agent settings unless the backend set its own
+                    return dataclasses.replace(trained, params={**dict(current.params), **dict(trained.params)})
+                new, wall, cpu = _timed(fit)
+                new.save(directory / f"iter-{i + 1:03d}")
+                state.data["checkpoints"][str(i + 1)] = new.to_dict()
+                step_done(f"{i}/fit", wall_s=wall, cpu_s=cpu, train_loss=float(new.metrics.get("train_loss", math.nan)))
+                current = new
+            else:
+                current = Checkpoint.from_dict(state.data["checkpoints"][str(i + 1)])
 
     rows = write_table(directory, state.data, config.iterations)
     baselines = write_baselines(directory) if (directory / "baselines").exists() else None
@@ -356,11 +387,25 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     import polars as pl
 
     from finetune._select import select_episodes
+    from finetune._text_data import DatasetError
     from harness import load_run
 
     _, episodes = load_run(folder / "rollouts")
-    kept = select_episodes(episodes, _selector(config)).with_columns(weight=pl.lit(1.0)).collect()
+    if config.selector == "rise":
+        return _select_rise(folder, config, episodes)
+    kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
+    kept = kept.with_columns(weight=pl.lit(1.0)).collect()
     total = episodes.select(pl.len()).collect().item()
+    if not kept.height and total:
+        finished_count = episodes.filter(pl.col("status") == "finished").select(pl.len()).collect().item()
+        invalid = episodes.filter(pl.col("n_invalid") > 0).select(pl.len()).collect().item()
+        if not finished_count:
+            raise DatasetError(f"{folder.name}: none of the {total} rollout episodes finished; their errors are in "
+                               f"{folder / 'rollouts'} (episodes.parquet, column error)")
+        if invalid and not config.keep_fallbacks:
+            raise DatasetError(f"{folder.name}: all {total} rollout episodes hold fallback answers ({invalid} with "
+                               "at least one), so none can be selected; use answer_format='json' for valid answers, "
+                               "or keep_fallbacks=True (--keep-fallbacks) to select them anyway")
     samples = dict(episodes.group_by("scenario_id").len().collect().iter_rows())
     accepted = dict(kept.group_by("scenario_id").len().iter_rows())
     (folder / "dataset").mkdir(parents=True, exist_ok=True)
@@ -373,8 +418,25 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
             "kept_regret": float(kept["final_regret"].mean()) if kept.height else math.nan}
 
 
-def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
+def _select_rise(folder: Path, config: IterateConfig, episodes) -> dict[str, float]:
+    """RISE: every kept attempt of the rollouts, weighted exp(reward / tau), in dataset/train.jsonl."""
     import polars as pl
+
+    from finetune.dataset import build_rise_dataset
+
+    result = build_rise_dataset([folder / "rollouts"], folder / "dataset", criterion=config.rise_filter,
+                                tau=config.tau, val_fraction=0.0, seed=config.seed)
+    counts = result.metadata["counts"]
+    finished = episodes.filter(pl.col("status") == "finished")
+    return {"dataset_size": float(result.n_train), "acceptance_rate": result.n_train / counts["attempts"],
+            "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan)}
+
+
+def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
+    import polars as pl
+
+    if config.selector == "rise":  # rendered and weighted already: the text backends read the directory
+        return folder / "dataset"
 
     from finetune._select import select_decisions
     from harness import load_run
@@ -382,7 +444,7 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
     rows = select_decisions(decisions, kept).collect()
-    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector)
+    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per)
 
 
 # --- table and plot ----------------------------------------------------------------------
@@ -393,14 +455,19 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     from harness import load_run
     from harness.metrics import leaderboard
 
+    from harness._self_correction import self_correction_table
+
     done = state["done"]
     rows = []
+    answers = []  # answer scenarios: the RISE metrics of each iteration's held-out evaluation
     accepted_total = 0.0
     for i in range(iterations + 1):
         if f"{i}/eval" not in done:
             break
         decisions, episodes = load_run(directory / f"iter-{i:03d}" / "eval")
         board = leaderboard(decisions, episodes)
+        answers.append(self_correction_table(decisions, episodes).drop("agent", "tasks", "episodes", "oracle")
+                       .with_columns(iteration=pl.lit(i, pl.Int64)))
         rewards = _reward_by_scenario(episodes)
         previous = done.get(f"{i - 1}/select", {}) if i else {}
         accepted_total += float(previous.get("dataset_size", 0.0))
@@ -414,7 +481,8 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
                 "iteration": i, "scenario_id": row["scenario_id"], "episodes": row["episodes"],
                 "mean_regret": row["mean_regret"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
                 "std_regret": row["std_regret"], "median_regret": row["median_regret"], "p90_regret": row["p90_regret"],
-                "beta": row["beta"], "invalid_rate": row["invalid_rate"], **rewards[row["scenario_id"]],
+                "beta": row["beta"], "invalid_rate": row["invalid_rate"], "position_bias": row["position_bias"],
+                "first_listed_share": row["first_listed_share"], **rewards[row["scenario_id"]],
                 "rollout_regret": _num(previous.get("rollout_regret")), "dataset_size": _num(previous.get("dataset_size")),
                 "acceptance_rate": _num(previous.get("acceptance_rate")),
                 "samples": _num(previous.get("level_samples", {}).get(row["scenario_id"])),
@@ -427,6 +495,9 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
               for c in ROW_COLUMNS}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     frame = frame.with_columns(cumulative_cpu_s=pl.col("cpu_s").cum_sum().over("scenario_id")).fill_nan(None)
+    rise = pl.concat(answers) if answers else None
+    if rise is not None and rise.height:
+        frame = frame.join(rise.drop("accuracy_by_turn", "solved_by_turn"), on=["iteration", "scenario_id"], how="left")
     frame.write_parquet(directory / "iterations.parquet")
     frame.write_csv(directory / "iterations.csv")
     return frame

@@ -7,7 +7,10 @@ exp(reward / tau); 1.0 when absent).
 Sources:
 - a `TrainingSet` (what the RMFT loop hands a backend): each kept episode becomes one
   multi-turn chat through the dataset builder's renderer (`finetune._render.episode_chat`),
-  weighted by the episode's `weight` column;
+  or with `per="decision"` one chat per decision (exactly the messages the model saw, then its
+  answer: `decision_chats`), weighted by the episode's `weight` column. Decisions whose answer
+  was a recorded fallback (never valid) are never trained on: their chats are left out, and
+  in an episode chat their assistant turns are marked `"train": false`;
 - a path: a dataset directory written by `regret dataset` (its `train.jsonl`), or a `.jsonl` /
   `.parquet` file with a `messages` column (or TRL's conversational `prompt` + `completion`).
 """
@@ -40,7 +43,8 @@ def _describe(dataset: Any) -> str:
 
 
 def _from_training_set(dataset: TrainingSet) -> list[dict[str, Any]]:
-    from finetune._render import episode_chat
+    from agents._base import PARSE_FALLBACK
+    from finetune._render import decision_chats, episode_chat
     from finetune._select import EPISODE_KEY
     from finetune.dataset import _Stories
 
@@ -55,10 +59,30 @@ def _from_training_set(dataset: TrainingSet) -> list[dict[str, Any]]:
         rows = sorted(by_episode.get(key, []), key=lambda r: r["t"])
         if not rows:
             raise DatasetError(f"episode {key} has no decision rows in the training set")
-        chat, _ = episode_chat(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
         weight = float(episode["weight"]) if has_weight and episode["weight"] is not None else 1.0
+        fallback = [r.get("parse_status") == PARSE_FALLBACK for r in rows]
+        if dataset.per == "decision":
+            chats, _ = decision_chats(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
+            examples.extend({"messages": chat, "weight": weight} for chat, bad in zip(chats, fallback) if not bad)
+            continue
+        chat, _ = episode_chat(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
+        if any(fallback):
+            chat = _untrain_fallbacks(chat, fallback, key)
         examples.append({"messages": chat, "weight": weight})
     return examples
+
+
+def _untrain_fallbacks(chat: list[dict[str, Any]], fallback: list[bool], key: tuple) -> list[dict[str, Any]]:
+    """Mark the assistant turns of fallback decisions `"train": false` (turn j is decision j)."""
+    turns = [i for i, m in enumerate(chat) if m["role"] == "assistant"]
+    if len(turns) != len(fallback):
+        raise DatasetError(f"episode {key}: {len(turns)} assistant turns for {len(fallback)} decisions, so its "
+                           "fallback answers cannot be masked; train per decision instead")
+    chat = [dict(m) for m in chat]
+    for index, bad in zip(turns, fallback):
+        if bad:
+            chat[index]["train"] = False
+    return chat
 
 
 def _from_path(path: Path) -> list[dict[str, Any]]:

@@ -244,3 +244,18 @@ def _teach_format(model, tokenizer, steps: int, seed: int, batch_size: int = 8, 
         optimiser.step()
         optimiser.zero_grad()
     model.eval()
+
+
+def init_from_package(source: str, directory: str | Path, *, log=None) -> Path:
+    """Write packaged model `source` (e.g. "smollm2") as an fp32 HF checkpoint in `directory`,
+    with its GGUF kept beside it (`model.gguf`) for llama.cpp; checked before anything is written."""
+    from finetune._gguf import INIT_RECORD, gguf_to_checkpoint, model_source, packaged_gguf, sha256
+
+    info = model_source(source)
+    gguf_path = packaged_gguf(source)
+    directory = Path(directory)
+    gguf_to_checkpoint(gguf_path, directory, log=log)  # needs gguf; refuses a non-empty directory before reading anything
+    record = {"source": source, "distribution": info.distribution, "version": info.version, "file": info.filename,
+              "sha256": sha256(gguf_path), "license": info.license, "description": info.description}
+    (directory / INIT_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return directory

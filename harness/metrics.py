@@ -46,8 +46,9 @@ Metric definitions
 - Position bias: agents that see the options as a list (LLMs) record the listed position of
   each pick (`info.position`, 0-based; with `shuffle_options` the listing is a seeded
   per-episode permutation). `position_shares` is the share of picks at listed positions
-  1..K in percent ("61/20/19"), `position_bias` the largest share divided by the share chance
-  gives (1/K): 1 is no preference for any position, K is always the same position. With
+  1..K in percent ("61/20/19"), `first_listed_share` the share at position 1 (a fraction),
+  `position_bias` the largest share divided by the share chance gives (1/K): 1 is no preference
+  for any position, K is always the same position. With
   shuffled options the best option is equally likely at every position, so a bias well above
   1 is a preference for a place in the list, not for an option. Null for agents without
   listed positions.
@@ -502,7 +503,7 @@ def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
     )
 
 
-@metric("position_bias", ("position_bias", "position_shares"), position=45,
+@metric("position_bias", ("position_bias", "position_shares", "first_listed_share"), position=45,
         table=(("position bias", lambda r: format_number(r["position_bias"], ".2f")),
                ("picks by position %", lambda r: r["position_shares"] or "–")))
 def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
@@ -512,7 +513,7 @@ def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
     decisions, episodes = inputs.decisions, inputs.episodes
     if "info" not in decisions.collect_schema().names():  # a frame of regret columns only
         return pl.LazyFrame(schema={"agent": pl.String, "scenario_id": pl.String, "position_bias": pl.Float64,
-                                    "position_shares": pl.String})
+                                    "position_shares": pl.String, "first_listed_share": pl.Float64})
     picks = (decisions.filter(pl.col("info").str.contains('"position":', literal=True))
              .select(*KEYS, position=pl.col("info").str.json_path_match("$.position").cast(pl.Int64))
              .drop_nulls("position"))
@@ -527,6 +528,7 @@ def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
     return grid.group_by(KEYS).agg(
         position_bias=pl.col("share").max() * pl.col("k").first(),
         position_shares=(pl.col("share") * 100).round(0).cast(pl.Int64).cast(pl.String).str.join("/"),
+        first_listed_share=pl.col("share").first(),  # the grid is sorted by position
     )
 
 

@@ -35,8 +35,11 @@ def test_episodes_and_outcomes_cross_process_boundaries():
 
 def test_an_executor_in_other_processes_gives_identical_results(tmp_path):
     EXECUTORS.add("processes", ProcessExecutor, help="episodes in spawned worker processes")
-    local = run_plan(_plan(), tmp_path / "local")
-    elsewhere = run_plan(_plan(), tmp_path / "processes", executor="processes")
+    try:
+        local = run_plan(_plan(), tmp_path / "local")
+        elsewhere = run_plan(_plan(), tmp_path / "processes", executor="processes")
+    finally:
+        EXECUTORS.remove("processes")
     assert local.finished == elsewhere.finished == 10 and elsewhere.failed == 0
     for mine, theirs in zip(_tables(tmp_path / "local"), _tables(tmp_path / "processes")):
         assert mine.equals(theirs)

@@ -11,10 +11,14 @@
   (normalised by the number of trained tokens, as TRL does);
 - the adapter goes to `<output_dir>/adapter`, the merged model (what gets served) to
   `<output_dir>/merged`; both are new directories, so a running `transformers serve` picks the
-  new checkpoint up by path with no restart.
+  new checkpoint up by path with no restart;
+- when the base has a GGUF beside it (`regret init-model --from smollm2`, or an earlier fit's
+  export), the merged model is exported as `<merged>/model.gguf` too (q8_0 by default), so a
+  running llama.cpp server plays it by path.
 
-The checkpoint is played through litellm as `openai/<merged path>` against a local server that
-`serve(checkpoint)` starts (`finetune.serve`).
+The checkpoint is played through litellm as `openai/<merged path>` (llama.cpp: `openai/<merged
+path>/model.gguf`) against ONE local server for the whole loop, which `serving(workdir, first)`
+starts and stops (`finetune.serve`); its engine comes from `REGRET_SERVE_ENGINE` (default auto).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agents import AgentSpec
-from finetune._backend import BackendConfig, BackendError, BaseBackend, Checkpoint, TrainingSet
+from finetune._backend import BackendConfig, BackendError, BaseBackend, Checkpoint, Serving, TrainingSet
 
 # litellm prefixes under which a local checkpoint directory may be named
 _LOCAL_PREFIXES = ("openai/", "hosted_vllm/", "huggingface/")
@@ -44,6 +48,9 @@ class HFConfig(BackendConfig):
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA path"})
     target_modules: Any = field(default="all-linear", metadata={
         "help": "modules that get adapters: 'all-linear' or a list of names (q_proj, v_proj, ...)"})
+    top_layers: int | None = field(default=None, metadata={
+        "help": "adapters only in the last N transformer layers (None: every layer); on a CPU the backward "
+                "pass then stops N layers down, a large saving for a 30-layer model"})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the dataset (ignored when max_steps > 0)"})
@@ -58,6 +65,9 @@ class HFConfig(BackendConfig):
     threads: int | None = field(default=1, metadata={"help": "torch CPU threads while training (None: torch's default)"})
     device: str = field(default="auto", metadata={"help": "'auto' (GPU when available) or 'cpu'"})
     logging_steps: int = field(default=1, metadata={"help": "log the loss every N steps"})
+    gguf: str = field(default="auto", metadata={
+        "help": "export the merged model as model.gguf for llama.cpp: 'auto' (q8_0 when the base has a GGUF), "
+                "'none', or a tensor type (f32, f16, q8_0)"})
 
     def __post_init__(self) -> None:
         checks = [("lora_r", self.lora_r >= 1), ("lora_alpha", self.lora_alpha > 0),
@@ -66,7 +76,9 @@ class HFConfig(BackendConfig):
                   ("gradient_accumulation_steps", self.gradient_accumulation_steps >= 1),
                   ("max_length", self.max_length is None or self.max_length >= 8),
                   ("threads", self.threads is None or self.threads >= 1), ("logging_steps", self.logging_steps >= 1),
-                  ("device", self.device in ("auto", "cpu", "cuda")), ("seed", self.seed >= 0)]
+                  ("device", self.device in ("auto", "cpu", "cuda")), ("seed", self.seed >= 0),
+                  ("top_layers", self.top_layers is None or self.top_layers >= 1),
+                  ("gguf", self.gguf in ("auto", "none", "f32", "f16", "q8_0"))]
         for name, ok in checks:
             if not ok:
                 raise BackendError(f"{type(self).__name__}: invalid {name} {getattr(self, name)!r}")
@@ -269,8 +281,14 @@ class HFBackend(BaseBackend):
                 assistant_only_loss=False,  # the labels above already carry the assistant mask
                 dataloader_num_workers=0, dataset_num_proc=None,
             )
+            layers = getattr(model.config, "num_hidden_layers", None)
+            top = None
+            if config.top_layers and layers:
+                top = list(range(max(layers - config.top_layers, 0), layers))
+            # peft takes layers_to_transform only with named target modules
+            targets = _targets(config.target_modules) if top is None else linear_targets(config.target_modules)
             lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                              target_modules=_targets(config.target_modules), task_type="CAUSAL_LM", bias="none")
+                              target_modules=targets, task_type="CAUSAL_LM", bias="none", layers_to_transform=top)
             trainer = weighted_trainer_class()(model=model, args=args, train_dataset=train,
                                                processing_class=tokenizer,
                                                peft_config=None if hasattr(model, "peft_config") else lora,
@@ -286,6 +304,7 @@ class HFBackend(BaseBackend):
             if config.merge:
                 self._save_merged(trained, tokenizer, merged_dir)
                 served = merged_dir
+                exported = _export_gguf(base_dir, merged_dir, config.gguf)
         finally:
             torch.set_num_threads(threads)
             with contextlib.suppress(OSError):
@@ -299,6 +318,8 @@ class HFBackend(BaseBackend):
             "trained_tokens": float(sum(sum(1 for x in labels[1:] if x != -100) for labels in rows["labels"])),
             "fit_s": time.perf_counter() - started,
         }
+        if config.merge and exported is not None:
+            metrics["gguf_export_s"] = exported
         _write_record(out, base, config, metrics)
         return Checkpoint(str(served), f"openai/{served}", self.name, {}, metrics)
 
@@ -309,21 +330,13 @@ class HFBackend(BaseBackend):
 
     # --- playing checkpoints ---------------------------------------------------------------
     @contextlib.contextmanager
-    def serve(self, checkpoint: Checkpoint) -> Iterator[AgentSpec]:
-        """Start a local OpenAI-compatible server for a checkpoint directory; yield its AgentSpec."""
-        import tempfile
-
-        from finetune.serve import ModelServer, ServeConfig
-
-        directory = local_model_dir(checkpoint.path)
-        if directory is None:  # a hosted model or a hub id: played as it is
-            yield checkpoint.agent_spec()
-            return
-        params = {k: v for k, v in checkpoint.params.items() if k != "api_base"}
-        config = ServeConfig(engine=os.environ.get("REGRET_SERVE_ENGINE", "auto"))
-        with tempfile.TemporaryDirectory(prefix="regret-serve-") as workdir:
-            with ModelServer(workdir, config, checkpoint=directory) as server:
-                yield server.agent_spec(directory, **params)
+    def serving(self, workdir: str | Path, first: Checkpoint) -> Iterator[Serving]:
+        """One local OpenAI-compatible server (started on first use) for every checkpoint of a loop."""
+        serving = LocalServing(Path(workdir), first)
+        try:
+            yield serving
+        finally:
+            serving.close()
 
     def initial_checkpoint(self, agent: str, params: Mapping[str, Any], base_model: str | None,
                            output_dir: str | Path, plan: Any = None) -> Checkpoint:
@@ -336,6 +349,82 @@ class HFBackend(BaseBackend):
         raise BackendError(
             f"the {self.name} backend fine-tunes local checkpoints: name one with --agent openai/<model dir> or "
             f"--base-model DIR (got {agent!r}); build a tiny one with `regret init-model DIR`")
+
+
+class LocalServing(Serving):
+    """Plays local checkpoint directories through one `finetune.serve.ModelServer`.
+
+    The server starts when the first local checkpoint is played (so a loop resumed past its
+    last evaluation starts none) and serves every later one by path; only vLLM, which serves
+    one model per process, is restarted when the checkpoint changes.
+    """
+
+    def __init__(self, workdir: Path, first: Checkpoint) -> None:
+        from finetune.serve import ServeConfig
+
+        self.workdir = workdir
+        self.config = ServeConfig(engine=os.environ.get("REGRET_SERVE_ENGINE", "auto"),
+                                  threads=int(os.environ.get("REGRET_SERVE_THREADS", "1")))
+        self.first = first
+        self.server = None
+        self.finished_cpu_s = 0.0  # CPU of servers already stopped (vLLM restarts)
+
+    def spec(self, checkpoint: Checkpoint) -> AgentSpec:
+        from finetune.serve import ModelServer
+
+        directory = local_model_dir(checkpoint.path)
+        if directory is None:  # a hosted model or a hub id: played as it is
+            return checkpoint.agent_spec()
+        if self.server is not None and not self.server.serves(directory):
+            self.close()
+        if self.server is None:
+            import dataclasses
+
+            from finetune.serve import resolve_engine
+
+            engine = resolve_engine(self.config.engine, directory)
+            # transformers serve started without a model loads any checkpoint directory a request names
+            pinned = None if engine == "transformers" else directory
+            self.server = ModelServer(self.workdir, dataclasses.replace(self.config, engine=engine), checkpoint=pinned)
+            self.server.start()
+        params = {k: v for k, v in checkpoint.params.items() if k != "api_base"}
+        return self.server.agent_spec(directory, **params)
+
+    def cpu_s(self) -> float:
+        return self.finished_cpu_s + (self.server.cpu_s() if self.server is not None else 0.0)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.finished_cpu_s += self.server.cpu_s()
+            self.server.stop()
+            self.server = None
+
+
+def _export_gguf(base_dir: Path | None, merged_dir: Path, setting: str) -> float | None:
+    """Export `merged_dir` as model.gguf when asked (or, with 'auto', when the base has one); seconds taken."""
+    from finetune.serve import GGUF_NAME, gguf_file
+
+    template = gguf_file(base_dir) if base_dir is not None else None
+    if setting == "none" or (setting == "auto" and template is None):
+        return None
+    if template is None:
+        raise BackendError(f"gguf={setting!r}: the base {base_dir} has no {GGUF_NAME} whose metadata the export "
+                           "copies (convert the base with `regret init-model --from smollm2`)")
+    from finetune._gguf import export_gguf
+
+    started = time.perf_counter()
+    export_gguf(merged_dir, template, merged_dir / GGUF_NAME, tensor_type="q8_0" if setting == "auto" else setting)
+    return time.perf_counter() - started
+
+
+LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def linear_targets(value: Any) -> list[str]:
+    """Target module names, with 'all-linear' spelled out as the Llama-family projections."""
+    if value == "all-linear":
+        return list(LLAMA_LINEAR)
+    return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
 
 
 def _targets(value: Any) -> Any:

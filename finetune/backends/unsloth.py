@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from finetune._backend import BackendConfig, BackendError
-from finetune.backends.hf import HFBackend, HFConfig
+from finetune.backends.hf import HFBackend, HFConfig, linear_targets
 
 
 @dataclass
@@ -70,16 +70,10 @@ class UnslothBackend(HFBackend):
         # unsloth applies LoRA itself (its fused kernels); the trainer then gets no peft_config
         model = FastLanguageModel.get_peft_model(
             model, r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules=_unsloth_targets(config.target_modules), bias="none",
+            target_modules=linear_targets(config.target_modules), bias="none",
             use_gradient_checkpointing=config.use_gradient_checkpointing, random_state=config.seed)
         return model, tokenizer
 
     def _save_merged(self, trained, tokenizer, merged_dir) -> None:
         # unsloth dequantises 4-bit bases while merging; plain merge_and_unload would not
         trained.save_pretrained_merged(str(merged_dir), tokenizer, save_method="merged_16bit")
-
-
-def _unsloth_targets(value):
-    if value == "all-linear":
-        return ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
