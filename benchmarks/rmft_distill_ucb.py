@@ -74,8 +74,8 @@ def main() -> None:
         "beta_ci_low", "beta_ci_high", "beta_pvalue")
     print(f"\n### imitating UCB1 c={args.c} ({args.train_instances} instances x {args.rollouts} trajectories), "
           "held-out 100 instances x 2")
-    with pl.Config(tbl_rows=20, tbl_cols=20, float_precision=3, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, tbl_width_chars=220, tbl_formatting="MARKDOWN"):
+    with pl.Config(tbl_rows=20, tbl_cols=20, float_precision=3, tbl_hide_dataframe_shape=True, fmt_str_lengths=60,
+                   tbl_hide_column_data_types=True, tbl_width_chars=250, tbl_formatting="MARKDOWN"):
         print(board)
     print(f"\nprocess CPU time {(time.process_time() - started) / 60:.1f} min")
 

@@ -58,7 +58,7 @@ class LoopResult:
     last: int  # the last finished evaluation
 
 
-def run_loop(out: str, suite: dict, **settings) -> LoopResult:
+def run_loop(out: str, suite: dict, **settings) -> LoopResult | None:
     from finetune.iterate import IterateConfig, iterate, write_table
     from harness._plan import parse_suite
 
@@ -66,6 +66,8 @@ def run_loop(out: str, suite: dict, **settings) -> LoopResult:
         config = IterateConfig(out=out, suite=parse_suite(suite), **settings)
         iterate(config, log=lambda message: print(f"  [{out.rsplit('/', 1)[-1]}] {message}", flush=True))
     directory = Path(out)
+    if not (directory / "state.json").exists() or not (directory / "iter-000" / "eval" / "plan.json").exists():
+        return None  # --report on a loop that never started
     state = json.loads((directory / "state.json").read_text())
     rows = write_table(directory, state, settings["iterations"])
     return LoopResult(directory, rows, int(rows["iteration"].max()))
@@ -171,6 +173,9 @@ def ablation(out: str, iterations: int, seed: int, assignments: list[str]) -> No
                                        train_instances=20, eval_instances=20, eval_rollouts=2, seed=seed,
                                        selector=selector, iterations=iterations,
                                        backend_config={"epochs": 20, "learning_rate": 0.01}, **extra)
+        if None in loops.values() or min(loop.last for loop in loops.values()) < 1:
+            print(f"\n(ablation {name}: a loop has not finished an iteration; left out)")
+            continue
 
         def finals(selector: str, iteration: int) -> pl.DataFrame:
             _, episodes = load_run(loops[selector].directory / f"iter-{iteration:03d}" / "eval")

@@ -46,7 +46,7 @@ from scenarios import ConfigError, RegretError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
-SELECTORS = ("k-lowest", "top-reward", "threshold")
+SELECTORS = ("k-lowest", "top-reward", "threshold", "rise")
 _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest", "correct": "threshold"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
@@ -77,9 +77,12 @@ class IterateConfig:
     iterations: int = field(default=5, metadata={"help": "fine-tuning rounds N (N + 1 evaluated models)"})
     rollouts: int = field(default=20, metadata={"help": "L: rollouts per training task"})
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
-    selector: str = field(default="k-lowest", metadata={"help": "k-lowest (RMFT), top-reward (ablation) or threshold "
-                                                             "(every rollout with regret <= max_regret: correct answers)"})
+    selector: str = field(default="k-lowest", metadata={
+        "help": "k-lowest (RMFT), top-reward (ablation), threshold (every rollout with regret <= max_regret: correct "
+                "answers) or rise (RISE: reward-weighted attempts of self-correction scenarios)"})
     max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})
+    rise_filter: str = field(default="all", metadata={"help": "rise: which attempts are trained on (all, better, best, success)"})
+    tau: float = field(default=0.4, metadata={"help": "rise: example weight exp(reward / tau)"})
     keep_fallbacks: bool = field(default=False, metadata={
         "help": "let episodes with fallback answers (never valid; a random action was played) be selected; "
                 "the fallback answers themselves are never trained on"})
@@ -115,6 +118,7 @@ class IterateConfig:
             raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
         from finetune._curriculum import SCHEDULES
+        from finetune._render import RISE_FILTERS
 
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"iterate: {SCHEDULES.unknown_message(self.schedule)}")
@@ -122,6 +126,10 @@ class IterateConfig:
             raise ConfigError("iterate: a curriculum schedule draws fresh training tasks (keep resample_tasks on)")
         if not 0.0 < self.advance_at <= 1.0:
             raise ConfigError(f"iterate: advance_at must be in (0, 1], got {self.advance_at}")
+        if self.rise_filter not in RISE_FILTERS:
+            raise ConfigError(f"iterate: unknown rise_filter {self.rise_filter!r} (choose: {', '.join(RISE_FILTERS)})")
+        if not (isinstance(self.tau, (int, float)) and self.tau > 0):
+            raise ConfigError(f"iterate: tau must be > 0, got {self.tau!r}")
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}
@@ -383,6 +391,8 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     from harness import load_run
 
     _, episodes = load_run(folder / "rollouts")
+    if config.selector == "rise":
+        return _select_rise(folder, config, episodes)
     kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
     kept = kept.with_columns(weight=pl.lit(1.0)).collect()
     total = episodes.select(pl.len()).collect().item()
@@ -408,8 +418,25 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
             "kept_regret": float(kept["final_regret"].mean()) if kept.height else math.nan}
 
 
-def _training_set(folder: Path, config: IterateConfig) -> TrainingSet:
+def _select_rise(folder: Path, config: IterateConfig, episodes) -> dict[str, float]:
+    """RISE: every kept attempt of the rollouts, weighted exp(reward / tau), in dataset/train.jsonl."""
     import polars as pl
+
+    from finetune.dataset import build_rise_dataset
+
+    result = build_rise_dataset([folder / "rollouts"], folder / "dataset", criterion=config.rise_filter,
+                                tau=config.tau, val_fraction=0.0, seed=config.seed)
+    counts = result.metadata["counts"]
+    finished = episodes.filter(pl.col("status") == "finished")
+    return {"dataset_size": float(result.n_train), "acceptance_rate": result.n_train / counts["attempts"],
+            "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan)}
+
+
+def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
+    import polars as pl
+
+    if config.selector == "rise":  # rendered and weighted already: the text backends read the directory
+        return folder / "dataset"
 
     from finetune._select import select_decisions
     from harness import load_run
@@ -428,14 +455,19 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
     from harness import load_run
     from harness.metrics import leaderboard
 
+    from harness._self_correction import self_correction_table
+
     done = state["done"]
     rows = []
+    answers = []  # answer scenarios: the RISE metrics of each iteration's held-out evaluation
     accepted_total = 0.0
     for i in range(iterations + 1):
         if f"{i}/eval" not in done:
             break
         decisions, episodes = load_run(directory / f"iter-{i:03d}" / "eval")
         board = leaderboard(decisions, episodes)
+        answers.append(self_correction_table(decisions, episodes).drop("agent", "tasks", "episodes", "oracle")
+                       .with_columns(iteration=pl.lit(i, pl.Int64)))
         rewards = _reward_by_scenario(episodes)
         previous = done.get(f"{i - 1}/select", {}) if i else {}
         accepted_total += float(previous.get("dataset_size", 0.0))
@@ -463,6 +495,9 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
               for c in ROW_COLUMNS}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
     frame = frame.with_columns(cumulative_cpu_s=pl.col("cpu_s").cum_sum().over("scenario_id")).fill_nan(None)
+    rise = pl.concat(answers) if answers else None
+    if rise is not None and rise.height:
+        frame = frame.join(rise.drop("accuracy_by_turn", "solved_by_turn"), on=["iteration", "scenario_id"], how="left")
     frame.write_parquet(directory / "iterations.parquet")
     frame.write_csv(directory / "iterations.csv")
     return frame

@@ -230,10 +230,37 @@ class RiseEpisode:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4, fmt: str = "messages") -> list[dict[str, Any]]:
-    """Reward-weighted SFT rows: per attempt, the history with earlier attempts not trained on.
+RISE_FILTERS = ("all", "better", "best", "success")
 
-    Each row: `weight` = exp(reward / tau), `reward`, `turn` (0-based), `task_id`, and
+
+def rise_kept_turns(rewards: Sequence[float], criterion: str = "all") -> list[bool]:
+    """Which attempts become training targets, by the reference's criteria (cmu-mind/RISE).
+
+    all: every attempt; better: the first attempt and every attempt whose reward rose over the
+    previous one; best: the first attempt and every attempt at least as good as all earlier
+    ones; success: only correct attempts (reward 1).
+    """
+    if criterion not in RISE_FILTERS:
+        raise ValueError(f"unknown RISE filter {criterion!r} (filters: {', '.join(RISE_FILTERS)})")
+    kept = []
+    for i, reward in enumerate(rewards):
+        if criterion == "success":
+            kept.append(reward >= 1.0)
+        elif i == 0 or criterion == "all":
+            kept.append(True)
+        elif criterion == "better":
+            kept.append(reward > rewards[i - 1])
+        else:
+            kept.append(all(reward >= earlier for earlier in rewards[:i]))
+    return kept
+
+
+def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4, fmt: str = "messages",
+                  criterion: str = "all") -> list[dict[str, Any]]:
+    """Reward-weighted SFT rows: per kept attempt, the history with earlier attempts not trained on.
+
+    `criterion` chooses the attempts that become targets (`rise_kept_turns`); the others stay
+    in later rows' history. Each row: `weight` = exp(reward / tau), `reward`, `turn` (0-based), `task_id`, and
 
     - fmt="messages": `messages`, every message with `train`: true only on the target attempt;
     - fmt="prompt-completion": TRL conversational `prompt` (the history) and `completion` (the
@@ -248,14 +275,16 @@ def rise_examples(episodes: Iterable[RiseEpisode], tau: float = 0.4, fmt: str = 
         if not episode.prompt or not episode.turns:
             raise ConfigError(f"RISE episode {episode.task_id!r} needs a prompt and at least one turn")
         history = [{"role": m["role"], "content": m["content"], "train": False} for m in episode.prompt]
+        kept = rise_kept_turns([t.reward for t in episode.turns], criterion)
         for i, turn in enumerate(episode.turns):
             target = {"role": "assistant", "content": turn.response, "train": True}
-            if fmt == "messages":
-                text = {"messages": [*history, target]}
-            else:
-                text = {"prompt": [{"role": m["role"], "content": m["content"]} for m in history],
-                        "completion": [{"role": "assistant", "content": turn.response}]}
-            rows.append({**text, "weight": math.exp(turn.reward / tau), "reward": float(turn.reward),
-                         "turn": i, "task_id": episode.task_id, **episode.extra})
+            if kept[i]:
+                if fmt == "messages":
+                    text = {"messages": [*history, target]}
+                else:
+                    text = {"prompt": [{"role": m["role"], "content": m["content"]} for m in history],
+                            "completion": [{"role": "assistant", "content": turn.response}]}
+                rows.append({**text, "weight": math.exp(turn.reward / tau), "reward": float(turn.reward),
+                             "turn": i, "task_id": episode.task_id, **episode.extra})
             history = [*history, {**target, "train": False}, {"role": "user", "content": turn.feedback, "train": False}]
     return rows

@@ -38,6 +38,7 @@ from finetune._render import (
     FORMATS,
     REBUILT,
     RETRY_PROMPT,
+    RISE_FILTERS,
     VERBALISED,
     EpisodeText,
     RiseEpisode,
@@ -72,6 +73,7 @@ __all__ = [
     "DATASET_FORMATS",
     "FORMATS",
     "RETRY_PROMPT",
+    "RISE_FILTERS",
     "DatasetConfig",
     "DatasetResult",
     "EpisodeText",
@@ -87,7 +89,9 @@ __all__ = [
     "build_dataset",
     "eligible_episodes",
     "load_runs",
+    "build_rise_dataset",
     "rank_episodes",
+    "rise_episodes",
     "rise_examples",
     "select_decisions",
     "select_episodes",
@@ -329,20 +333,80 @@ def _write_dataset(directory: Path, train: list[dict], validation: list[dict], m
     return DatasetResult(directory, train_path, validation_path, metadata_path, len(train), len(validation), metadata)
 
 
-def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float = 0.4, fmt: str = "messages",
-               val_fraction: float = 0.1, seed: int = 0) -> DatasetResult:
-    """Write RISE reward-weighted self-correction data (see `rise_examples`), split by task.
+def rise_episodes(run_dirs: Sequence[str | Path], agents: Sequence[str] | None = None,
+                  stop_at_success: bool = True) -> list[RiseEpisode]:
+    """The finished answer-scenario episodes of runs as `RiseEpisode`s, in (run, agent, task, rollout) order.
 
-    Awaits the self-correction scenarios: until they exist, callers build `RiseEpisode`s themselves.
+    The prompt is the first turn's exact messages; each attempt is the model's reply with the
+    scenario's reward, followed by the user turn the next attempt saw (the retry prompt).
+    Attempts after the first correct one are dropped (`stop_at_success`, as the reference does
+    when it builds data): in a run without an oracle the retry prompt follows a correct answer
+    too, and training on what came after would teach abandoning right answers. `agents`
+    keeps only those agents' episodes: a stronger agent's runs give distillation data.
     """
-    rows = rise_examples(episodes, tau, fmt)
+    import polars as pl
+
+    from scenarios.self_correction import ANSWER_KIND
+
+    decisions, episodes = load_runs(run_dirs)
+    finished = episodes.filter((pl.col("status") == "finished") & (pl.col("kind") == ANSWER_KIND))
+    if agents:
+        finished = finished.filter(pl.col("agent").is_in(list(agents)))
+    kept = finished.select(*EPISODE_KEY).collect()
+    if kept.height == 0:
+        raise ValueError("no finished answer-scenario episode in the runs" + (f" for agents {list(agents)}" if agents else ""))
+    rows = select_decisions({run: frame.select(*EPISODE_KEY, "scenario_id", "t", "raw_output", "reward", "messages",
+                                               "feedback") for run, frame in decisions.items()}, kept).collect()
+    by_episode: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows.iter_rows(named=True):
+        by_episode.setdefault(tuple(row[k] for k in EPISODE_KEY), []).append(row)
+    out = []
+    for key in sorted(by_episode):
+        turns_rows = sorted(by_episode[key], key=lambda r: r["t"])
+        if json.loads(turns_rows[0]["feedback"] or "{}").get("correct") is None:
+            continue  # an answer scenario that reports no verdict
+        prompt = json.loads(turns_rows[0]["messages"])
+        turns = []
+        for i, row in enumerate(turns_rows):
+            following = json.loads(turns_rows[i + 1]["messages"])[-1]["content"] if i + 1 < len(turns_rows) else RETRY_PROMPT
+            turns.append(RiseTurn(row["raw_output"] or "", float(row["reward"]), following))
+            if stop_at_success and json.loads(row["feedback"]).get("correct"):
+                break
+        run, agent, task_id, rollout = key
+        out.append(RiseEpisode(prompt, turns, task_id, {"run": run, "agent": agent, "rollout": rollout,
+                                                        "scenario_id": turns_rows[0]["scenario_id"]}))
+    return out
+
+
+def build_rise_dataset(run_dirs: Sequence[str | Path], out: str | Path, *, criterion: str = "all", tau: float = 0.4,
+                       fmt: str = "messages", agents: Sequence[str] | None = None, val_fraction: float = 0.1,
+                       seed: int = 0) -> DatasetResult:
+    """RISE reward-weighted data from the answer-scenario episodes of real runs (see `rise_episodes`)."""
+    episodes = rise_episodes(run_dirs, agents)
+    sources = {"sources": [{"path": str(d), "run": Path(d).name} for d in run_dirs],
+               "agents": list(agents) if agents else None}
+    return write_rise(episodes, out, tau=tau, fmt=fmt, val_fraction=val_fraction, seed=seed, criterion=criterion,
+                      metadata=sources)
+
+
+def write_rise(episodes: Sequence[RiseEpisode], out: str | Path, *, tau: float = 0.4, fmt: str = "messages",
+               val_fraction: float = 0.1, seed: int = 0, criterion: str = "all",
+               metadata: dict[str, Any] | None = None) -> DatasetResult:
+    """Write RISE reward-weighted self-correction data (see `rise_examples`), split by task."""
+    rows = rise_examples(episodes, tau, fmt, criterion)
+    if not rows:
+        raise ValueError(f"RISE filter {criterion!r} kept no attempt of {len(episodes)} episodes")
     train_tasks, validation_tasks = split_tasks([r["task_id"] for r in rows], val_fraction, seed)
     held_out = set(validation_tasks)
     train = [r for r in rows if r["task_id"] not in held_out]
     validation = [r for r in rows if r["task_id"] in held_out]
+    rewards = [r["reward"] for r in rows]
     metadata = {
-        "format": f"rise/{fmt}", "tau": tau, "retry_prompt": RETRY_PROMPT,
-        "counts": {"episodes": len(episodes), "examples": {"train": len(train), "validation": len(validation)}},
+        **(metadata or {}),
+        "format": f"rise/{fmt}", "tau": tau, "filter": criterion,
+        "counts": {"episodes": len(episodes), "attempts": sum(len(e.turns) for e in episodes),
+                   "examples": {"train": len(train), "validation": len(validation)},
+                   "by_reward": {str(r): rewards.count(r) for r in sorted(set(rewards))}},
         "split": {"by": "task_id", "val_fraction": val_fraction, "seed": seed,
                   "train_tasks": train_tasks, "validation_tasks": validation_tasks},
     }

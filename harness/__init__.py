@@ -3,6 +3,7 @@
 The statistics (`harness._stats`: task-clustered intervals, the sublinearity test, paired
 differences with Holm's correction, power planning) take plain arrays, so any code that has
 regrets and task labels can use them: `from harness import clustered_mean, sublinearity_test`.
+The self-correction metrics (RISE's m1@t1, m5@t1, m1@t5, p1@t5) are `self_correction_table`.
 
 The public names below are loaded on first use (PEP 562), so importing a submodule such as
 `harness.pytest_plugin` or `harness.cli` — which pytest and `regret --help` do at start-up —
@@ -25,6 +26,8 @@ _EXPORTS = {
                       "parse_suite"),
     "harness._episode": ("failed_record", "play_episode", "redact"),
     "harness._runner": ("Progress", "RunResult", "build_factories", "execute", "run_plan"),
+    "harness._self_correction": ("AnswerEpisode", "answer_episodes", "majority_vote", "metric_values",
+                                 "self_correction_markdown", "self_correction_table"),
     "harness._stats": ("Estimate", "GrowthSlopes", "PowerPlan", "SublinearityTest", "VarianceComponents",
                        "adjust_pvalues", "clustered_mean", "difference", "growth_slopes", "paired_difference",
                        "plan_power", "sample_size", "sublinearity_test", "t_test_power", "variance_components"),
@@ -44,6 +47,14 @@ if TYPE_CHECKING:
     from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
     from harness._episode import failed_record, play_episode, redact
     from harness._runner import Progress, RunResult, build_factories, execute, run_plan
+    from harness._self_correction import (
+        AnswerEpisode,
+        answer_episodes,
+        majority_vote,
+        metric_values,
+        self_correction_markdown,
+        self_correction_table,
+    )
     from harness._stats import (
         Estimate,
         GrowthSlopes,

@@ -698,13 +698,26 @@ def _comparison_html(scenario, rows) -> str:
             f"beats the column agent)</summary>{matrix}</details></div>")
 
 
+def _self_correction_html(markdown: str) -> str:
+    """The RISE metrics section, from its Markdown table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not line.startswith("|---")]
+    head = "".join(f"<th>{_e(h)}</th>" for h in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    note = markdown.strip().splitlines()[-1]
+    return (f'<section id="self-correction-section"><h2>Self-correction</h2><p class="meta">{_e(note)}</p>'
+            f'<div class="scroll"><table id="self-correction"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></div></section>")
+
+
 def render_html(run_dir: str | Path, frame: pl.DataFrame, png: bytes, decisions: pl.LazyFrame,
                 episodes: pl.DataFrame, *, episodes_per_group: int = EPISODES_PER_GROUP,
                 max_rounds: int = MAX_ROUNDS, max_bytes: int = MAX_HTML_BYTES,
-                curves: pl.DataFrame | None = None) -> str:
+                curves: pl.DataFrame | None = None, extra: str = "") -> str:
     """The self-contained report page as a string: navigation, plan, sortable leaderboard, the
     comparison, sweeps, one section per scenario (linear and log-log curves, action histograms,
-    paired comparison with the best) and a sample of episodes."""
+    paired comparison with the best) and a sample of episodes; `extra` (sections such as the
+    self-correction metrics) goes right after the leaderboard."""
     import polars as pl
 
     from harness._compare import compare_episodes
@@ -793,6 +806,7 @@ def render_html(run_dir: str | Path, frame: pl.DataFrame, png: bytes, decisions:
         "<h3>Regret curves</h3>",
         f'<img id="regret-plot" alt="mean cumulative regret per round with 95% bands" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"></section>',
+        extra,
         comparison_html,
         sweep_html,
         *sections,
@@ -839,9 +853,25 @@ def write_report(
     scenario_order, agent_order, _ = plan_order(_plan_of(run_dir))
     curves = metrics.regret_curves(decisions)
     plot_regret_curves(curves, paths["plot"], scenario_order, agent_order)
+    import polars as pl
+
+    from harness._self_correction import self_correction_markdown, self_correction_table
+
+    answers = self_correction_table(decisions, episodes)
+    extra = ""
+    if len(answers):  # answer scenarios: the RISE metrics beside the leaderboard
+        markdown = self_correction_markdown(answers)
+        paths["self_correction"] = run_dir / "self_correction.md"
+        atomic_write_bytes(paths["self_correction"], markdown.encode())
+        paths["self_correction_csv"] = run_dir / "self_correction.csv"
+        buffer = io.BytesIO()
+        answers.with_columns(answers[c].list.eval(pl.element().round(6)).cast(pl.List(pl.String)).list.join(" ")
+                             for c in ("accuracy_by_turn", "solved_by_turn")).write_csv(buffer)
+        atomic_write_bytes(paths["self_correction_csv"], buffer.getvalue())
+        extra = _self_correction_html(markdown)
     page = render_html(run_dir, leaderboard, paths["plot"].read_bytes(), decisions,
                        episodes.collect(engine=metrics.ENGINE), episodes_per_group=episodes_per_group,
-                       max_rounds=max_rounds, max_bytes=max_html_bytes, curves=curves)
+                       max_rounds=max_rounds, max_bytes=max_html_bytes, curves=curves, extra=extra)
     atomic_write_bytes(paths["html"], page.encode("utf-8"))
     return paths
 
@@ -853,7 +883,12 @@ def report_run(run_dir: str | Path, console: Console | None = None, **options: A
     decisions, episodes = load_run(run_dir)
     frame = in_plan_order(metrics.leaderboard(decisions, episodes), plan_order(_plan_of(Path(run_dir)))[0])
     print_leaderboard(frame, console)
-    return write_report(run_dir, leaderboard=frame, **options)
+    paths = write_report(run_dir, leaderboard=frame, **options)
+    if "self_correction" in paths:
+        from rich.console import Console
+
+        (console or Console(width=200)).print(paths["self_correction"].read_text(), markup=False)
+    return paths
 
 
 __all__ = [

@@ -27,6 +27,9 @@ class Observation:
 
     t: int
     context: tuple[float, ...] | None = None
+    # answer scenarios: the conversation to reply to (role/content dicts), built by the scenario;
+    # keyword-only, so subclasses' positional fields (graph's ProblemObservation) follow `context`
+    messages: tuple[Mapping[str, str], ...] | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class Step:
     t: int
     reward: float  # what the agent earned this round (experts: minus its expected loss)
     regret: float
-    optimal_action: int  # the best action this round (experts: the best fixed expert over the episode)
+    optimal_action: int | None  # the best action this round (experts: the best fixed expert; answers: None)
     feedback: Mapping[str, Any]  # what the agent is told: {"reward": r} or {"losses": [...]}
     done: bool
     observation: Observation | None  # the next round's observation, None when done
@@ -122,6 +125,7 @@ class Scenario(ABC):
     kind: ClassVar[str]
     feedback: ClassVar[str] = "bandit"
     accepts_policy: ClassVar[bool] = False  # may the agent answer with a probability vector?
+    framed: ClassVar[bool] = True  # told to language agents through a framing (answer scenarios tell themselves)
     # capabilities that framings and metrics read (never the family's name): public facts of the
     # family, not hidden facts of an instance
     best_arm: ClassVar[bool] = False  # one arm is best regardless of context: SuffFailFreq/MinFrac apply
@@ -212,6 +216,10 @@ class Scenario(ABC):
         """Return (action index, None), (None, probability vector) or (None, answer); raise on anything else."""
         return self.action_space.validate(action, self.family)
 
+    def sample_action(self, rng: np.random.Generator) -> Any:
+        """A random valid action (the checker plays these)."""
+        return int(rng.integers(self.n_actions))
+
     def optimal_action(self, t: int) -> int:
         return int(np.argmax(self.expected_rewards(t)))
 
@@ -220,7 +228,8 @@ class Scenario(ABC):
 # registry does on the first lookup: this module never imports them (no import cycle)
 SCENARIOS: Registry[type[Scenario]] = Registry(
     "scenario family", "regret_harness.scenarios",
-    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts", "scenarios.graph"),
+    builtin_modules=("scenarios.bandits", "scenarios.contextual", "scenarios.experts", "scenarios.graph",
+                     "scenarios.self_correction"),
 )
 
 

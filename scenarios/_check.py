@@ -13,7 +13,7 @@ def _play(env: Scenario, seed: int, policy_seed: int) -> list[tuple]:
     trace = [("reset", obs)]
     done = False
     while not done:
-        step = env.step(int(rng.integers(env.n_actions)))
+        step = env.step(env.sample_action(rng))
         trace.append((step.t, step.reward, step.regret, step.optimal_action, dict(step.feedback), step.observation))
         done = step.done
     return trace

@@ -564,7 +564,10 @@ class ShortestPath(Scenario):
 
     def reset(self, seed: int) -> Observation:
         super().reset(seed)
-        return ProblemObservation(0, None, self.problem, tuple(self.framing.node_names(self.problem.graph.n_nodes)))
+        # language agents reply to the question itself: the framed graph plus the answer line's form
+        question = f"{self.describe()}\n\n{self.action_space.instructions(None)}"
+        return ProblemObservation(0, None, self.problem, tuple(self.framing.node_names(self.problem.graph.n_nodes)),
+                                  messages=({"role": "user", "content": question},))
 
     def expected_rewards(self, t: int) -> np.ndarray:
         return np.zeros(self.n_actions)  # no discrete actions: answers are scored by `check`

@@ -345,3 +345,47 @@ def test_untrained_graph_policy_is_a_uniform_walk_and_fit_changes_it(tmp_path):
     assert trained.decide(observation).info["log_prob"] != decision.info["log_prob"]
     kept = pl.read_parquet(tmp_path / "loop" / "iter-000" / "dataset" / "episodes.parquet")
     assert (kept["final_regret"] == 0).all() and kept.height > 0
+
+
+def test_a_language_model_answers_graph_questions_through_litellm(tmp_path, monkeypatch):
+    """The question reaches a model as a conversation; its ANSWER line is checked as a path."""
+    from harness import load_run, parse_suite, run_plan
+    from harness.testing.openai_server import ScriptedServer
+    from scenarios import make
+
+    monkeypatch.setenv("REGRET_CACHE_DIR", str(tmp_path / "cache"))
+    seeds = (4, 5, 6)
+    replies = {}  # question -> reply: a shortest path for seeds 4 and 5, a non-edge hop for seed 6
+    for seed in seeds:
+        env = make("graph/shortest-path", {"level": 2}, seed)
+        observation = env.reset(0)
+        problem = observation.problem
+        parent, queue = {problem.source: problem.source}, [problem.source]
+        neighbours = problem.graph.neighbours()
+        for u in queue:  # breadth-first: the list grows while it is read
+            for v in neighbours[u]:
+                if v not in parent:
+                    parent[v] = u
+                    queue.append(v)
+        path = [problem.target]
+        while path[-1] != problem.source:
+            path.append(parent[path[-1]])
+        path = path[::-1] if seed != 6 else [problem.source, problem.target]
+        replies[observation.messages[0]["content"]] = f"Let me trace it.\nANSWER: {observation.path_text(path)}"
+
+    def policy(messages, request):
+        return replies[next(m["content"] for m in messages if m["role"] == "user")]
+
+    with ScriptedServer(policy) as server:
+        plan = parse_suite({"seed": 0, "rollouts": 1,
+                            "agents": [{"agent": "openai/scripted", "api_base": server.api_base, "backoff_base": 0.01}],
+                            "scenarios": [{"id": "g", "family": "graph/shortest-path", "params": {"level": 2},
+                                           "seeds": list(seeds)}]})
+        result = run_plan(plan, tmp_path / "run")
+    assert result.failed == 0 and result.finished == 3
+    decisions, episodes = load_run(tmp_path / "run")
+    rows = {r["task_id"]: r for r in decisions.collect().to_dicts()}
+    assert all(r["parse_status"] == "ok" and " -> " in r["answer"] for r in rows.values())
+    regret = {r["task_id"]: r["final_regret"] for r in episodes.collect().to_dicts()}
+    assert regret["g#4"] == regret["g#5"] == 0.0
+    assert regret["g#6"] > 0  # source -> target directly is not an edge at level 2 (distance 3)

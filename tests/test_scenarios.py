@@ -176,11 +176,26 @@ ALL_SPECS = [
 ]
 
 
+# answer scenarios (free-text actions): replayed by the checker with their own random replies
+ANSWER_SPECS = [
+    ScenarioSpec("self-correction/arithmetic", {"turns": 4}, 1),
+    ScenarioSpec("self-correction/arithmetic", {"turns": 6, "oracle": True, "steps": 3}, 2),
+]
+
+
 def test_every_builtin_family_is_covered():
     # built-in: defined in the scenarios package (test-only families such as tests/toy_answer.py register too)
     builtin = {name for name in list_scenarios() if SCENARIOS.get(name).__module__.startswith("scenarios.")}
+    file_families = {"self-correction/gsm8k", "self-correction/math"}  # need a file: tests/test_self_correction.py
     answer_families = {"graph/shortest-path"}  # free-form answers, checked in tests/test_graph.py
-    assert {s.family for s in ALL_SPECS} | answer_families == builtin and len(builtin) >= 5
+    assert {s.family for s in ALL_SPECS + ANSWER_SPECS} | file_families | answer_families == builtin
+    assert len(builtin) >= 5
+
+
+@pytest.mark.parametrize("spec", ANSWER_SPECS, ids=lambda s: f"{s.family}:{dict(s.params)}")
+def test_check_answer_scenario_passes(spec):
+    for seed in range(5):
+        check_scenario(spec, seed=seed, policy_seed=seed)
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: f"{s.family}:{dict(s.params)}")

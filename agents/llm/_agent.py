@@ -3,6 +3,7 @@ falls back to a recorded uniform-random action, and keeps everything needed to a
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from functools import partial
@@ -20,20 +21,24 @@ from agents._base import (
 )
 from agents._budget import RUN_BUDGET, Spend
 from agents.llm._client import EndpointLimits, LLMClient
-from agents.llm._parse import parse_answer, parse_structured
+from agents.llm._parse import parse_answer, parse_structured, split_reasoning
 from agents.llm._prompts import EpisodePrompts, OptionOrder
 from agents.llm._settings import LLMSettings
-from scenarios import Observation, Step
+from scenarios import Observation, ScenarioError, Step
 from scenarios.framing import DEFAULT_FRAMING
+from scenarios.self_correction import ANSWER_KIND
 
 
 class LLMAgent(Agent):
     is_async = True
-    kinds = frozenset({"bandit", "contextual", "experts"})
+    kinds = frozenset({"bandit", "contextual", "experts", ANSWER_KIND})
 
-    def __init__(self, settings: LLMSettings, client: LLMClient) -> None:
+    def __init__(self, settings: LLMSettings, client: LLMClient, teacher: LLMClient | None = None) -> None:
         self.settings = settings
         self.client = client
+        self.teacher = teacher
+        # best-of-N picks replies with the scenario's own checker, so it must be handed the scenario
+        self.privileged = settings.best_of > 1
 
     def reset(self, episode: EpisodeInfo) -> None:
         from scenarios.framing import get_framing
@@ -42,19 +47,27 @@ class LLMAgent(Agent):
         self.framing = get_framing(episode.framing or self.settings.framing or DEFAULT_FRAMING)
         s = self.settings
         n = episode.n_actions
+        self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
+        self._asked: list[dict] | None = None
+        self._spend = Spend()  # every call of the episode, those of a decision that then fails included
         self.order = OptionOrder.shuffled(n, episode.seed) if s.shuffle_options else OptionOrder.identity(n)
+        if episode.kind == ANSWER_KIND:  # a conversation the scenario writes (observation.messages), not a framing's
+            self.prompts = None
+            return
         self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
                                       multi_turn=s.multi_turn, system_prompt=s.system_prompt,
                                       answer_format=s.answer_format, order=self.order)
         self._answer_request = self.prompts.request()
-        self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
-        self._asked: list[dict] | None = None
-        self._spend = Spend()  # every call of the episode, those of a decision that then fails included
 
     def spent(self) -> Spend:
         return self._spend
 
     async def adecide(self, observation: Observation) -> Decision:
+        if observation.messages is not None:
+            return await self._reply(observation)
+        if self.prompts is None:
+            raise ScenarioError(f"{self.episode.family}: this answer scenario gives no conversation "
+                                "(observation.messages) for a language model to reply to")
         episode, settings, order = self.episode, self.settings, self.order
         messages = self.prompts.messages(observation.t, observation.context)
         self._asked = messages
@@ -110,6 +123,45 @@ class LLMAgent(Agent):
                         parse_status=status, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost=cost, latency_s=latency, attempts=calls, messages=messages, info=info)
 
+    async def _reply(self, observation: Observation) -> Decision:
+        """An answer scenario's turn: send its conversation as it is; the reply is the action it checks.
+
+        Every turn samples with its own seed: turn t of rollout r is requested as sample
+        (r * T + t) * N + k (T turns, N = `best_of`, k the sample), so turns, rollouts and samples
+        never share a seed or a cache key; otherwise near-identical retry prompts would be answered
+        with the same draw every turn. With `best_of` N > 1 the reply the scenario scores best is
+        played (the first of the best); with a `teacher`, turns after the first are the teacher's.
+        Usage sums over every sample.
+        """
+        settings, episode = self.settings, self.episode
+        system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+        messages = [*system, *({"role": m["role"], "content": m["content"]} for m in observation.messages)]
+        client = self.teacher if self.teacher is not None and observation.t > 0 else self.client
+        n = settings.best_of
+        first = (episode.rollout * episode.horizon + observation.t) * n
+        completions = [await client.complete(messages, first + k, task=episode.task_id, budget=RUN_BUDGET.get(),
+                                             spend=self._spend) for k in range(n)]
+        redact = client.redact  # a provider may echo a key into the reply itself
+        visible = [split_reasoning(redact(c.content), c.reasoning) for c in completions]
+        info: dict = {}
+        best = 0
+        if n > 1:
+            rewards = [float(episode.scenario.check(text).reward) for _, text in visible]
+            best = rewards.index(max(rewards))
+            info["samples"] = {"rewards": rewards, "chosen": best}
+        chosen = completions[best]
+        if client is self.teacher:
+            info["teacher"] = settings.teacher
+        if any(c.cached for c in completions):
+            info["cached"] = sum(c.cached for c in completions)
+        if chosen.model:
+            info["model"] = chosen.model
+        return Decision(reasoning=visible[best][0], raw_output=redact(chosen.content), answer=visible[best][1],
+                        prompt_tokens=sum(c.prompt_tokens for c in completions),
+                        completion_tokens=sum(c.completion_tokens for c in completions),
+                        cost=sum(c.cost for c in completions), latency_s=sum(c.latency_s for c in completions),
+                        attempts=sum(c.calls for c in completions), messages=messages, info=info or None)
+
     def _read(self, completion):
         """The episode's action space reads the reply, with this agent's reader of options: the
         free-text parser, or the structured one for answer_format json/tool."""
@@ -122,6 +174,8 @@ class LLMAgent(Agent):
         return episode.action_space.parse(content, self.framing, reasoning, choose=read)
 
     def update(self, observation: Observation, decision: Decision, step: Step) -> None:
+        if self.prompts is None:
+            return
         self.prompts.record(observation.t, decision.action, decision.policy, dict(step.feedback), self._asked,
                             decision.raw_output)
 
@@ -136,9 +190,14 @@ def llm_factory(spec: AgentSpec) -> AgentFactory:
     settings = LLMSettings.from_params(spec.agent, spec.params)
     LLMClient.check(settings)
 
-    def open_client(resources: RunResources) -> LLMClient:
-        client = LLMClient(settings, resources.shared("llm/endpoint-limits", EndpointLimits))
+    def open_client(resources: RunResources) -> tuple[LLMClient, LLMClient | None]:
+        limits = resources.shared("llm/endpoint-limits", EndpointLimits)
+        client = LLMClient(settings, limits)
         resources.on_close(client.aclose)
-        return client
+        teacher = None
+        if settings.teacher:  # RISE distillation: another model writes the later turns
+            teacher = LLMClient(dataclasses.replace(settings, model=settings.teacher), limits)
+            resources.on_close(teacher.aclose)
+        return client, teacher
 
-    return AgentFactory(spec, lambda client: LLMAgent(settings, client), LLMAgent.kinds, open=open_client)
+    return AgentFactory(spec, lambda clients: LLMAgent(settings, *clients), LLMAgent.kinds, open=open_client)

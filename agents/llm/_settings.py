@@ -68,6 +68,10 @@ class LLMSettings:
     input_cost_per_token: float | None = _help(None, "USD per prompt token (overrides every price table)")
     output_cost_per_token: float | None = _help(None, "USD per completion token (overrides every price table)")
     extra: dict = _help({}, "further keyword arguments passed to litellm.acompletion as they are")
+    best_of: int = _help(1, "answer scenarios: sample N replies per turn and play the one the scenario scores best "
+                            "(RISE self-distillation data; the agent then sees the scenario's checker)")
+    teacher: str | None = _help(None, "answer scenarios: a litellm model string (same api_base) that writes "
+                                      "every turn after the first (RISE distillation data)")
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +94,10 @@ class LLMSettings:
         for name in ("timeout", "backoff_base", "backoff_max"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
                 problems.append(f"{name} must be a number > 0, got {getattr(self, name)!r}")
+        if not isinstance(self.best_of, int) or isinstance(self.best_of, bool) or self.best_of < 1:
+            problems.append(f"best_of must be an integer >= 1, got {self.best_of!r}")
+        if self.teacher is not None and (not isinstance(self.teacher, str) or "/" not in self.teacher):
+            problems.append(f"teacher must be a litellm model string such as 'openai/gpt-4o', got {self.teacher!r}")
         for name in ("max_concurrency", "max_tokens"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

@@ -2,7 +2,7 @@
 
 Writes OUT/train.jsonl, OUT/validation.jsonl (+ .parquet) and OUT/metadata.json; the split is
 by task. Selectors: --k K (Iterative RMFT, the default with K=1), --fraction F, --max-regret R,
---top-reward K (reward-filtered, for comparison).
+--top-reward K (reward-filtered, for comparison); --rise FILTER writes RISE self-correction data.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     chooser.add_argument("--max-regret", type=float, metavar="R", help="keep every trajectory with final regret <= R")
     chooser.add_argument("--top-reward", type=int, metavar="K",
                          help="keep the K highest-reward trajectories per task (reward-filtered baseline)")
+    chooser.add_argument("--rise", choices=("all", "better", "best", "success"), metavar="FILTER",
+                         help="RISE self-correction data from answer-scenario runs: one reward-weighted example "
+                              "per kept attempt (all, better, best or success)")
+    parser.add_argument("--tau", type=float, default=0.4, help="RISE: weight exp(reward / tau) (default 0.4)")
     # no argparse choices: a registered format (finetune.dataset.DATASET_FORMATS, entry points) is
     # valid too, and an unknown one fails with suggestions when the config is built
     parser.add_argument("--format", default="messages", metavar="FORMAT",
@@ -48,12 +52,23 @@ def handle(args: argparse.Namespace) -> int:
         RegretThreshold,
         TopReward,
         build_dataset,
+        build_rise_dataset,
     )
     from harness.cli import CommandError
 
     for run in args.runs:
         if not Path(run).is_dir():
             raise CommandError(f"run directory {run!r} does not exist")
+    if args.rise is not None:
+        if args.format == "openai":
+            raise CommandError("--rise writes messages or prompt-completion (OpenAI JSONL cannot carry weights)")
+        result = build_rise_dataset(args.runs, args.out, criterion=args.rise, tau=args.tau, fmt=args.format,
+                                    agents=args.agent, val_fraction=args.val_fraction, seed=args.seed)
+        counts = result.metadata["counts"]
+        print(f"RISE ({args.rise}): {counts['examples']['train']} train / {counts['examples']['validation']} "
+              f"validation examples from {counts['attempts']} attempts of {counts['episodes']} episodes "
+              f"(by reward: {counts['by_reward']}) in {result.directory}")
+        return 0
     if args.fraction is not None:
         selector = LowestRegretFraction(args.fraction)
     elif args.max_regret is not None:

@@ -30,10 +30,15 @@ def register(subparsers) -> None:
     parser.add_argument("--iterations", type=int, metavar="N", help="fine-tuning rounds")
     parser.add_argument("--rollouts", type=int, metavar="L", help="rollouts per training task")
     parser.add_argument("--k", type=int, metavar="K", help="trajectories kept per task")
-    parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered", "threshold", "correct"),
-                        help="k-lowest regret (RMFT, default), k highest reward (ablation), or threshold / correct: "
-                             "every rollout with regret <= --max-regret (0: the correct answers)")
+    parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered", "threshold", "correct",
+                                               "rise"),
+                        help="k-lowest regret (RMFT, default), k highest reward (ablation), threshold / correct: "
+                             "every rollout with regret <= --max-regret (0: the correct answers), or rise (RISE: "
+                             "reward-weighted attempts of self-correction scenarios)")
     parser.add_argument("--max-regret", type=float, metavar="R", help="threshold selector's bound (default 0)")
+    parser.add_argument("--rise-filter", choices=("all", "better", "best", "success"),
+                        help="rise: attempts trained on (default all)")
+    parser.add_argument("--tau", type=float, metavar="T", help="rise: weight exp(reward / tau) (default 0.4)")
     parser.add_argument("--keep-fallbacks", action="store_true",
                         help="let episodes with fallback answers be selected (the fallbacks are never trained on)")
     parser.add_argument("--per", choices=("episode", "decision"),
@@ -84,6 +89,10 @@ def handle(args: argparse.Namespace) -> int:
               if getattr(args, name) is not None}
     if args.selector:
         common["selector"] = args.selector
+    if args.rise_filter:
+        common["rise_filter"] = args.rise_filter
+    if args.tau is not None:
+        common["tau"] = args.tau
     if args.curriculum:
         if args.schedule not in (None, "easy-to-hard"):
             raise CommandError("--curriculum means --schedule easy-to-hard; give one of them")
@@ -143,6 +152,10 @@ def print_table(result) -> None:
     with pl.Config(tbl_rows=200, tbl_cols=30, float_precision=3, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=220):
         print(result.rows.select(TABLE_COLUMNS))
+        rise = [c for c in ("m1@t1", "m5@t1", "m1@t5", "p1@t5") if c in result.rows.columns]
+        if rise:
+            print("held-out self-correction metrics (95% task-clustered intervals in iterations.csv):")
+            print(result.rows.select("iteration", "scenario_id", *rise))
         if result.baselines is not None:
             print("reference agents on the same held-out instances:")
             print(result.baselines.select("agent", "scenario_id", "mean_regret", "ci_low", "ci_high",

