@@ -114,6 +114,20 @@ class Estimate:
                 "n_tasks": self.n_tasks, "n_episodes": self.n_episodes, "method": self.method}
 
 
+def _by_task(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | None):
+    """The finite values, each one's task code 0..g-1, and g (every value its own task when `tasks` is None)."""
+    y = np.asarray(_to_numpy(values), dtype=float).ravel()
+    labels = np.arange(y.size) if tasks is None else np.asarray(_to_numpy(tasks), dtype=object).ravel()
+    if labels.shape != y.shape:
+        raise ValueError(f"values and tasks differ in length ({y.size} vs {labels.size})")
+    keep = np.isfinite(y)
+    y, labels = y[keep], labels[keep]
+    if y.size == 0:
+        return y, np.zeros(0, dtype=int), 0
+    _, codes = np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)
+    return y, codes, int(codes.max()) + 1
+
+
 def clustered_mean(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | None = None, *,
                    level: float = 0.95, scope: str = "instances") -> Estimate:
     """The mean of `values` with a task-clustered (scope "instances") or stratified (scope
@@ -131,17 +145,10 @@ def clustered_mean(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | N
     _check_level(level)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    y = np.asarray(_to_numpy(values), dtype=float).ravel()
-    labels = np.arange(y.size) if tasks is None else np.asarray(_to_numpy(tasks), dtype=object).ravel()
-    if labels.shape != y.shape:
-        raise ValueError(f"values and tasks differ in length ({y.size} vs {labels.size})")
-    keep = np.isfinite(y)
-    y, labels = y[keep], labels[keep]
+    y, codes, n_tasks = _by_task(values, tasks)
     n = y.size
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, math.nan, level, 0, 0, "none")
-    _, codes = np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)
-    n_tasks = int(codes.max()) + 1
     mean = float(y.mean())
     scale = max(1.0, float(np.abs(y).max()))
     if tasks is None:
@@ -158,7 +165,7 @@ def clustered_mean(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | N
         if method == "clustered" and math.sqrt(variance) <= _ZERO_SE * scale and np.ptp(y) > _NULL_TOL * scale:
             # the task means coincide (discrete regrets, few tasks) but the episodes vary: CR1 says 0, which
             # would claim certainty; the within-task standard error is a lower bound on the true one
-            within = clustered_mean(y, labels, level=level, scope="tasks")
+            within = clustered_mean(y, codes, level=level, scope="tasks")
             return _estimate(mean, within.std_error, n_tasks - 1.0, level, n_tasks, n, method, scale)
         return _estimate(mean, math.sqrt(variance), n_tasks - 1.0, level, n_tasks, n, method, scale)
     # stratified: tasks fixed, episodes independent within a task
@@ -378,17 +385,10 @@ class VarianceComponents:
 
 def variance_components(values: Sequence[float] | Any, tasks: Sequence[Any] | Any) -> VarianceComponents:
     """Estimate between-task and within-task variance of `values` (NaNs dropped)."""
-    y = np.asarray(_to_numpy(values), dtype=float).ravel()
-    labels = np.asarray(_to_numpy(tasks), dtype=object).ravel()
-    if labels.shape != y.shape:
-        raise ValueError(f"values and tasks differ in length ({y.size} vs {labels.size})")
-    keep = np.isfinite(y)
-    y, labels = y[keep], labels[keep]
+    y, codes, g = _by_task(values, tasks)
     n = y.size
     if n == 0:
         return VarianceComponents(math.nan, math.nan, math.nan, 0, 0)
-    _, codes = np.unique(labels.astype(str), return_inverse=True)
-    g = int(codes.max()) + 1
     counts = np.bincount(codes, minlength=g).astype(float)
     means = np.bincount(codes, weights=y, minlength=g) / counts
     within_ss = float(np.sum((y - means[codes]) ** 2))
