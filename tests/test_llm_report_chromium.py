@@ -2,11 +2,13 @@
 .ci/run): the leaderboard, the regret plot and one episode's reasoning must be visible to a person
 who clicks open the episode; the navigation must jump to a scenario section whose linear/log-log
 curves, action histograms and paired comparison are visible; clicking a leaderboard header must
-sort it. Screenshots are kept in test-artifacts/llm_report_{top,scenario,episode}.png."""
+sort it. Screenshots llm_report_{top,scenario,episode}.png go to the test's tmp folder, or to the folder
+$REGRET_TEST_ARTIFACTS names (tests write nothing into the checkout)."""
 
 import asyncio
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -17,8 +19,6 @@ import pytest
 from harness import parse_suite, run_plan
 from harness.testing.openai_server import ScriptedServer, round_robin_policy
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
 REASONING = "Blue and green look close; red has barely been tried, so I will cycle."
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -141,9 +141,10 @@ def test_report_shows_leaderboard_plot_and_reasoning_in_chromium(tmp_path, monke
 
     paths = write_report(tmp_path / "run")
     seen, shots = asyncio.run(inspect_page(paths["html"].resolve().as_uri(), tmp_path / "profile"))
-    ARTIFACTS.mkdir(exist_ok=True)
+    artifacts = Path(os.environ.get("REGRET_TEST_ARTIFACTS") or tmp_path / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
     for name, png in zip(("llm_report_top.png", "llm_report_scenario.png", "llm_report_episode.png"), shots):
-        (ARTIFACTS / name).write_bytes(png)
+        (artifacts / name).write_bytes(png)
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert seen == {"board": True, "boardHasLLM": True, "boardHasUCB": True, "plot": True, "reasoning": True,
                     "sortedUp": True, "sortedDown": True, "jumped": True, "curves": True, "actions": True,
