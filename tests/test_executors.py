@@ -200,3 +200,39 @@ def test_the_core_never_imports_ray(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
+def test_the_loops_rollouts_and_evaluations_on_another_executor_give_the_same_iterations(
+        tmp_path, executor, ray_head_if_needed):
+    import extension_examples as ex
+    from finetune._loop import IterateConfig, iterate
+    from finetune.backends import BACKENDS
+
+    BACKENDS.add("epsilon", ex.EpsilonBackend)
+    try:
+        suite = parse_suite({"seed": 0, "rollouts": 1, "agents": [], "scenarios": [
+            {"id": "b", "family": "bandit/bernoulli", "params": {"n_arms": 3, "horizon": 30}}]})
+        options = ({"executor": "ray", "address": ray_head_if_needed.address, "workers": 2}
+                   if ray_head_if_needed is not None else {"executor": "process", "workers": 2})
+        common = dict(suite=suite, agent="epsilon-greedy", backend="epsilon", iterations=1, rollouts=4, k=2,
+                      eval_instances=2, baselines=("ucb1",))
+        local = iterate(IterateConfig(out=str(tmp_path / "local"), **common))
+        elsewhere = iterate(IterateConfig(out=str(tmp_path / "elsewhere"), **common, **options))
+    finally:
+        BACKENDS.remove("epsilon")
+    timing = ["wall_s", "cpu_s", "cumulative_cpu_s"]  # the driver's own: workers' CPU is not in it
+    assert elsewhere.rows.drop(timing).equals(local.rows.drop(timing))
+    assert elsewhere.checkpoint.params == local.checkpoint.params
+    runs = sorted(plan.parent.relative_to(tmp_path / "local") for plan in (tmp_path / "local").rglob("plan.json"))
+    assert len(runs) >= 4  # the baselines, both evaluations and the rollouts
+    for run in runs:
+        for mine, theirs in zip(_tables(tmp_path / "local" / run), _tables(tmp_path / "elsewhere" / run)):
+            assert mine.equals(theirs), run
+
+
+def test_regret_iterate_refuses_a_bad_executor_before_writing(tmp_path, capsys):
+    assert main(["iterate", "--suite", "iterate-bandit", "--out", str(tmp_path / "loop"), "--executor", "local",
+                 "--workers", "2"]) == 2
+    assert "executor 'local' takes no options (got workers)" in capsys.readouterr().err
+    assert not (tmp_path / "loop").exists()
