@@ -145,9 +145,7 @@ class IterateConfig:
     def make_executor(self) -> Any:
         from harness import get_executor
 
-        options = {name: value for name, value in (("workers", self.workers), ("address", self.address))
-                   if value is not None}
-        return get_executor(self.executor, **options)
+        return get_executor(self.executor, workers=self.workers, address=self.address)
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}

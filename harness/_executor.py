@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from agents import AgentFactory, RunResources
+from agents import RUN_BUDGET, AgentFactory, AgentSpec, RunResources, resolve
 from harness._episode import EpisodeFailed, failed_record, play_episode, redact
 from harness._plan import Episode
-from harness._records import DecisionRecord, EpisodeRecord
+from harness._records import DecisionColumns, DecisionRecord, EpisodeRecord
 from harness._store import FAILED
 from scenarios import ConfigError, Registry
 
@@ -50,6 +50,11 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.record.status == FAILED
+
+    def __reduce__(self):
+        # to another process the decisions go column by column: several times cheaper to pickle,
+        # and the driver's store encodes the columns without rebuilding records
+        return Outcome, (self.episode, self.record, DecisionColumns.of(self.decisions))
 
 
 @runtime_checkable
@@ -73,9 +78,51 @@ async def play_outcome(episode: Episode, factory: AgentFactory) -> Outcome:
     return Outcome(episode, record, decisions)
 
 
+class EpisodeWorker:
+    """Plays episodes in a worker process with agents resolved once per worker.
+
+    `specs` (agent name -> AgentSpec) are the driver's; an episode of an agent not among them
+    is played with its own spec. `budget` (a harness._remote.BudgetLink) links the episodes to
+    the driver's cost cap.
+    """
+
+    def __init__(self, specs: Mapping[str, AgentSpec] | None = None, budget: Any = None) -> None:
+        self._specs = dict(specs or {})
+        self._factories: dict[str, AgentFactory] = {}
+        self._resources = RunResources()
+        self._budget = budget
+
+    def _factory(self, spec: AgentSpec) -> AgentFactory:
+        factory = self._factories.get(spec.name)
+        if factory is None:
+            factory = resolve(self._specs.get(spec.name, spec))
+            factory.open(self._resources)
+            self._factories[spec.name] = factory
+        return factory
+
+    async def play(self, episode: Episode) -> Outcome:
+        try:
+            factory = self._factory(episode.agent)
+        except Exception as exc:  # an agent this worker cannot build fails its episodes, not the run
+            return failed_outcome(episode, exc)
+        token = RUN_BUDGET.set(self._budget.for_episode(episode.key) if self._budget is not None else None)
+        try:
+            return await play_outcome(episode, factory)
+        finally:
+            RUN_BUDGET.reset(token)
+
+    async def aclose(self) -> None:
+        try:
+            await self._resources.aclose()
+        finally:
+            for factory in self._factories.values():
+                await factory.aclose()
+            if self._budget is not None:
+                self._budget.close()
+
+
 def play_elsewhere(episode: Episode) -> Outcome:
     """Play one episode in a worker process: resolve its agent, open resources, play, close them."""
-    from harness._remote import EpisodeWorker
 
     async def go() -> Outcome:
         worker = EpisodeWorker()
@@ -126,8 +173,9 @@ EXECUTORS.lazy("ray", "harness._ray:RayExecutor", help="Ray actors on a local or
 
 def get_executor(executor: str | Executor, **options: Any) -> Executor:
     """An executor by registered name (a new instance of its class, built with `options` such as
-    `workers` or `address`), or the object itself. An option the executor does not take is a
-    ConfigError naming the options it does take."""
+    `workers` or `address`; an option given as None is left out), or the object itself. An option
+    the executor does not take is a ConfigError naming the options it does take."""
+    options = {name: value for name, value in options.items() if value is not None}
     if not isinstance(executor, str):
         if options:
             raise ConfigError(f"executor options {sorted(options)} apply to a named executor, not to an object")

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agents import AgentFactory, AgentSpec
-from harness._executor import Outcome
+from harness._executor import EpisodeWorker, Outcome
 from harness._plan import Episode
-from harness._remote import BudgetAddress, BudgetLink, EpisodeWorker, WorkerLost, budget_server, dispatch, worker_specs
+from harness._remote import BudgetAddress, BudgetLink, WorkerLost, budget_server, dispatch, worker_specs
 from scenarios import ConfigError
 
 
@@ -77,11 +77,13 @@ class _WorkerProcess:
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
-        self.process = self._context.Process(target=serve_episodes, args=(child, self._specs, self._budget),
-                                             name="regret-worker", daemon=True)
-        self.process.start()
-        child.close()
-        self._connection = parent
+        process = self._context.Process(target=serve_episodes, args=(child, self._specs, self._budget),
+                                        name="regret-worker", daemon=True)
+        try:
+            process.start()  # a script without `if __name__ == "__main__":` fails here (spawn re-imports it)
+        finally:
+            child.close()
+        self.process, self._connection = process, parent
         asyncio.get_running_loop().add_reader(parent.fileno(), self._readable)
 
     def _readable(self) -> None:

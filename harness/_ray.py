@@ -23,10 +23,10 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 
 from agents import AgentFactory, AgentSpec
-from harness._executor import Outcome
+from harness._executor import EpisodeWorker, Outcome
 from harness._plan import Episode
 from harness._process import check_workers
-from harness._remote import BudgetAddress, BudgetLink, EpisodeWorker, WorkerLost, budget_server, dispatch, worker_specs
+from harness._remote import BudgetAddress, BudgetLink, WorkerLost, budget_server, dispatch, worker_specs
 from scenarios import ConfigError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'regret-harness[ray]'"

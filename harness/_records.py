@@ -9,6 +9,7 @@ the Parquet exports follow the field order. Code reads rows by name (`record.fin
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -100,3 +101,39 @@ EPISODE_NAMES = tuple(name for name, _, _ in EPISODE_COLUMNS)
 # a record's values in column order (for SQLite and the columnar blocks); attrgetter is C-fast
 decision_values = attrgetter(*DECISION_NAMES)
 episode_values = attrgetter(*EPISODE_NAMES)
+
+
+class DecisionColumns(Sequence):
+    """An episode's decision records held column by column (DECISION_NAMES order).
+
+    What an episode's decisions travel as between processes (tuples of plain values pickle
+    several times faster than records) and what the store encodes without rebuilding records;
+    it still reads as a sequence of DecisionRecords."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: tuple[tuple[Any, ...], ...]) -> None:
+        self.columns = columns
+
+    def __reduce__(self):
+        return DecisionColumns, (self.columns,)
+
+    @classmethod
+    def of(cls, decisions: Iterable[DecisionRecord]) -> DecisionColumns:
+        return decisions if isinstance(decisions, DecisionColumns) else cls(tuple(zip(*map(decision_values, decisions))))
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [DecisionRecord(*row) for row in zip(*(column[index] for column in self.columns))]
+        return DecisionRecord(*(column[index] for column in self.columns))
+
+    def __iter__(self) -> Iterator[DecisionRecord]:
+        return (DecisionRecord(*row) for row in zip(*self.columns))
+
+
+def decision_columns(decisions: Iterable[DecisionRecord]) -> tuple[tuple[Any, ...], ...]:
+    """The decisions' values column by column (DECISION_NAMES order; empty for no decisions)."""
+    return DecisionColumns.of(decisions).columns

@@ -3,9 +3,9 @@ workers, and the run's cost cap reached from other processes.
 
 Shared by the executors that play elsewhere (`harness._process`, `harness._ray`):
 
-- `EpisodeWorker` lives in a worker process. It resolves each agent once from the driver's
-  specs (so a worker plays exactly the agents the driver resolved), opens them in one
-  `RunResources` for the worker's life and plays episodes into `Outcome`s.
+- `EpisodeWorker` (harness._executor) lives in a worker process: agents resolved once from the
+  driver's specs, opened for the worker's life, episodes played into `Outcome`s; here its
+  `BudgetLink` reaches the driver's cap.
 - `BudgetServer` serves the driver's `CostBudget` on a socket: every paid call in a worker
   reserves its worst case and settles what it cost here, through a `BudgetLink`, so the cap
   stays hard however many processes or machines play. It also keeps what each episode in
@@ -27,8 +27,8 @@ from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
-from agents import RUN_BUDGET, AgentFactory, AgentSpec, CostBudget, CostCapReached, RunResources, Spend, resolve
-from harness._executor import Outcome, failed_outcome, play_outcome
+from agents import RUN_BUDGET, AgentFactory, CostBudget, CostCapReached, Spend
+from harness._executor import Outcome
 from harness._episode import failed_record
 from harness._plan import Episode
 
@@ -37,48 +37,6 @@ EpisodeKey = tuple[str, str, int]
 
 class WorkerLost(Exception):
     """The worker playing an episode died (killed, out of memory, its node gone)."""
-
-
-class EpisodeWorker:
-    """Plays episodes in a worker process with agents resolved once per worker.
-
-    `specs` (agent name -> AgentSpec) are the driver's; an episode of an agent not among them
-    is played with its own spec. `budget` links the episodes to the driver's cost cap.
-    """
-
-    def __init__(self, specs: Mapping[str, AgentSpec] | None = None, budget: BudgetLink | None = None) -> None:
-        self._specs = dict(specs or {})
-        self._factories: dict[str, AgentFactory] = {}
-        self._resources = RunResources()
-        self._budget = budget
-
-    def _factory(self, spec: AgentSpec) -> AgentFactory:
-        factory = self._factories.get(spec.name)
-        if factory is None:
-            factory = resolve(self._specs.get(spec.name, spec))
-            factory.open(self._resources)
-            self._factories[spec.name] = factory
-        return factory
-
-    async def play(self, episode: Episode) -> Outcome:
-        try:
-            factory = self._factory(episode.agent)
-        except Exception as exc:  # an agent this worker cannot build fails its episodes, not the run
-            return failed_outcome(episode, exc)
-        token = RUN_BUDGET.set(self._budget.for_episode(episode.key) if self._budget is not None else None)
-        try:
-            return await play_outcome(episode, factory)
-        finally:
-            RUN_BUDGET.reset(token)
-
-    async def aclose(self) -> None:
-        try:
-            await self._resources.aclose()
-        finally:
-            for factory in self._factories.values():
-                await factory.aclose()
-            if self._budget is not None:
-                self._budget.close()
 
 
 # --- the cost cap across processes ----------------------------------------------------------

@@ -33,7 +33,7 @@ from harness._records import (
     EPISODE_NAMES,
     DecisionRecord,
     EpisodeRecord,
-    decision_values,
+    decision_columns,
     episode_values,
 )
 from scenarios import UsageError
@@ -122,14 +122,14 @@ class RunStore:
         again, so a key's decision rows are written exactly once. The decisions are stored as
         one block of named columns, so a run keeps reading when a column is added later.
         """
-        rows = [decision_values(d) for d in decisions]
-        block = orjson.dumps(dict(zip(DECISION_NAMES, map(list, zip(*rows))))) if rows else None
+        columns = decision_columns(decisions)  # decisions from a worker arrive as columns already
+        block = orjson.dumps(dict(zip(DECISION_NAMES, map(list, columns)))) if columns else None
         db = self._db
         db.execute("BEGIN")
         try:
             if block is not None:
                 db.execute("INSERT OR REPLACE INTO decision_blocks VALUES (?, ?, ?, ?, ?)",
-                           (*episode.key, len(rows), block))
+                           (*episode.key, len(columns[0]), block))
             db.execute(self._insert_episode, episode_values(episode))
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
             db.execute("UPDATE meta SET value = value + ? WHERE key = 'spent'", (float(episode.cost or 0.0),))

@@ -100,6 +100,7 @@ def test_the_same_plan_gives_identical_tables_and_progress(tmp_path, executor):
         (key, "finished") for key in _tables(tmp_path / "local")[1].select("agent", "task_id", "rollout").rows())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
 def test_the_cost_cap_holds_across_processes(tmp_path, executor):
     """Each paid call in a worker reserves its worst case in the driver first: the cap is hard."""
@@ -128,6 +129,7 @@ def _playing(kind, ray_head, server_port):
             if any(c.raddr and c.raddr.port == server_port for c in psutil.Process(pid).net_connections("tcp"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
 def test_a_worker_killed_mid_episode_fails_that_episode_once_and_resume_finishes_it(
         tmp_path, executor, ray_head_if_needed):
@@ -202,6 +204,7 @@ def test_the_core_never_imports_ray(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
 def test_the_loops_rollouts_and_evaluations_on_another_executor_give_the_same_iterations(
         tmp_path, executor, ray_head_if_needed):

@@ -49,9 +49,7 @@ def executor_of(args: argparse.Namespace):
     """The executor the flags name, built now: a wrong name or option fails before anything is written."""
     from harness import get_executor
 
-    options = {name: value for name, value in (("workers", args.workers), ("address", args.address))
-               if value is not None}
-    return get_executor(args.executor, **options)
+    return get_executor(args.executor, workers=args.workers, address=args.address)
 
 
 def add_agent_options(parser: argparse.ArgumentParser) -> None:

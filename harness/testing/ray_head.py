@@ -48,6 +48,13 @@ class LocalRayHead:
         for name, value in LOOPBACK_ENV.items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = value
+        if "ray" in sys.modules:  # Ray read its network mode at import: it must be loopback-only too
+            from ray._private import ray_constants
+
+            if ray_constants.ENABLE_RAY_CLUSTER:
+                self._restore_env()
+                raise RuntimeError("ray was imported before LocalRayHead set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: "
+                                   "its driver would use the machine's external address; set it before importing ray")
         # a short path: Ray's unix sockets live under it (107-byte limit)
         self._temp = tempfile.mkdtemp(prefix="rh-ray-", dir="/tmp")
         port = _free_port()
@@ -107,9 +114,12 @@ class LocalRayHead:
                         pass
                 psutil.wait_procs(tree, timeout=10)
         finally:
-            for name, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            self._restore_env()
             shutil.rmtree(self._temp, ignore_errors=True)
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
