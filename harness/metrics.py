@@ -161,22 +161,13 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
 
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must be in (0, 1), got {level}")
-    R = pl.col("cumulative_regret")
     by_round = [*KEYS, "t"]
-
-    def rounds(frame: pl.LazyFrame) -> pl.DataFrame:
-        per_task = (
-            frame.group_by(*by_round, "task_id").agg(total=R.sum(), count=R.count())
-            .with_columns(mean=pl.col("total").sum().over(by_round) / pl.col("count").sum().over(by_round))
-            .with_columns(residual=pl.col("total") - pl.col("count") * pl.col("mean"))
-            .group_by(by_round).agg(mean=pl.col("mean").first(), n=pl.col("count").sum(), tasks=pl.len(),
-                                    cluster_ss=(pl.col("residual") ** 2).sum())
-        )
-        spread = frame.group_by(by_round).agg(std=R.std(ddof=1))  # the single-task (episodes) interval
-        return per_task.join(spread, on=by_round, how="left").collect(engine=ENGINE)
-
-    # every statistic is per round, so slices of whole rounds give exactly the one-pass values
-    curves = pl.concat([rounds(part) for part in round_slices(decisions)]).sort(by_round)
+    # every statistic is per round, so slices of whole rounds give the one-pass values; the sums
+    # run in numpy over rows in a fixed order (round, task, row), so a curve is the same to the
+    # last bit in every run (polars' parallel group sums are not, past a few 100k rows)
+    parts = [_round_statistics(part.select(*by_round, "task_id", "cumulative_regret").collect(engine=ENGINE))
+             for part in round_slices(decisions)]
+    curves = pl.concat(parts).sort(by_round)
     n = curves["n"].to_numpy().astype(float)
     tasks = curves["tasks"].to_numpy().astype(float)
     clustered = tasks >= 2
@@ -190,6 +181,41 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
         .select(*KEYS, "t", "mean", low=pl.col("mean") - pl.col("half"), high=pl.col("mean") + pl.col("half"),
                 n=pl.col("n").cast(pl.Int64), tasks=pl.col("tasks").cast(pl.Int64))
     )
+
+
+def _round_statistics(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per (agent, scenario_id, t): mean cumulative regret, n, tasks, the sum of squared task
+    residuals (the clustered variance) and the episodes' standard deviation (single-task band)."""
+    import numpy as np
+    import polars as pl
+
+    by_round = [*KEYS, "t"]
+    rows = rows.with_row_index("_row").sort(*by_round, "task_id", "_row")
+    new_round = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift()) for c in by_round])
+    flags = rows.select(round=new_round, task=new_round | pl.col("task_id").ne_missing(pl.col("task_id").shift()))
+    round_start = flags["round"].to_numpy()
+    task_starts = np.flatnonzero(flags["task"].to_numpy())
+    if task_starts.size == 0:
+        return pl.DataFrame(schema={**{k: rows.schema[k] for k in by_round}, "mean": pl.Float64, "n": pl.Int64,
+                                    "tasks": pl.Int64, "cluster_ss": pl.Float64, "std": pl.Float64})
+    R = rows["cumulative_regret"].cast(pl.Float64)
+    valid = R.is_not_null().to_numpy()
+    values = R.fill_null(0.0).to_numpy()
+    totals = np.add.reduceat(values, task_starts)
+    counts = np.add.reduceat(valid.astype(np.int64), task_starts)
+    first_task = np.flatnonzero(round_start[task_starts])  # each round's first task group
+    n = np.add.reduceat(counts, first_task)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.add.reduceat(totals, first_task) / n
+        round_of_task = np.cumsum(round_start[task_starts]) - 1
+        cluster_ss = np.add.reduceat((totals - counts * mean[round_of_task]) ** 2, first_task)
+        round_of_row = np.cumsum(round_start) - 1
+        deviation = np.where(valid, values - mean[round_of_row], 0.0)
+        std = np.where(n >= 2, np.sqrt(np.add.reduceat(deviation**2, np.flatnonzero(round_start)) / (n - 1)), np.nan)
+    return rows[task_starts[first_task]].select(by_round).with_columns(
+        mean=pl.Series(mean, dtype=pl.Float64), n=pl.Series(n, dtype=pl.Int64),
+        tasks=pl.Series(np.diff(np.append(first_task, task_starts.size)), dtype=pl.Int64),
+        cluster_ss=pl.Series(cluster_ss, dtype=pl.Float64), std=pl.Series(std, dtype=pl.Float64))
 
 
 def best_arm_families(frame: pl.LazyFrame) -> list[str]:
