@@ -102,8 +102,8 @@ class RunStore:
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
         # one row per episode holding its decision rows as one compressed columnar segment
         # (harness._segments): a single insert per episode keeps the store off the hot path, and
-        # per-episode values, constants and repeated messages are stored once (~20-60 bytes per
-        # baseline decision instead of ~390). Runs written before segments keep their JSON
+        # per-episode values, constants and repeated messages are stored once (about 6-45 bytes
+        # per baseline decision instead of ~390). Runs written before segments keep their JSON
         # blocks in `decision_blocks`, which stay readable (and are read alongside).
         self._db.execute("CREATE TABLE IF NOT EXISTS decision_segments (agent TEXT, task_id TEXT, rollout INTEGER, "
                          "n INTEGER, data BLOB, PRIMARY KEY (agent, task_id, rollout))")
@@ -149,7 +149,7 @@ class RunStore:
 
         Failed attempts are stored without decision rows, and finished episodes are never run
         again, so a key's decision rows are written exactly once. The decisions are stored as
-        one block of named columns, so a run keeps reading when a column is added later.
+        one segment of named columns (harness._segments), so a run keeps reading when a column is added later.
         """
         rows = [decision_values(d) for d in decisions]
         block = segments.encode(dict(zip(DECISION_NAMES, zip(*rows))), _DECISION_TYPES) if rows else None
@@ -193,7 +193,7 @@ class RunStore:
             yield n, data, block
 
     @staticmethod
-    def _decoded(n: int, data: bytes | None, block: bytes | None) -> dict[str, Any]:
+    def _decoded(data: bytes | None, block: bytes | None) -> dict[str, Any]:
         if data is not None:
             return segments.decode(data)[1]
         columns = orjson.loads(block)
@@ -204,7 +204,7 @@ class RunStore:
     def iter_segments(self, where: str = "", parameters: tuple = ()) -> Iterator[tuple[int, dict[str, Any]]]:
         """(n, name -> values) per episode (see harness._segments.decode; a missing name: all null)."""
         for n, data, block in self._segment_rows(where, parameters):
-            yield n, self._decoded(n, data, block)
+            yield n, self._decoded(data, block)
 
     def iter_decision_blocks(self) -> Iterator[list[list[Any]]]:
         """Each episode's decision columns (DECISION_COLUMNS order, as lists), sorted by agent, task, rollout."""
