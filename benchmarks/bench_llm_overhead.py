@@ -113,12 +113,8 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
     ratio = bare_s / harness_s
     decisions = concurrency * HORIZON
     benchmark.group = f"LLM decisions, concurrency {concurrency}, {LATENCY_S * 1000:.0f} ms server latency"
-    benchmark.extra_info.update({
-        "decisions": decisions, "bare_decisions_per_s": decisions / bare_s,
-        "harness_decisions_per_s": decisions / harness_s, "harness_speed_over_bare": ratio,
-        "bare_cpu_ms_per_decision": 1000 * bare_cpu / decisions,
-        "harness_cpu_ms_per_decision": 1000 * harness_cpu / decisions,
-    })
+    benchmark.extra_info.update(rates(decisions, bare=(bare_s, bare_cpu), harness=(harness_s, harness_cpu)),
+                                harness_speed_over_bare=ratio)
     benchmark.pedantic(lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"),
                        rounds=1, iterations=1)
     print(f"\nconcurrency {concurrency}, {decisions} decisions: bare litellm {decisions / bare_s:,.0f} decisions/s "
@@ -143,12 +139,8 @@ def test_direct_client_against_litellm(benchmark, api_base, tmp_path, concurrenc
     decisions = concurrency * HORIZON
     speedup = litellm_s / direct_s
     benchmark.group = f"LLM decisions by client, concurrency {concurrency}, {LATENCY_S * 1000:.0f} ms server latency"
-    benchmark.extra_info.update({
-        "decisions": decisions, "litellm_decisions_per_s": decisions / litellm_s,
-        "direct_decisions_per_s": decisions / direct_s, "direct_speed_over_litellm": speedup,
-        "litellm_cpu_ms_per_decision": 1000 * litellm_cpu / decisions,
-        "direct_cpu_ms_per_decision": 1000 * direct_cpu / decisions,
-    })
+    benchmark.extra_info.update(rates(decisions, litellm=(litellm_s, litellm_cpu), direct=(direct_s, direct_cpu)),
+                                direct_speed_over_litellm=speedup)
     benchmark.pedantic(lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}", "direct"),
                        rounds=1, iterations=1)
     print(f"\nconcurrency {concurrency}, {decisions} decisions: harness on litellm {decisions / litellm_s:,.0f} "
@@ -156,6 +148,15 @@ def test_direct_client_against_litellm(benchmark, api_base, tmp_path, concurrenc
           f"{decisions / direct_s:,.0f} decisions/s ({1000 * direct_cpu / decisions:.2f} ms CPU each): "
           f"{speedup:.1f}x (target >= {TARGET_DIRECT_SPEEDUP:g}x; {load()})")
     assert speedup >= TARGET_DIRECT_SPEEDUP, f"direct client {speedup:.1f}x litellm < {TARGET_DIRECT_SPEEDUP:g}x"
+
+
+def rates(decisions: int, **paths: tuple[float, float]) -> dict[str, float]:
+    """Decisions per second and CPU ms per decision of each path's (wall s, CPU s)."""
+    info: dict[str, float] = {"decisions": decisions}
+    for name, (seconds, cpu) in paths.items():
+        info[f"{name}_decisions_per_s"] = decisions / seconds
+        info[f"{name}_cpu_ms_per_decision"] = 1000 * cpu / decisions
+    return info
 
 
 def load() -> str:
