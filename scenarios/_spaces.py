@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from scenarios._errors import ScenarioError
 
 if TYPE_CHECKING:
@@ -85,6 +83,8 @@ class Discrete(ActionSpace):
     accepts_policy: ClassVar[bool] = False
 
     def validate(self, action: Any, family: str) -> tuple[int | None, Any]:
+        import numpy as np  # here, not at import: `import scenarios` stays light
+
         if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
             if not 0 <= action < self.n:
                 raise ScenarioError(f"{family}: action {action} out of range 0..{self.n - 1}")
