@@ -83,9 +83,12 @@ class Discrete(ActionSpace):
     accepts_policy: ClassVar[bool] = False
 
     def validate(self, action: Any, family: str) -> tuple[int | None, Any]:
-        import numpy as np  # here, not at import: `import scenarios` stays light
+        if type(action) is not int:  # numpy only here, past the common case: `import scenarios` stays light
+            import numpy as np
 
-        if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+            if isinstance(action, np.integer):
+                action = int(action)
+        if isinstance(action, int) and not isinstance(action, bool):
             if not 0 <= action < self.n:
                 raise ScenarioError(f"{family}: action {action} out of range 0..{self.n - 1}")
             return int(action), None
