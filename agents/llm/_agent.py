@@ -22,7 +22,7 @@ from agents._base import (
 from agents._budget import RUN_BUDGET, Spend
 from agents.llm._client import EndpointLimits, LLMClient
 from agents.llm._parse import parse_answer, parse_structured, split_reasoning
-from agents.llm._prompts import EpisodePrompts, OptionOrder
+from agents.llm._prompts import EpisodePrompts, OptionOrders
 from agents.llm._settings import LLMSettings
 from scenarios import Observation, ScenarioError, Step
 from scenarios.framing import DEFAULT_FRAMING
@@ -50,13 +50,13 @@ class LLMAgent(Agent):
         self._rng = random.Random(episode.seed)  # the fallback's randomness, reproducible per episode
         self._asked: list[dict] | None = None
         self._spend = Spend()  # every call of the episode, those of a decision that then fails included
-        self.order = OptionOrder.shuffled(n, episode.seed) if s.shuffle_options else OptionOrder.identity(n)
+        self.orders = OptionOrders(n, episode.seed, s.shuffle_mode)
         if episode.kind == ANSWER_KIND:  # a conversation the scenario writes (observation.messages), not a framing's
             self.prompts = None
             return
         self.prompts = EpisodePrompts(episode, self.framing, history=s.history, reasoning=s.reasoning,
                                       multi_turn=s.multi_turn, system_prompt=s.system_prompt,
-                                      answer_format=s.answer_format, order=self.order)
+                                      answer_format=s.answer_format, orders=self.orders)
         self._answer_request = self.prompts.request()
 
     def spent(self) -> Spend:
@@ -68,7 +68,8 @@ class LLMAgent(Agent):
         if self.prompts is None:
             raise ScenarioError(f"{self.episode.family}: this answer scenario gives no conversation "
                                 "(observation.messages) for a language model to reply to")
-        episode, settings, order = self.episode, self.settings, self.order
+        episode, settings = self.episode, self.settings
+        order = self.orders.at(observation.t)
         messages = self.prompts.messages(observation.t, observation.context)
         self._asked = messages
         prompt_tokens = completion_tokens = calls = cached = 0
@@ -107,7 +108,7 @@ class LLMAgent(Agent):
                 action, policy = None, None
         else:
             status, action, policy = PARSE_FALLBACK, self._rng.randrange(episode.n_actions), None
-        if settings.shuffle_options:  # recorded even when the draw left the order as it was
+        if settings.shuffle_mode:  # recorded even when the draw left the order as it was
             info["option_order"] = list(order.order)
         if settings.answer_format != "text":
             info["answer_format"] = settings.answer_format

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.llm._formats import ANSWER_FORMATS
+from agents.llm._prompts import SHUFFLE_MODES
 from scenarios import ConfigError, unknown_key_message
 
 HISTORY_MODES = ("full", "summary")
@@ -47,8 +48,11 @@ class LLMSettings:
                                        "function call with the same schema)")
     assume_capable: bool = _help(False, "use answer_format json/tool although litellm's model table does not list "
                                         "the model as supporting it (self-hosted models are assumed capable)")
-    shuffle_options: bool = _help(False, "show the options in a seeded random order per episode (recorded in each "
-                                         "decision's info as option_order; actions stay in the scenario's numbering)")
+    shuffle_options: bool | str = _help(False, "show the options in a seeded random order: true or 'episode' (one "
+                                               "order per episode), 'round' (a fresh order every round, so a listed "
+                                               "position tells nothing even within an episode); recorded in each "
+                                               "decision's info as option_order; actions stay in the scenario's "
+                                               "numbering")
     stream: bool = _help(False, "stream each reply (assembled from the chunks; usage from the final chunk): for "
                                 "servers that only stream, or to keep long replies under a proxy's idle timeout")
     max_invalid_retries: int = _help(2, "re-asks with a correction message after an invalid answer, "
@@ -81,7 +85,13 @@ class LLMSettings:
             problems.append(f"history must be one of {', '.join(HISTORY_MODES)}, got {self.history!r}")
         if self.answer_format not in ANSWER_FORMATS:
             problems.append(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
-        for name in ("reasoning", "multi_turn", "assume_capable", "shuffle_options", "stream", "cache"):
+        if not (isinstance(self.shuffle_options, bool) or self.shuffle_options in SHUFFLE_MODES):
+            problems.append(f"shuffle_options must be true, false or one of {', '.join(SHUFFLE_MODES)}, "
+                            f"got {self.shuffle_options!r}")
+        elif self.shuffle_mode == "round" and self.multi_turn:
+            problems.append("shuffle_options = 'round' cannot be used with multi_turn: the model's earlier replies "
+                            "in the chat name options by the order of their own round")
+        for name in ("reasoning", "multi_turn", "assume_capable", "stream", "cache"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.framing is not None:
@@ -120,6 +130,13 @@ class LLMSettings:
                 problems.append(f"extra.{key}: set it with {_OWNED_EXTRA[key]} instead")
         if problems:
             raise ConfigError(f"LLM agent {self.model!r}: " + "; ".join(problems))
+
+    @property
+    def shuffle_mode(self) -> str | None:
+        """None (the scenario's order), 'episode' or 'round'."""
+        if self.shuffle_options is True:
+            return "episode"
+        return self.shuffle_options or None
 
     @classmethod
     def from_params(cls, model: str, params: Mapping[str, Any]) -> LLMSettings:
