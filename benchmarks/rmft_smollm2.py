@@ -141,6 +141,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, help="fine-tuning rounds (default 2; resumable: raise it later)")
     parser.add_argument("--horizon", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.6)
+    parser.add_argument("--shuffle", default="round", choices=("episode", "round"),
+                        help="shuffle_options: one order per episode, or a fresh one every round")
+    parser.add_argument("--eval-temperature", type=float, help="sampling temperature of held-out evaluation "
+                        "(default: the rollouts' 1.0)")
+    for name in ("rollouts", "k", "train_instances", "eval_instances"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"IterateConfig.{name}")
+    parser.add_argument("--selector", help="IterateConfig.selector (default k-lowest)")
+    parser.add_argument("--fit", type=json.loads, default={}, help="JSON of backend_config settings to override")
     parser.add_argument("--concurrency", type=int, default=2, help="episodes in flight (the server answers one at a time)")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp server threads (1: on a loaded 2-core machine two OpenMP threads spin-wait for each other)")
     parser.add_argument("--quick", action="store_true", help="a minutes-long smoke run (not a result)")
@@ -159,20 +167,25 @@ def main() -> None:
     from finetune._loop import IterateConfig, iterate
 
     settings = dict(QUICK if args.quick else FULL)
-    if args.iterations is not None:
-        settings["iterations"] = args.iterations
+    for name in ("iterations", "rollouts", "k", "train_instances", "eval_instances", "selector"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    settings["backend_config"] = {**settings["backend_config"], **args.fit}
+    agent_params = {**AGENT_PARAMS, "shuffle_options": args.shuffle}
+    if args.eval_temperature is not None:
+        settings["eval_params"] = {"temperature": args.eval_temperature}
     if args.engine != "llama.cpp":  # no GGUF export needed; a GPU trains every layer in no time
         backend_config = {k: v for k, v in settings["backend_config"].items() if k != "top_layers"}
         settings["backend_config"] = {**backend_config, "gguf": "none"}
     model = Path(args.model).resolve()
     config = IterateConfig(out=args.out, suite=plan(args.horizon, args.gap), agent=f"openai/{model}",
-                           agent_params=AGENT_PARAMS, backend=args.backend, baselines=BASELINES, per="decision",
+                           agent_params=agent_params, backend=args.backend, baselines=BASELINES, per="decision",
                            concurrency=args.concurrency, seed=0, **settings)
     started = time.perf_counter()
     if not args.summarise_only:
         iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
     lines, table, references = summarise(Path(args.out), {**settings, "horizon": args.horizon, "gap": args.gap,
-                                       "agent": AGENT_PARAMS, "per": "decision"}, started)
+                                       "agent": agent_params, "per": "decision"}, started)
     print("\n".join(lines))
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
