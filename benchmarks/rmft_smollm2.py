@@ -134,6 +134,52 @@ def plot(table: list[dict], references: dict, figure: Path) -> None:
     plt.close(fig)
 
 
+def choice_probe(checkpoints: list[Path], run: Path, limit: int = 40) -> list[str]:
+    """Before an evaluation is spent: the answer distribution of each checkpoint on prompts the
+    model saw (rounds 2.. of `run`), read from the logits of the three possible JSON answers.
+    Reports the probability given to the first-listed option and to the option whose summary
+    average is highest (untried options count as not highest)."""
+    import re
+
+    import polars as pl
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness import load_run
+
+    torch.set_num_threads(1)
+    decisions, _ = load_run(run)
+    rows = decisions.filter(pl.col("t") >= 2).sort("task_id", "rollout", "t").collect()
+    rows = rows.gather_every(max(1, rows.height // limit))[:limit]
+    line = re.compile(r"^- (\w+): chosen \d+ times?, (?:average reward ([0-9.]+)|not tried yet)$", re.M)
+    lines = ["# choice probe: mean probability of the first-listed option / of the highest-average option, "
+             f"{rows.height} prompts of {run}"]
+    for checkpoint in checkpoints:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        first = best = 0.0
+        for row in rows.iter_rows(named=True):
+            import json as _json
+
+            messages = _json.loads(row["messages"])
+            listed = line.findall(messages[-1]["content"])
+            names = [name for name, _ in listed]
+            means = [float(m) if m else -1.0 for _, m in listed]
+            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            scores = []
+            with torch.no_grad():
+                for name in names:
+                    ids = tokenizer(prompt + f'{{"answer": "{name}"}}', return_tensors="pt").input_ids
+                    start = len(tokenizer(prompt).input_ids)
+                    logits = model(ids).logits[0, start - 1:-1].log_softmax(-1)
+                    scores.append(logits.gather(1, ids[0, start:, None]).sum().item())
+            probs = torch.tensor(scores).softmax(0)
+            first += probs[0].item()
+            best += probs[max(range(len(means)), key=means.__getitem__)].item()
+        lines.append(f"#   {checkpoint}: first-listed {first / rows.height:.3f}, highest-average {best / rows.height:.3f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint from `regret init-model --from smollm2 DIR`")
@@ -148,6 +194,10 @@ def main() -> None:
     for name in ("rollouts", "k", "train_instances", "eval_instances"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"IterateConfig.{name}")
     parser.add_argument("--selector", help="IterateConfig.selector (default k-lowest)")
+    parser.add_argument("--max-decision-regret", type=float, help="IterateConfig.max_decision_regret: train on the "
+                        "kept trajectories' decisions with at most this instantaneous regret (0: optimal choices)")
+    parser.add_argument("--relabel", action="store_true", help="IterateConfig.relabel: every kept decision also "
+                        "under each cyclic relabelling of its options")
     parser.add_argument("--fit", type=json.loads, default={}, help="JSON of backend_config settings to override")
     parser.add_argument("--concurrency", type=int, default=2, help="episodes in flight (the server answers one at a time)")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp server threads (1: on a loaded 2-core machine two OpenMP threads spin-wait for each other)")
@@ -167,10 +217,12 @@ def main() -> None:
     from finetune._loop import IterateConfig, iterate
 
     settings = dict(QUICK if args.quick else FULL)
-    for name in ("iterations", "rollouts", "k", "train_instances", "eval_instances", "selector"):
+    for name in ("iterations", "rollouts", "k", "train_instances", "eval_instances", "selector", "max_decision_regret"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     settings["backend_config"] = {**settings["backend_config"], **args.fit}
+    if args.relabel:
+        settings["relabel"] = True
     agent_params = {**AGENT_PARAMS, "shuffle_options": args.shuffle}
     if args.eval_temperature is not None:
         settings["eval_params"] = {"temperature": args.eval_temperature}
