@@ -96,6 +96,17 @@ def summarise(out: Path, settings: dict, started_wall: float) -> tuple[list[str]
                 references[agent] = e.estimate
                 lines.append(f"{agent:>9}  {e.estimate:>11.2f}  {e.ci_low:>6.2f}  {e.ci_high:>7.2f}  "
                              f"{e.n_tasks:>5}  {e.n_episodes:>8}")
+    lines.append("# training data per fit: the rollouts' picks, the k-lowest trajectories' picks and the "
+                 "zero-regret picks among them (decisions, share listed first)")
+    for folder in sorted(out.glob("iter-*/dataset/episodes.parquet")):
+        iteration = folder.parent.parent
+        decisions, _ = load_run(iteration / "rollouts")
+        position = pl.col("info").str.json_path_match("$.position").cast(pl.Int64)
+        picks = decisions.select("task_id", "rollout", "regret", position=position).collect()
+        kept = picks.join(pl.read_parquet(folder).select("task_id", "rollout"), on=["task_id", "rollout"])
+        parts = [("rollouts", picks), ("k-lowest", kept), ("zero-regret", kept.filter(pl.col("regret") <= 1e-12))]
+        lines.append(f"#   {iteration.name}: " + ", ".join(
+            f"{name} {part.height} ({(part['position'] == 0).mean():.2f} first)" for name, part in parts))
     lines.append("# steps (wall_s / cpu_s, cpu = this process + the model server):")
     for step, record in state["done"].items():
         extra = {k: v for k, v in record.items() if k not in ("wall_s", "cpu_s")}

@@ -33,8 +33,9 @@ class LLMSettings:
                                           "(the key itself never goes in a suite file)")
     temperature: float | None = _help(None, "sampling temperature (None: the provider's default)")
     max_tokens: int | None = _help(None, "maximum completion tokens per call")
-    seed: int | None = _help(None, "sampling seed sent to providers that accept one (plus the rollout index, "
-                                   "so sampled rollouts differ)")
+    seed: int | None = _help(None, "sampling seed sent to providers that accept one, plus a sample index of "
+                                   "its own per task, rollout, round and attempt (answer scenarios: per rollout, "
+                                   "turn and sample), so no two draws share a seed")
     system_prompt: str | None = _help(None, "system message (default: a short decision-maker instruction)")
     history: str = _help("full", "history shown to the model: 'full' (every round) or 'summary' "
                                  "(per option: times chosen and mean reward; experts: total loss)")
