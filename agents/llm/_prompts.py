@@ -18,6 +18,7 @@ model sees now. Everything the agent returns is mapped back to the scenario's nu
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,25 +95,20 @@ class OptionOrders:
         return OptionOrder.shuffled(self.n, self.seed, t if self.mode == "round" else None)
 
 
-_SINGLE_TURN = None
-_MULTI_TURN = None
-
-
+@functools.cache
 def _templates():
     """The two langchain templates, built once per process (langchain-core is imported lazily)."""
-    global _SINGLE_TURN, _MULTI_TURN
-    if _SINGLE_TURN is None:
-        from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-        _SINGLE_TURN = ChatPromptTemplate.from_messages([
-            ("system", "{system}"),
-            ("human", "{task}\n\n{history}\n\n{question}"),
-        ])
-        _MULTI_TURN = ChatPromptTemplate.from_messages([
-            ("system", "{system}"),
-            MessagesPlaceholder("conversation"),
-        ])
-    return _SINGLE_TURN, _MULTI_TURN
+    single_turn = ChatPromptTemplate.from_messages([
+        ("system", "{system}"),
+        ("human", "{task}\n\n{history}\n\n{question}"),
+    ])
+    multi_turn = ChatPromptTemplate.from_messages([
+        ("system", "{system}"),
+        MessagesPlaceholder("conversation"),
+    ])
+    return single_turn, multi_turn
 
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
