@@ -580,7 +580,14 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
     rows = select_decisions(decisions, kept).collect()
     if config.max_decision_regret is not None:  # regret-ranked selection at the grain of single decisions
+        from finetune._select import RUN_EPISODE_KEY
+        from finetune._text_data import DatasetError
+
         rows = rows.filter(pl.col("regret") <= config.max_decision_regret + 1e-12)
+        kept = kept.join(rows.select(RUN_EPISODE_KEY).unique(), on=RUN_EPISODE_KEY, how="semi")
+        if not kept.height:
+            raise DatasetError(f"{folder.name}: no kept trajectory has a decision with regret <= "
+                               f"{config.max_decision_regret} (max_decision_regret)")
     return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per,
                        config.relabel)
 

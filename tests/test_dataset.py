@@ -489,3 +489,25 @@ def test_decision_filters_need_decision_examples():
     with pytest.raises(ConfigError, match="history='summary'"):
         IterateConfig(out="x", suite="smoke", relabel=True, per="decision", k=1, rollouts=1,
                       agent_params={"history": "full"})
+
+
+def test_max_decision_regret_trains_only_on_the_kept_trajectories_optimal_decisions(tmp_path):
+    import polars as pl
+
+    from finetune._loop import IterateConfig, _training_set, select_trajectories
+
+    folder = tmp_path / "iter-000"
+    plan = parse_suite({"seed": 3, "rollouts": 4, "agents": [{"agent": "uniform"}],
+                        "scenarios": [{"id": "bern", "family": "bandit/bernoulli",
+                                       "params": {"n_arms": 3, "horizon": 8}, "instances": 2}]})
+    run_plan(plan, folder / "rollouts")
+    config = IterateConfig(out=str(tmp_path), suite="smoke", k=2, rollouts=4, per="decision", max_decision_regret=0.0)
+    select_trajectories(folder, config)
+    training = _training_set(folder, config)
+    everything = _training_set(folder, dataclasses.replace(config, max_decision_regret=None))
+    assert training.decisions.height and (training.decisions["regret"] == 0).all()
+    assert training.decisions.height < everything.decisions.height == 2 * 2 * 8
+    optimal = everything.decisions.filter(pl.col("regret") == 0)
+    assert training.decisions.select("task_id", "rollout", "t").sort(pl.all()).equals(
+        optimal.select("task_id", "rollout", "t").sort(pl.all()))
+    assert training.episodes.height <= everything.episodes.height == 4
