@@ -12,13 +12,21 @@ the same held-out instances. Results (held-out mean regret per iteration with ta
 first-listed picks, invalid answers, wall and CPU seconds per step) go to
 benchmarks/results/rmft_smollm2.txt, the figure to benchmarks/results/rmft_smollm2.png.
 
-Why this problem: K=3 arms, T=20 rounds, gap 0.6 (means 0.8 / 0.2 / 0.2). With so large a
-gap the lowest-regret rollouts of a task are the ones that kept choosing the option whose
-average reward in the summary is highest; a 135M model can read that from a three-line
-summary, whereas a small gap would need many more rounds to tell the arms apart than a CPU
-can afford to roll out. Options are shuffled per episode (seeded), so position bias cannot
-pass for skill, and answers are a JSON-schema enum of the option names (valid at iteration
-0 with no format training).
+Why this problem: K=3 arms, T=20 rounds, gap 0.8 (`--gap`; means 0.9 / 0.1 / 0.1). With so
+large a gap one or two pulls tell the arms apart, so "choose the option whose summary average
+is highest, try an untried one" is a short readable rule (history = "summary": per option, times
+chosen and mean reward), whereas a small gap would need more rounds than a CPU can roll out.
+Options are shuffled per ROUND (`--shuffle round`, seeded, recorded per decision), so a listed
+position carries nothing even within an episode and only reading the summary lowers regret;
+answers are a JSON-schema enum of the option names (valid at iteration 0 with no format
+training). Every decision samples with its own seed.
+
+Selection: k-lowest-regret trajectories per task (RMFT), per decision; `--max-decision-regret 0`
+keeps of those only the decisions that chose an optimal option, `--relabel` trains each also
+under every cyclic relabelling of its options (the chosen option at every listed position).
+The results file also says what plain k-lowest would have trained on (the share of its picks
+listed first). `choice_probe` (run by hand, see the README) reads a checkpoint's answer
+distribution on prompts the model saw, before an evaluation is spent.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ AGENT_PARAMS = {
     "reasoning": False, "history": "summary", "max_invalid_retries": 1, "seed": 0,
     "system_prompt": "You choose one option per round to earn as much reward as possible.",
 }
-FULL = {"iterations": 2, "rollouts": 4, "k": 1, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
-        "backend_config": {"top_layers": 4, "lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-3, "epochs": 1.0,
+FULL = {"iterations": 1, "rollouts": 4, "k": 2, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
+        "max_decision_regret": 0.0, "relabel": True,
+        "backend_config": {"top_layers": 6, "lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-3, "epochs": 2.0,
                            "batch_size": 4, "max_length": 512}}
 QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_instances": 3, "eval_rollouts": 1,
          "backend_config": {"top_layers": 2, "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 4,
@@ -112,8 +121,11 @@ def summarise(out: Path, settings: dict, started_wall: float) -> tuple[list[str]
         extra = {k: v for k, v in record.items() if k not in ("wall_s", "cpu_s")}
         lines.append(f"#   {step}: {record.get('wall_s', 0):.0f} / {record.get('cpu_s', 0):.0f}"
                      + (f"  {json.dumps(extra, sort_keys=True, default=str)}" if extra else ""))
-    lines.append(f"# whole experiment: {time.perf_counter() - started_wall:.0f} s wall, "
-                 f"load average now {os.getloadavg()[0]:.1f} on 2 cores (shared with other agents' work)")
+    steps_wall = sum(record.get("wall_s", 0) for record in state["done"].values())
+    steps_cpu = sum(record.get("cpu_s", 0) for record in state["done"].values())
+    lines.append(f"# whole experiment: {steps_wall:.0f} s wall, {steps_cpu:.0f} s CPU over its steps (this call "
+                 f"{time.perf_counter() - started_wall:.0f} s); load average now {os.getloadavg()[0]:.1f} on 2 "
+                 "cores (shared with other agents' work)")
     return lines, table, references
 
 
@@ -197,7 +209,7 @@ def main() -> None:
     parser.add_argument("--out", default="/work/cache/smollm2/rmft", help="loop directory (resumed when it exists)")
     parser.add_argument("--iterations", type=int, help="fine-tuning rounds (default 2; resumable: raise it later)")
     parser.add_argument("--horizon", type=int, default=20)
-    parser.add_argument("--gap", type=float, default=0.6)
+    parser.add_argument("--gap", type=float, default=0.8)
     parser.add_argument("--shuffle", default="round", choices=("episode", "round"),
                         help="shuffle_options: one order per episode, or a fresh one every round")
     parser.add_argument("--eval-temperature", type=float, help="sampling temperature of held-out evaluation "
@@ -207,8 +219,8 @@ def main() -> None:
     parser.add_argument("--selector", help="IterateConfig.selector (default k-lowest)")
     parser.add_argument("--max-decision-regret", type=float, help="IterateConfig.max_decision_regret: train on the "
                         "kept trajectories' decisions with at most this instantaneous regret (0: optimal choices)")
-    parser.add_argument("--relabel", action="store_true", help="IterateConfig.relabel: every kept decision also "
-                        "under each cyclic relabelling of its options")
+    parser.add_argument("--plain", action="store_true", help="plain k-lowest RMFT: every decision of the kept "
+                        "trajectories, as the model saw it (no max_decision_regret, no relabel)")
     parser.add_argument("--fit", type=json.loads, default={}, help="JSON of backend_config settings to override")
     parser.add_argument("--concurrency", type=int, default=2, help="episodes in flight (the server answers one at a time)")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp server threads (1: on a loaded 2-core machine two OpenMP threads spin-wait for each other)")
@@ -232,8 +244,8 @@ def main() -> None:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     settings["backend_config"] = {**settings["backend_config"], **args.fit}
-    if args.relabel:
-        settings["relabel"] = True
+    if args.plain:
+        settings = {k: v for k, v in settings.items() if k not in ("max_decision_regret", "relabel")}
     agent_params = {**AGENT_PARAMS, "shuffle_options": args.shuffle}
     if args.eval_temperature is not None:
         settings["eval_params"] = {"temperature": args.eval_temperature}
