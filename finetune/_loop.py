@@ -95,6 +95,12 @@ class IterateConfig:
     per: str = field(default="episode", metadata={
         "help": "training examples per kept 'episode' (one chat) or per 'decision' (the exact prompt each "
                 "answer was given to; best for single-turn prompts)"})
+    max_decision_regret: float | None = field(default=None, metadata={
+        "help": "per='decision': of the kept trajectories, train only on the decisions whose instantaneous expected "
+                "regret is at most this (0: the rounds that chose an optimal option); None: every decision"})
+    relabel: bool = field(default=False, metadata={
+        "help": "per='decision' with history='summary': train each kept decision also under every cyclic "
+                "relabelling of its listed options, so the chosen option's listed position carries nothing"})
     train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
     resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
     eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
@@ -120,6 +126,11 @@ class IterateConfig:
             raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
         if self.per not in ("episode", "decision"):
             raise ConfigError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
+        if self.max_decision_regret is not None and self.per != "decision":
+            raise ConfigError("iterate: max_decision_regret filters single decisions, so it needs per='decision'")
+        if self.relabel and (self.per != "decision" or dict(self.agent_params).get("history") != "summary"):
+            raise ConfigError("iterate: relabel moves the options of single summary prompts, so it needs "
+                              "per='decision' and the agent's history='summary'")
         if selector != "threshold" and self.k > self.rollouts:  # the threshold selector keeps any number
             raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
@@ -568,7 +579,17 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
     rows = select_decisions(decisions, kept).collect()
-    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per)
+    if config.max_decision_regret is not None:  # regret-ranked selection at the grain of single decisions
+        from finetune._select import RUN_EPISODE_KEY
+        from finetune._text_data import DatasetError
+
+        rows = rows.filter(pl.col("regret") <= config.max_decision_regret + 1e-12)
+        kept = kept.join(rows.select(RUN_EPISODE_KEY).unique(), on=RUN_EPISODE_KEY, how="semi")
+        if not kept.height:
+            raise DatasetError(f"{folder.name}: no kept trajectory has a decision with regret <= "
+                               f"{config.max_decision_regret} (max_decision_regret)")
+    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per,
+                       config.relabel)
 
 
 # --- table and plot ----------------------------------------------------------------------

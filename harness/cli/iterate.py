@@ -43,6 +43,12 @@ def register(subparsers) -> None:
                         help="let episodes with fallback answers be selected (the fallbacks are never trained on)")
     parser.add_argument("--per", choices=("episode", "decision"),
                         help="one training example per kept episode (default) or per decision")
+    parser.add_argument("--relabel", action="store_true",
+                        help="per decision, history summary: also train each kept decision under every cyclic "
+                             "relabelling of its options (the chosen option at every listed position)")
+    parser.add_argument("--max-decision-regret", type=float, metavar="R",
+                        help="per decision: train only on the kept trajectories' decisions with instantaneous "
+                             "regret <= R (0: the rounds that chose an optimal option)")
     parser.add_argument("--train-instances", type=int, metavar="M", help="training tasks per scenario and iteration")
     parser.add_argument("--eval-instances", type=int, metavar="M", help="held-out instances per scenario")
     parser.add_argument("--eval-rollouts", type=int, metavar="R", help="episodes per held-out instance")
@@ -85,7 +91,7 @@ def handle(args: argparse.Namespace) -> int:
     out = args.out or f"runs/iterate-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {name: getattr(args, name) for name in ("iterations", "rollouts", "k", "train_instances",
                                                       "eval_instances", "eval_rollouts", "seed", "max_regret",
-                                                      "schedule", "advance_at")
+                                                      "max_decision_regret", "schedule", "advance_at")
               if getattr(args, name) is not None}
     if args.selector:
         common["selector"] = args.selector
@@ -99,6 +105,8 @@ def handle(args: argparse.Namespace) -> int:
         common["schedule"] = "easy-to-hard"
     if args.keep_fallbacks:
         common["keep_fallbacks"] = True
+    if args.relabel:
+        common["relabel"] = True
     if args.per:
         common["per"] = args.per
     backend_config = _parse_set(args.set)
