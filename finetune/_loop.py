@@ -46,7 +46,7 @@ from scenarios import ConfigError, RegretError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
-SELECTORS = ("k-lowest", "top-reward", "threshold", "rise")
+SELECTORS = ("k-lowest", "top-reward", "threshold", "rise", "advantage")
 _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest", "correct": "threshold"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
@@ -71,6 +71,11 @@ class IterateConfig:
     suite: Any = field(metadata={"help": "a Plan, a suite TOML path or a built-in suite name; its scenarios are the tasks"})
     agent: str = field(default="torch:new", metadata={"help": "the base model's agent string"})
     agent_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "settings of the base agent"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "warm start: iteration 0's training rollouts are played by this agent (e.g. a baseline such as "
+                "ucb1) instead of model 0, so the first fit imitates its selected trajectories; model 0 is still "
+                "evaluated as iteration 0"})
+    teacher_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "settings of the teacher agent"})
     base_model: str | None = field(default=None, metadata={"help": "what the first fit starts from (default: agent)"})
     backend: str = field(default="torch", metadata={"help": "fine-tuning backend: torch, hf, unsloth, api"})
     backend_config: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "the backend's Config settings"})
@@ -79,7 +84,14 @@ class IterateConfig:
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
     selector: str = field(default="k-lowest", metadata={
         "help": "k-lowest (RMFT), top-reward (ablation), threshold (every rollout with regret <= max_regret: correct "
-                "answers) or rise (RISE: reward-weighted attempts of self-correction scenarios)"})
+                "answers), rise (RISE: reward-weighted attempts of self-correction scenarios) or advantage (every "
+                "rollout weighted by its regret against its task's mean: a signed objective; torch backend)"})
+    risk_aversion: float = field(default=0.0, metadata={
+        "help": "advantage: 0 weighs by regret minus the task's mean; > 0 by exp(risk_aversion * regret), so "
+                "high-regret rollouts count for more (finetune._select.AdvantageWeighted)"})
+    signed: bool = field(default=True, metadata={
+        "help": "advantage: train on worse-than-average rollouts too, pushing their actions down (else keep only "
+                "the better-than-average ones, weighted)"})
     max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})
     rise_filter: str = field(default="all", metadata={"help": "rise: which attempts are trained on (all, better, best, success)"})
     tau: float = field(default=0.4, metadata={"help": "rise: example weight exp(reward / tau)"})
@@ -114,7 +126,9 @@ class IterateConfig:
             raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
         if self.per not in ("episode", "decision"):
             raise ConfigError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
-        if selector != "threshold" and self.k > self.rollouts:  # the threshold selector keeps any number
+        if selector == "advantage" and self.backend != "torch":
+            raise ConfigError(f"iterate: the advantage selector's signed weights need the torch backend, not {self.backend!r}")
+        if selector not in ("threshold", "advantage") and self.k > self.rollouts:  # the threshold selector keeps any number
             raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
         from finetune._curriculum import SCHEDULES
@@ -331,7 +345,8 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
                                     f"{plan.name}-train-{i}")
 
                 def rollout() -> None:
-                    spec = serving.spec(current)
+                    spec = (AgentSpec(config.teacher, dict(config.teacher_params)) if i == 0 and config.teacher
+                            else serving.spec(current))
                     run_dir(folder / "rollouts", rollout_plan.replace(agents=(AgentSpec(spec.agent, spec.params, MODEL_LABEL),)))
                 _, wall, cpu = _timed(rollout, serving)
                 step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
@@ -362,8 +377,10 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
 
 
 def _selector(config: IterateConfig):
-    from finetune._select import KLowestRegret, RegretThreshold, TopReward
+    from finetune._select import AdvantageWeighted, KLowestRegret, RegretThreshold, TopReward
 
+    if config.selector == "advantage":
+        return AdvantageWeighted(risk_aversion=config.risk_aversion, signed=config.signed)
     if config.selector == "threshold":
         return RegretThreshold(max_regret=config.max_regret)
     return KLowestRegret(k=config.k) if config.selector == "k-lowest" else TopReward(k=config.k)
@@ -393,8 +410,7 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     _, episodes = load_run(folder / "rollouts")
     if config.selector == "rise":
         return _select_rise(folder, config, episodes)
-    kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
-    kept = kept.with_columns(weight=pl.lit(1.0)).collect()
+    kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks).collect()
     total = episodes.select(pl.len()).collect().item()
     if not kept.height and total:
         finished_count = episodes.filter(pl.col("status") == "finished").select(pl.len()).collect().item()
