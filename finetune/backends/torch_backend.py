@@ -33,8 +33,9 @@ class TorchConfig(BackendConfig):
     threads: int = field(default=1, metadata={"help": "torch CPU threads"})
     negative_loss: str = field(default="unlikelihood", metadata={
         "help": "how an episode with a negative weight (the advantage selector's worse-than-average rollouts) is "
-                "trained: unlikelihood minimises -log(1 - p(action)), bounded, so many epochs stay stable; "
-                "likelihood is the plain signed weighted log-likelihood (REINFORCE with a baseline; unbounded)",
+                "trained: unlikelihood minimises -log(1 - p(action)), bounded, but its push grows with p, so on a "
+                "confident policy it mostly flattens it; likelihood is the plain signed weighted log-likelihood "
+                "(REINFORCE with a baseline: unbiased, but unbounded over several epochs)",
         "choices": ("unlikelihood", "likelihood")})
 
     def __post_init__(self) -> None:
