@@ -31,10 +31,15 @@ def register(subparsers) -> None:
     parser.add_argument("--rollouts", type=int, metavar="L", help="rollouts per training task")
     parser.add_argument("--k", type=int, metavar="K", help="trajectories kept per task")
     parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered", "threshold", "correct",
-                                               "rise"),
+                                               "rise", "advantage"),
                         help="k-lowest regret (RMFT, default), k highest reward (ablation), threshold / correct: "
-                             "every rollout with regret <= --max-regret (0: the correct answers), or rise (RISE: "
-                             "reward-weighted attempts of self-correction scenarios)")
+                             "every rollout with regret <= --max-regret (0: the correct answers), rise (RISE: "
+                             "reward-weighted attempts of self-correction scenarios), or advantage (every rollout "
+                             "weighted by its regret against its task's mean, signed; torch backend)")
+    parser.add_argument("--risk-aversion", type=float, metavar="A",
+                        help="advantage selector: weigh by exp(A * regret) instead of regret (default 0)")
+    parser.add_argument("--teacher", metavar="AGENT",
+                        help="warm start: iteration 0's training rollouts are played by this agent (e.g. ucb1)")
     parser.add_argument("--max-regret", type=float, metavar="R", help="threshold selector's bound (default 0)")
     parser.add_argument("--rise-filter", choices=("all", "better", "best", "success"),
                         help="rise: attempts trained on (default all)")
@@ -91,7 +96,8 @@ def handle(args: argparse.Namespace) -> int:
     out = args.out or f"runs/iterate-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {name: getattr(args, name) for name in ("iterations", "rollouts", "k", "train_instances",
                                                       "eval_instances", "eval_rollouts", "seed", "max_regret",
-                                                      "max_decision_regret", "schedule", "advance_at")
+                                                      "max_decision_regret", "schedule", "advance_at",
+                                                      "risk_aversion", "teacher")
               if getattr(args, name) is not None}
     if args.selector:
         common["selector"] = args.selector
