@@ -34,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 from agents import RUN_BUDGET, AgentFactory, AgentSpec, RunResources, resolve
 from harness._episode import EpisodeFailed, failed_record, play_episode, redact
 from harness._plan import Episode
-from harness._records import DecisionColumns, DecisionRecord, EpisodeRecord
+from harness._records import DecisionRows, EpisodeRecord
 from harness._store import FAILED
 from scenarios import ConfigError, Registry
 
@@ -45,16 +45,11 @@ class Outcome:
 
     episode: Episode
     record: EpisodeRecord
-    decisions: list[DecisionRecord] = field(default_factory=list)
+    decisions: DecisionRows = field(default_factory=DecisionRows)
 
     @property
     def failed(self) -> bool:
         return self.record.status == FAILED
-
-    def __reduce__(self):
-        # to another process the decisions go column by column: several times cheaper to pickle,
-        # and the driver's store encodes the columns without rebuilding records
-        return Outcome, (self.episode, self.record, DecisionColumns.of(self.decisions))
 
 
 @runtime_checkable

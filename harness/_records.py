@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, overload
 
 _TYPES = {"TEXT": "String", "INTEGER": "Int64", "REAL": "Float64"}
 
@@ -103,37 +103,50 @@ decision_values = attrgetter(*DECISION_NAMES)
 episode_values = attrgetter(*EPISODE_NAMES)
 
 
-class DecisionColumns(Sequence):
-    """An episode's decision records held column by column (DECISION_NAMES order).
+class DecisionRows(Sequence[DecisionRecord]):
+    """One episode's decisions: a sequence of DecisionRecord, held as value tuples (DECISION_NAMES order).
 
-    What an episode's decisions travel as between processes (tuples of plain values pickle
-    several times faster than records) and what the store encodes without rebuilding records;
-    it still reads as a sequence of DecisionRecords."""
+    Why tuples: a tuple of plain values (str, int, float, None) is one small object that the
+    garbage collector stops tracking at its first pass, where a record object stays tracked, is
+    promoted while its episode runs and soon triggers full collections of the whole heap (measured
+    on benchmarks/bench_runner.py: a 50 ms full pass per 20,000 decisions and 3x the young ones,
+    up to 40% of the harness's cost per decision). Records are built on access.
+    """
 
-    __slots__ = ("columns",)
+    __slots__ = ("rows",)
 
-    def __init__(self, columns: tuple[tuple[Any, ...], ...]) -> None:
-        self.columns = columns
-
-    def __reduce__(self):
-        return DecisionColumns, (self.columns,)
+    def __init__(self, rows: Iterable[tuple] = ()) -> None:
+        self.rows: list[tuple] = rows if isinstance(rows, list) else list(rows)
 
     @classmethod
-    def of(cls, decisions: Iterable[DecisionRecord]) -> DecisionColumns:
-        return decisions if isinstance(decisions, DecisionColumns) else cls(tuple(zip(*map(decision_values, decisions))))
+    def of(cls, records: Iterable[DecisionRecord]) -> DecisionRows:
+        return records if isinstance(records, DecisionRows) else cls([decision_values(r) for r in records])
 
     def __len__(self) -> int:
-        return len(self.columns[0]) if self.columns else 0
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> DecisionRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> DecisionRows: ...
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [DecisionRecord(*row) for row in zip(*(column[index] for column in self.columns))]
-        return DecisionRecord(*(column[index] for column in self.columns))
+            return DecisionRows(self.rows[index])
+        return DecisionRecord(*self.rows[index])
 
     def __iter__(self) -> Iterator[DecisionRecord]:
-        return (DecisionRecord(*row) for row in zip(*self.columns))
+        for values in self.rows:
+            yield DecisionRecord(*values)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DecisionRows):
+            return self.rows == other.rows
+        return NotImplemented
 
-def decision_columns(decisions: Iterable[DecisionRecord]) -> tuple[tuple[Any, ...], ...]:
-    """The decisions' values column by column (DECISION_NAMES order; empty for no decisions)."""
-    return DecisionColumns.of(decisions).columns
+    def column(self, name: str) -> list[Any]:
+        return list(map(itemgetter(DECISION_NAMES.index(name)), self.rows))
+
+    def total(self, name: str) -> Any:
+        return sum(map(itemgetter(DECISION_NAMES.index(name)), self.rows))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.llm._formats import ANSWER_FORMATS
+from agents.llm._prompts import SHUFFLE_MODES
+from agents.llm._transport import CLIENTS, direct_problem
 from scenarios import ConfigError, unknown_key_message
 
 HISTORY_MODES = ("full", "summary")
@@ -32,8 +34,9 @@ class LLMSettings:
                                           "(the key itself never goes in a suite file)")
     temperature: float | None = _help(None, "sampling temperature (None: the provider's default)")
     max_tokens: int | None = _help(None, "maximum completion tokens per call")
-    seed: int | None = _help(None, "sampling seed sent to providers that accept one (plus the rollout index, "
-                                   "so sampled rollouts differ)")
+    seed: int | None = _help(None, "sampling seed sent to providers that accept one, plus a sample index of "
+                                   "its own per task, rollout, round and attempt (answer scenarios: per rollout, "
+                                   "turn and sample), so no two draws share a seed")
     system_prompt: str | None = _help(None, "system message (default: a short decision-maker instruction)")
     history: str = _help("full", "history shown to the model: 'full' (every round) or 'summary' "
                                  "(per option: times chosen and mean reward; experts: total loss)")
@@ -47,8 +50,11 @@ class LLMSettings:
                                        "function call with the same schema)")
     assume_capable: bool = _help(False, "use answer_format json/tool although litellm's model table does not list "
                                         "the model as supporting it (self-hosted models are assumed capable)")
-    shuffle_options: bool = _help(False, "show the options in a seeded random order per episode (recorded in each "
-                                         "decision's info as option_order; actions stay in the scenario's numbering)")
+    shuffle_options: bool | str = _help(False, "show the options in a seeded random order: true or 'episode' (one "
+                                               "order per episode), 'round' (a fresh order every round, so a listed "
+                                               "position tells nothing even within an episode); recorded in each "
+                                               "decision's info as option_order; actions stay in the scenario's "
+                                               "numbering")
     stream: bool = _help(False, "stream each reply (assembled from the chunks; usage from the final chunk): for "
                                 "servers that only stream, or to keep long replies under a proxy's idle timeout")
     max_invalid_retries: int = _help(2, "re-asks with a correction message after an invalid answer, "
@@ -67,7 +73,12 @@ class LLMSettings:
     price_file: str | None = _help(None, "TOML or JSON file of per-model prices overriding litellm's table")
     input_cost_per_token: float | None = _help(None, "USD per prompt token (overrides every price table)")
     output_cost_per_token: float | None = _help(None, "USD per completion token (overrides every price table)")
-    extra: dict = _help({}, "further keyword arguments passed to litellm.acompletion as they are")
+    extra: dict = _help({}, "further keyword arguments passed to litellm.acompletion as they are (with "
+                            "client 'direct': request body fields; extra_body merged, extra_headers sent)")
+    client: str = _help("auto", "who sends the calls: 'litellm'; 'direct' (one pooled HTTP client speaking the "
+                                "OpenAI chat API straight to api_base, openai/ and hosted_vllm/ models only, about "
+                                "a fifth of litellm's CPU per call); 'auto': direct for those models at a loopback "
+                                "api_base, litellm otherwise")
     best_of: int = _help(1, "answer scenarios: sample N replies per turn and play the one the scenario scores best "
                             "(RISE self-distillation data; the agent then sees the scenario's checker)")
     teacher: str | None = _help(None, "answer scenarios: a litellm model string (same api_base) that writes "
@@ -81,7 +92,13 @@ class LLMSettings:
             problems.append(f"history must be one of {', '.join(HISTORY_MODES)}, got {self.history!r}")
         if self.answer_format not in ANSWER_FORMATS:
             problems.append(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
-        for name in ("reasoning", "multi_turn", "assume_capable", "shuffle_options", "stream", "cache"):
+        if not (isinstance(self.shuffle_options, bool) or self.shuffle_options in SHUFFLE_MODES):
+            problems.append(f"shuffle_options must be true, false or one of {', '.join(SHUFFLE_MODES)}, "
+                            f"got {self.shuffle_options!r}")
+        elif self.shuffle_mode == "round" and self.multi_turn:
+            problems.append("shuffle_options = 'round' cannot be used with multi_turn: the model's earlier replies "
+                            "in the chat name options by the order of their own round")
+        for name in ("reasoning", "multi_turn", "assume_capable", "stream", "cache"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.framing is not None:
@@ -118,8 +135,19 @@ class LLMSettings:
                 if key == "response_format" and self.answer_format == "text":
                     continue  # a hand-made schema with free-text parsing: the parser reads JSON replies
                 problems.append(f"extra.{key}: set it with {_OWNED_EXTRA[key]} instead")
+        if self.client not in CLIENTS:
+            problems.append(f"client must be one of {', '.join(CLIENTS)}, got {self.client!r}")
+        elif direct_problem(self.model, self.api_base, self.client):
+            problems.append(direct_problem(self.model, self.api_base, self.client))
         if problems:
             raise ConfigError(f"LLM agent {self.model!r}: " + "; ".join(problems))
+
+    @property
+    def shuffle_mode(self) -> str | None:
+        """None (the scenario's order), 'episode' or 'round'."""
+        if self.shuffle_options is True:
+            return "episode"
+        return self.shuffle_options or None
 
     @classmethod
     def from_params(cls, model: str, params: Mapping[str, Any]) -> LLMSettings:
