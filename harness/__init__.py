@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "harness._files": ("PLAN_FILE", "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
                        "read_plan"),
-    "harness._executor": ("EXECUTORS", "Executor", "LocalExecutor", "Outcome", "get_executor", "play_elsewhere",
-                          "play_outcome"),
+    "harness._executor": ("EXECUTORS", "EpisodeWorker", "Executor", "LocalExecutor", "Outcome", "get_executor",
+                          "play_elsewhere", "play_outcome"),
     "harness._records": ("DECISION_COLUMNS", "EPISODE_COLUMNS", "DecisionRecord", "EpisodeRecord"),
     "harness._plan": ("Episode", "Plan", "PlanError", "ScenarioEntry", "Task", "derive_seed", "load_suite",
                       "parse_suite"),
@@ -41,8 +41,8 @@ __all__ = sorted(_MODULE_OF)
 if TYPE_CHECKING:
     from harness._files import (PLAN_FILE, atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text,
                                 read_plan)
-    from harness._executor import (EXECUTORS, Executor, LocalExecutor, Outcome, get_executor, play_elsewhere,
-                                   play_outcome)
+    from harness._executor import (EXECUTORS, EpisodeWorker, Executor, LocalExecutor, Outcome, get_executor,
+                                   play_elsewhere, play_outcome)
     from harness._records import DECISION_COLUMNS, EPISODE_COLUMNS, DecisionRecord, EpisodeRecord
     from harness._plan import Episode, Plan, PlanError, ScenarioEntry, Task, derive_seed, load_suite, parse_suite
     from harness._episode import failed_record, play_episode, redact

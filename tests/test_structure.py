@@ -138,7 +138,7 @@ BUILTINS = {
     "scenarios.framing": ("scenarios.framing", "list_framings()", ["buttons", "numeric", "restaurants"]),
     "agents": ("agents", "list_agents()", ["ucb1", "thompson", "hedge", "oracle"]),
     "agent sources": ("agents", "AGENT_SOURCES.names()", ["llm", "torch"]),
-    "harness executors": ("harness", "EXECUTORS.names()", ["local"]),
+    "harness executors": ("harness", "EXECUTORS.names()", ["local", "process", "ray"]),
     "harness metrics": ("harness.metrics", "METRICS.names()", ["regret", "growth", "exploration", "usage"]),
     "dataset formats": ("finetune.dataset", "DATASET_FORMATS.names()", ["messages", "openai", "prompt-completion"]),
     "backends": ("finetune.backends", "list_backends()", ["api", "hf", "torch", "unsloth"]),

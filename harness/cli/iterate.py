@@ -18,7 +18,7 @@ TABLE_COLUMNS = ("iteration", "scenario_id", "mean_regret", "ci_low", "ci_high",
 
 
 def register(subparsers) -> None:
-    from harness.cli.run import add_agent_options
+    from harness.cli.run import add_agent_options, add_executor_options
 
     parser = subparsers.add_parser("iterate", help="Iterative RMFT: fine-tune a model on its own lowest-regret rollouts",
                                    description=__doc__)
@@ -68,6 +68,7 @@ def register(subparsers) -> None:
                         help="backend setting (repeatable), e.g. --set epochs=10 --set learning_rate=0.005")
     parser.add_argument("--seed", type=int, metavar="S", help="master seed")
     parser.add_argument("--out", metavar="DIR", help="output directory, resumed when it exists (default: runs/iterate-<time>)")
+    add_executor_options(parser)
     add_agent_options(parser)
     parser.set_defaults(handler=handle)
 
@@ -115,6 +116,8 @@ def handle(args: argparse.Namespace) -> int:
         common["relabel"] = True
     if args.per:
         common["per"] = args.per
+    common.update({name: getattr(args, name) for name in ("executor", "workers", "address")
+                   if getattr(args, name) is not None})
     backend_config = _parse_set(args.set)
     settings = agent_settings(args)
     if args.suite is None:

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<suite>-<time>)")
     parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="episodes in flight (default 8)")
     parser.add_argument("--resume", metavar="DIR", help="finish the run in DIR: only missing or failed episodes")
+    add_executor_options(parser)
     parser.add_argument("--max-cost", type=float, metavar="USD",
                         help="hard cap on what the run directory spends in all (each call reserves its worst case "
                              "first; a call that could pass the cap is not made)")
@@ -30,6 +31,25 @@ def register(subparsers) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip writing the report files")
     add_agent_options(parser)
     parser.set_defaults(handler=handle)
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """Where episodes run (see `regret extensions` for every registered executor)."""
+    group = parser.add_argument_group("where episodes run")
+    group.add_argument("--executor", default="local", metavar="NAME",
+                       help="local (asyncio in this process, the default), process (worker processes on this "
+                            "machine: CPU-bound suites), ray (Ray actors; extra: ray) or a registered one")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes or Ray actors (default: the cores, or the Ray cluster's CPUs)")
+    group.add_argument("--address", metavar="ADDR",
+                       help="ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001; default: a local Ray)")
+
+
+def executor_of(args: argparse.Namespace):
+    """The executor the flags name, built now: a wrong name or option fails before anything is written."""
+    from harness import get_executor
+
+    return get_executor(args.executor, workers=args.workers, address=args.address)
 
 
 def add_agent_options(parser: argparse.ArgumentParser) -> None:
@@ -161,9 +181,11 @@ def handle(args: argparse.Namespace) -> int:
     # each agent is resolved once, here: bad settings fail before anything is written, and the
     # run opens these same factories (one client per LLM agent spec, closed when the run ends)
     factories = build_factories(plan)
+    executor = executor_of(args)
     progress = Progress() if args.no_progress else BarProgress()
     result = run_plan(plan, directory, concurrency=args.concurrency, resume=bool(args.resume),
-                      max_cost=args.max_cost, progress=progress, factories=factories, allow_large=args.allow_large)
+                      max_cost=args.max_cost, progress=progress, factories=factories, allow_large=args.allow_large,
+                      executor=executor)
     for line in result.warnings:
         print(f"regret: warning: {line}", file=sys.stderr)
     if not args.no_report:
