@@ -22,11 +22,11 @@ import resource
 import time
 from pathlib import Path
 
-INSTRUCTION = "Answer in one short sentence that ends with the final number."
-PROBE_LEVELS = ({"steps": 1, "max_number": 10, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+-"},
-                {"steps": 2, "max_number": 10, "operations": "+-"}, {"steps": 1, "max_number": 50, "operations": "+-"})
+INSTRUCTION = "Solve the problem. Answer in one short sentence that ends with the final number."
+PROBE_LEVELS = ({"steps": 1, "max_number": 5, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+"},
+                {"steps": 1, "max_number": 10, "operations": "+-"}, {"steps": 2, "max_number": 5, "operations": "+"})
 RESULTS = "rise_smollm2.txt"
-AGENT = {"temperature": 0.7, "max_tokens": 24, "seed": 0, "cache": False, "timeout": 300.0}
+AGENT = {"temperature": 0.7, "max_tokens": 32, "seed": 0, "cache": False, "timeout": 300.0}
 
 
 def cpu_seconds() -> float:
@@ -36,21 +36,42 @@ def cpu_seconds() -> float:
 
 def probe(model: Path, out: Path, tasks: int) -> None:
     """First-turn accuracy of the base model at a few difficulties (1 turn, 1 rollout per problem)."""
-    from harness import load_run, parse_suite, run_plan
-    from harness._self_correction import self_correction_table
+    from harness import parse_suite, run_plan
     from finetune.serve import ModelServer, ServeConfig
 
     scenarios = [{"id": f"level-{i}", "family": "self-correction/arithmetic", "instances": tasks,
                   "params": {"turns": 1, "instruction": INSTRUCTION, **level}} for i, level in enumerate(PROBE_LEVELS)]
-    with ModelServer(out / "serve", ServeConfig(engine="transformers")) as server:
+    engine = os.environ["REGRET_SERVE_ENGINE"]
+    with ModelServer(out / "serve", ServeConfig(engine=engine), checkpoint=model) as server:
         spec = server.agent_spec(model, **AGENT)
         plan = parse_suite({"seed": 0, "rollouts": 1, "scenarios": scenarios,
                             "agents": [{"agent": spec.agent, **dict(spec.params)}]})
+        started, cpu = time.perf_counter(), cpu_seconds()
         run_plan(plan, out / "probe", concurrency=2)
+        timing = {"wall_s": time.perf_counter() - started, "cpu_s": cpu_seconds() - cpu + server.cpu_s(),
+                  "load_average": os.getloadavg()[0], "engine": engine, "model": str(model)}
+    (out / "probe" / "timing.json").write_text(json.dumps(timing) + "\n")
+    summarise_probe(out)
+
+
+def summarise_probe(out: Path) -> str:
+    """First-turn accuracy per probed level, from the probe run in `out` -> results/rise_smollm2_probe.txt."""
+    from harness import load_run
+    from harness._self_correction import self_correction_table
+
+    timing = json.loads((out / "probe" / "timing.json").read_text())
+    lines = [f"# SmolLM2-135M-Instruct ({timing['model']}), {timing['engine']} server (1 thread), agent {AGENT}",
+             f"# instruction {INSTRUCTION!r}; one turn per problem, one rollout; 95% intervals clustered by problem",
+             f"# wall {timing['wall_s']:.0f} s, CPU {timing['cpu_s']:.0f} s (this process + the server), "
+             f"load average {timing['load_average']:.1f} on 2 shared cores at the end"]
     table = self_correction_table(*load_run(out / "probe"))
     for row, level in zip(table.sort("scenario_id").iter_rows(named=True), PROBE_LEVELS):
-        print(f"{row['scenario_id']} {level}: m1@t1 {row['m1@t1']:.3f} [{row['m1@t1_low']:.3f}, "
-              f"{row['m1@t1_high']:.3f}] over {row['tasks']} problems", flush=True)
+        lines.append(f"{row['scenario_id']} {level}: m1@t1 {row['m1@t1']:.3f} [{row['m1@t1_low']:.3f}, "
+                     f"{row['m1@t1_high']:.3f}] over {row['tasks']} problems")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (Path(__file__).parent / "results" / "rise_smollm2_probe.txt").write_text(text)
+    return text
 
 
 def experiment(args: argparse.Namespace) -> None:
@@ -64,12 +85,13 @@ def experiment(args: argparse.Namespace) -> None:
         out=str(args.out), suite=Plan((), (entry,), 0, 1, "rise-smollm2"), agent=f"openai/{args.model}",
         agent_params=AGENT, backend="hf",
         backend_config={"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": 4,
-                        "lora_r": 16, "lora_alpha": 32, "max_length": 768, "threads": 2},
+                        "lora_r": 8, "lora_alpha": 16, "top_layers": args.top_layers, "max_length": 512,
+                        "threads": 1},
         selector="rise", rise_filter=args.rise_filter, iterations=args.iterations, rollouts=args.rollouts, k=1,
         train_instances=args.train_problems, eval_instances=args.eval_problems, eval_rollouts=5, concurrency=2,
         seed=0)
     started, cpu = time.perf_counter(), cpu_seconds()
-    iterate(config, log=lambda message: print(message, flush=True))
+    iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
     header = [f"# wall {time.perf_counter() - started:.0f} s, CPU {cpu_seconds() - cpu:.0f} s "
               "(process + children: server and trainer), 2 shared cores"]
     summarise(args.out, describe(args, params) + header)
@@ -80,7 +102,7 @@ def describe(args: argparse.Namespace, params: dict) -> list[str]:
     return [f"# RISE on {model}, self-correction/arithmetic {params}",
             f"# {args.eval_problems} held-out problems x 5 rollouts x 5 turns per evaluation; "
             f"{args.train_problems} training problems x {args.rollouts} rollouts per iteration; filter "
-            f"{args.rise_filter}; hf LoRA r16, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
+            f"{args.rise_filter}; hf LoRA r8 on the top {args.top_layers} layers, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
 
 
 def summarise(out: Path, header: list[str]) -> str:
@@ -253,7 +275,7 @@ def main() -> None:
     parser.add_argument("--summarise", action="store_true",
                         help="only write the results file from the evaluations already in --out")
     parser.add_argument("--probe-problems", type=int, default=20)
-    parser.add_argument("--level", default='{"steps": 1, "max_number": 10, "operations": "+-"}',
+    parser.add_argument("--level", default='{"steps": 1, "max_number": 5, "operations": "+"}',
                         help="arithmetic parameters (JSON)")
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--rollouts", type=int, default=2)
@@ -261,13 +283,16 @@ def main() -> None:
     parser.add_argument("--eval-problems", type=int, default=20)
     parser.add_argument("--rise-filter", default="all")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--top-layers", type=int, default=6, help="LoRA adapters only in the last N layers")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
-    os.environ.setdefault("REGRET_SERVE_ENGINE", "transformers")
-    if args.summarise:
+    os.environ.setdefault("REGRET_SERVE_ENGINE", "llama.cpp")
+    if args.summarise and args.probe:
+        summarise_probe(args.out)
+    elif args.summarise:
         level = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **json.loads(args.level)}
         if args.tiny:
             RESULTS = "rise_tiny.txt"
