@@ -22,24 +22,30 @@ Output directory::
     baselines/            optional: reference agents on the same held-out instances
     iterations.parquet, iterations.csv, iterations.png, baselines.csv
 
-Every step is recorded in state.json when it finishes; calling `iterate` again with the same
+Each step is a function `step(loop, state, i) -> StepRecord` (`evaluate`, `rollout`, `select`,
+`fit`, in `STEPS`; `baselines` once): it reads the run-scoped `Loop` (settings, tasks, backend,
+the serving context) and the typed `LoopState`, writes its files, and returns its record without
+changing the state. `iterate` is the driver: it opens the state (`prepare`), the model server
+(`serving`, closed however the loop ends) and runs each step not yet recorded in state.json,
+saving the record atomically when the step finishes. Calling `iterate` again with the same
 settings skips finished steps (and resumes a half-finished run directory), so an interruption
 costs at most the step in flight. `iterations` may be raised on a later call to continue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents import AgentSpec
-from finetune._backend import Checkpoint, TrainingSet, get_backend, make_config
+from finetune._backend import Checkpoint, Serving, TrainingSet, get_backend, make_config
 from finetune._curriculum import LevelHistory, allocate, get_schedule, order_levels, outside_band
 from harness import Plan, ScenarioEntry, atomic_write_json, derive_seed
 from scenarios import ConfigError, RegretError
@@ -187,13 +193,6 @@ def training_entries(plan: Plan, config: IterateConfig, iteration: int,
     return tuple(entries)
 
 
-def level_history(state: Mapping[str, Any], iteration: int) -> LevelHistory:
-    """Acceptance per level of the iterations before `iteration` (what the schedules read)."""
-    done = state["done"]
-    return LevelHistory(tuple(done[f"{j}/select"].get("level_acceptance", {}) for j in range(iteration)
-                              if f"{j}/select" in done))
-
-
 def check_disjoint(heldout: Sequence[ScenarioEntry], training: Sequence[ScenarioEntry]) -> None:
     held = {(e.family, json.dumps(dict(e.params), sort_keys=True), s) for e in heldout for s in e.instance_seeds}
     for entry in training:
@@ -202,47 +201,233 @@ def check_disjoint(heldout: Sequence[ScenarioEntry], training: Sequence[Scenario
                 raise AssertionError(f"held-out instance {entry.id}#{seed} would be used for training")
 
 
-# --- the loop ----------------------------------------------------------------------------
-class _State:
-    def __init__(self, directory: Path, settings: dict[str, Any]) -> None:
-        self.path = directory / STATE_FILE
-        if self.path.exists():
-            data = json.loads(self.path.read_text())
-            old = {k: v for k, v in data["settings"].items() if k not in _RESUMABLE}
-            new = {k: v for k, v in settings.items() if k not in _RESUMABLE}
-            if old != new:
-                changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                raise ConfigError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
-                                  "use another --out or the same settings")
-            self.data = data
-            self.data["settings"] = settings
-        else:
-            self.data = {"settings": settings, "done": {}, "checkpoints": {}, "seeds": {}}
+# --- the state record --------------------------------------------------------------------
+@dataclass
+class StepRecord:
+    """What one finished step left in state.json (`done["{i}/{step}"]`): its cost and its figures."""
 
-    def done(self, step: str) -> bool:
-        return step in self.data["done"]
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process plus the model server's, for the steps that play
+    dataset_size: float | None = None  # select: trajectories (RISE: attempts) kept
+    acceptance_rate: float | None = None  # select: kept / sampled
+    level_samples: dict[str, int] = field(default_factory=dict)  # select, per level: rollouts sampled
+    level_accepted: dict[str, int] = field(default_factory=dict)  # select, per level: rollouts kept
+    level_acceptance: dict[str, float] = field(default_factory=dict)  # what the curriculum schedules read
+    rollout_regret: float | None = None  # select: mean final regret of the finished rollouts
+    kept_regret: float | None = None  # select: mean final regret of the kept ones
+    train_loss: float | None = None  # fit
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as written
 
-    def finish(self, step: str, **record: Any) -> None:
-        self.data["done"][step] = record
-        self.save()
+    def to_json(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**{k: v for k, v in values.items() if v is not None and v != {}}, **self.extra}
 
-    def save(self) -> None:
-        atomic_write_json(self.path, self.data, indent=2, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StepRecord:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
 
 
-def _timed(function: Callable[[], Any], serving: Any = None) -> tuple[Any, float, float]:
-    """Result, wall seconds and CPU seconds of this process plus the model server's (if any)."""
-    def cpu() -> float:
-        return time.process_time() + (serving.cpu_s() if serving is not None else 0.0)
-    wall, started = time.perf_counter(), cpu()
-    result = function()
-    return result, time.perf_counter() - wall, cpu() - started
+@dataclass
+class LoopState:
+    """The loop's resumable record, state.json: settings, seeds, checkpoints and finished steps.
+
+    Saved atomically after every step, so an interruption loses at most the step in flight.
+    """
+
+    settings: dict[str, Any]
+    done: dict[str, StepRecord] = field(default_factory=dict)  # "baselines", "{i}/eval", "{i}/rollout", ...
+    checkpoints: dict[int, Checkpoint] = field(default_factory=dict)  # model i (0: the base model)
+    seeds: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # "heldout", "train-{i}": per scenario
+    warnings: list[str] = field(default_factory=list)  # shown on every call (levels outside the learnable band)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoopState:
+        return cls(dict(data["settings"]), {step: StepRecord.from_json(r) for step, r in data.get("done", {}).items()},
+                   {int(i): Checkpoint.from_dict(c) for i, c in data.get("checkpoints", {}).items()},
+                   {k: dict(v) for k, v in data.get("seeds", {}).items()}, list(data.get("warnings", [])))
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"settings": self.settings, "done": {step: r.to_json() for step, r in self.done.items()},
+                "checkpoints": {str(i): c.to_dict() for i, c in sorted(self.checkpoints.items())},
+                "seeds": self.seeds}
+        return {**data, "warnings": self.warnings} if self.warnings else data
+
+    @classmethod
+    def read(cls, directory: str | Path) -> LoopState:
+        return cls.from_json(json.loads((Path(directory) / STATE_FILE).read_text()))
+
+    @classmethod
+    def open(cls, directory: Path, settings: dict[str, Any]) -> LoopState:
+        """The state of the loop in `directory` (new if none); refuses a loop with other fixed settings."""
+        if not (directory / STATE_FILE).exists():
+            return cls(settings)
+        state = cls.read(directory)
+        old = {k: v for k, v in state.settings.items() if k not in _RESUMABLE}
+        new = {k: v for k, v in settings.items() if k not in _RESUMABLE}
+        if old != new:
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise ConfigError(f"{directory} holds a loop with other settings ({', '.join(changed)}); "
+                              "use another --out or the same settings")
+        state.settings = settings
+        return state
+
+    def save(self, directory: Path) -> None:
+        atomic_write_json(directory / STATE_FILE, self.to_json(), indent=2, sort_keys=True, default=str)
+
+    def step(self, step: str) -> StepRecord:
+        """The record of a finished step; an empty one for a step not (yet) run."""
+        return self.done.get(step) or StepRecord()
+
+    def history(self, iteration: int) -> LevelHistory:
+        """Acceptance per level of the iterations before `iteration` (what the schedules read)."""
+        return LevelHistory(tuple(self.done[f"{j}/select"].level_acceptance for j in range(iteration)
+                                  if f"{j}/select" in self.done))
+
+
+# --- the steps ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Loop:
+    """What the steps of one loop share: its settings, tasks, directory, backend and (while open) serving."""
+
+    config: IterateConfig
+    plan: Plan
+    directory: Path
+    backend: Any  # finetune._backend.Backend
+    heldout: tuple[ScenarioEntry, ...]
+    serving: Serving = field(default_factory=Serving)  # the default plays each checkpoint's own agent spec
+
+    def folder(self, iteration: int) -> Path:
+        return self.directory / f"iter-{iteration:03d}"
+
+    @property
+    def eval_plan(self) -> Plan:
+        """The held-out instances, with the same episode seeds every iteration (common random numbers)."""
+        return Plan((), self.heldout, derive_seed(self.config.seed, "eval"), self.config.eval_rollouts,
+                    f"{self.plan.name}-heldout")
+
+    def model(self, checkpoint: Checkpoint, **params: Any) -> AgentSpec:
+        spec = self.serving.spec(checkpoint)
+        return AgentSpec(spec.agent, {**dict(spec.params), **params}, MODEL_LABEL)
+
+    def play(self, path: Path, run: Plan) -> None:
+        """Run (or resume) one harness run directory; failed episodes stop the loop, finished ones are kept."""
+        from harness import build_factories, run_plan
+
+        resume = (path / "plan.json").exists()
+        # a resumed run plays through today's agents: a restarted model server has a new api_base
+        factories = build_factories(run) if resume else None
+        result = run_plan(run, path, resume=resume, concurrency=self.config.concurrency, factories=factories)
+        if result.failed:
+            raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}); "
+                            "finished ones are kept: call iterate again to retry the failed ones")
+
+
+class _Stopwatch:
+    """Wall and CPU seconds of a block: this process plus the model server's (when it plays)."""
+
+    def __init__(self, serving: Serving | None = None) -> None:
+        self.serving = serving
+
+    def _cpu(self) -> float:
+        return time.process_time() + (self.serving.cpu_s() if self.serving is not None else 0.0)
+
+    def __enter__(self) -> _Stopwatch:
+        self._wall, self._cpu_started = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall_s, self.cpu_s = time.perf_counter() - self._wall, self._cpu() - self._cpu_started
+
+
+def prepare(config: IterateConfig) -> tuple[Loop, LoopState]:
+    """The loop in `config.out` and its state (resumed when it exists), with the held-out seeds recorded."""
+    plan = load_plan(config.suite)
+    directory = Path(config.out)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = LoopState.open(directory, config.frozen_settings(plan))
+    loop = Loop(config, plan, directory, get_backend(config.backend), heldout_entries(plan, config))
+    state.seeds["heldout"] = {e.id: list(e.instance_seeds) for e in loop.heldout}
+    state.save(directory)
+    return loop, state
+
+
+def start_model(loop: Loop, state: LoopState) -> Checkpoint:
+    """Model 0, as the backend says (recorded once; a resumed loop plays the same one)."""
+    if 0 not in state.checkpoints:
+        config = loop.config
+        state.checkpoints[0] = loop.backend.initial_checkpoint(config.agent, dict(config.agent_params), config.base_model,
+                                                               loop.folder(0) / "checkpoint", plan=loop.plan)
+        state.save(loop.directory)
+    return state.checkpoints[0]
+
+
+@contextlib.contextmanager
+def serving(loop: Loop, state: LoopState) -> Iterator[Loop]:
+    """The loop with the backend's serving context: one server plays every checkpoint, stopped however it ends."""
+    with loop.backend.serving(loop.directory / "serve", state.checkpoints[0]) as opened:
+        yield dataclasses.replace(loop, serving=opened)
+
+
+def baselines(loop: Loop, state: LoopState) -> StepRecord:
+    """The reference agents on the held-out instances -> baselines/."""
+    specs = tuple(AgentSpec(name) for name in loop.config.baselines)
+    with _Stopwatch() as watch:
+        loop.play(loop.directory / "baselines", loop.eval_plan.replace(agents=specs))
+    return StepRecord(wall_s=watch.wall_s, cpu_s=watch.cpu_s)
+
+
+def evaluate(loop: Loop, state: LoopState, iteration: int) -> StepRecord:
+    """Model `iteration` plays the held-out instances -> iter-i/eval/."""
+    spec = loop.model(state.checkpoints[iteration], **dict(loop.config.eval_params))
+    with _Stopwatch(loop.serving) as watch:
+        loop.play(loop.folder(iteration) / "eval", loop.eval_plan.replace(agents=(spec,)))
+    return StepRecord(wall_s=watch.wall_s, cpu_s=watch.cpu_s)
+
+
+def training_tasks(loop: Loop, state: LoopState, iteration: int) -> tuple[ScenarioEntry, ...]:
+    """The training instances of `iteration`, as the schedule gives them after the earlier acceptance rates."""
+    training = training_entries(loop.plan, loop.config, iteration, state.history(iteration))
+    check_disjoint(loop.heldout, training)
+    return training
+
+
+def rollout(loop: Loop, state: LoopState, iteration: int) -> StepRecord:
+    """Model `iteration` plays L rollouts of every training task -> iter-i/rollouts/."""
+    config = loop.config
+    run = Plan((), training_tasks(loop, state, iteration), derive_seed(config.seed, "rollouts", iteration),
+               config.rollouts, f"{loop.plan.name}-train-{iteration}")
+    spec = loop.model(state.checkpoints[iteration])
+    with _Stopwatch(loop.serving) as watch:
+        loop.play(loop.folder(iteration) / "rollouts", run.replace(agents=(spec,)))
+    return StepRecord(wall_s=watch.wall_s, cpu_s=watch.cpu_s)
+
+
+def select(loop: Loop, state: LoopState, iteration: int) -> StepRecord:
+    """The selector keeps trajectories of iteration i's rollouts -> iter-i/dataset/."""
+    with _Stopwatch() as watch:
+        record = select_trajectories(loop.folder(iteration), loop.config)
+    return dataclasses.replace(record, wall_s=watch.wall_s, cpu_s=watch.cpu_s)
+
+
+def fit(loop: Loop, state: LoopState, iteration: int) -> StepRecord:
+    """The backend fine-tunes model i on the kept trajectories -> iter-{i+1}/checkpoint (+ checkpoint.json)."""
+    config, folder, parent = loop.config, loop.folder(iteration), state.checkpoints[iteration]
+    base = (config.base_model or state.checkpoints[0].path) if iteration == 0 else parent.path
+    with _Stopwatch() as watch:
+        fit_config = make_config(loop.backend, config.backend_config,
+                                 output_dir=str(loop.folder(iteration + 1) / "checkpoint"),
+                                 seed=derive_seed(config.seed, "fit", iteration) % SEED_SPACE)
+        trained = loop.backend.fit(base, _training_set(folder, config), fit_config)
+        # a fine-tune plays with its parent's agent settings unless the backend set its own
+        trained = dataclasses.replace(trained, params={**dict(parent.params), **dict(trained.params)})
+    trained.save(loop.folder(iteration + 1))
+    return StepRecord(wall_s=watch.wall_s, cpu_s=watch.cpu_s, train_loss=float(trained.metrics.get("train_loss", math.nan)))
+
+
+STEPS: dict[str, Callable[[Loop, LoopState, int], StepRecord]] = {
+    "eval": evaluate, "rollout": rollout, "select": select, "fit": fit}
 
 
 def load_plan(suite: Any) -> Plan:
@@ -253,114 +438,53 @@ def load_plan(suite: Any) -> Plan:
     return load_suite_or_builtin(str(suite))
 
 
+# --- the driver --------------------------------------------------------------------------
 def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = None,
             log: Callable[[str], None] | None = None) -> IterateResult:
     """Run (or resume) the RMFT loop described by `config`; see the module docstring."""
-    from harness import build_factories, run_plan
-
     log = log or (lambda message: None)
-    plan = load_plan(config.suite)
-    directory = Path(config.out)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = _State(directory, config.frozen_settings(plan))
-    backend = get_backend(config.backend)
-    heldout = heldout_entries(plan, config)
-    eval_seed = derive_seed(config.seed, "eval")
-    eval_plan = Plan((), heldout, eval_seed, config.eval_rollouts, f"{plan.name}-heldout")
-    state.data["seeds"]["heldout"] = {e.id: list(e.instance_seeds) for e in heldout}
-    state.save()
+    loop, state = prepare(config)
     steps_run: list[str] = []
 
-    def step_done(step: str, **record: Any) -> None:
-        state.finish(step, **record)
+    def finish(step: str, record: StepRecord) -> None:
+        state.done[step] = record
+        state.save(loop.directory)
         steps_run.append(step)
-        log(f"{step}: done" + "".join(f", {k} {v:.4g}" if isinstance(v, float) else "" for k, v in record.items()))
+        log(f"{step}: done" + "".join(f", {k} {v:.4g}" if isinstance(v, float) else ""
+                                      for k, v in record.to_json().items()))
         if on_step is not None:
             on_step(step)
 
-    def run_dir(path: Path, run: Plan) -> None:
-        resume = (path / "plan.json").exists()
-        # a resumed run plays through today's agents: a restarted model server has a new api_base
-        factories = build_factories(run) if resume else None
-        result = run_plan(run, path, resume=resume, concurrency=config.concurrency, factories=factories)
-        if result.failed:
-            raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}); "
-                            "finished ones are kept: call iterate again to retry the failed ones")
-
-    if config.baselines and not state.done("baselines"):
-        specs = tuple(AgentSpec(name) for name in config.baselines)
-        _, wall, cpu = _timed(lambda: run_dir(directory / "baselines", eval_plan.replace(agents=specs)))
-        step_done("baselines", wall_s=wall, cpu_s=cpu)
-
-    # model 0
-    if "0" in state.data["checkpoints"]:
-        current = Checkpoint.from_dict(state.data["checkpoints"]["0"])
-    else:
-        current = backend.initial_checkpoint(config.agent, dict(config.agent_params), config.base_model,
-                                             directory / "iter-000" / "checkpoint", plan=plan)
-        state.data["checkpoints"]["0"] = current.to_dict()
-        state.save()
-    base_for_fit = config.base_model or current.path
-
-    # one server plays every checkpoint of the loop; stopped however the loop ends
-    with backend.serving(directory / "serve", current) as serving:
+    if config.baselines and "baselines" not in state.done:
+        finish("baselines", baselines(loop, state))
+    start_model(loop, state)
+    with serving(loop, state) as served:
         for i in range(config.iterations + 1):
-            folder = directory / f"iter-{i:03d}"
-            if str(i) in state.data["checkpoints"]:
-                current = Checkpoint.from_dict(state.data["checkpoints"][str(i)])
-            if not state.done(f"{i}/eval"):
-                def evaluate() -> None:
-                    spec = serving.spec(current)
-                    spec = AgentSpec(spec.agent, {**dict(spec.params), **dict(config.eval_params)}, MODEL_LABEL)
-                    run_dir(folder / "eval", eval_plan.replace(agents=(spec,)))
-                _, wall, cpu = _timed(evaluate, serving)
-                step_done(f"{i}/eval", wall_s=wall, cpu_s=cpu)
-                if i == 0 and config.selector == "threshold":
-                    state.data["warnings"] = starting_accuracy_warnings(folder / "eval", config.max_regret)
-                    state.save()
+            if f"{i}/eval" not in state.done:
+                record = STEPS["eval"](served, state, i)
+                if i == 0 and config.selector == "threshold":  # saved with the step, shown on every call
+                    state.warnings = starting_accuracy_warnings(loop.folder(0) / "eval", config.max_regret)
+                finish(f"{i}/eval", record)
             if i == 0:
-                for warning in state.data.get("warnings", []):
+                for warning in state.warnings:
                     log(f"warning: {warning}")
             if i == config.iterations:
                 break
-            training = training_entries(plan, config, i, level_history(state.data, i))
-            check_disjoint(heldout, training)
-            state.data["seeds"][f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training}
-            if not state.done(f"{i}/rollout"):
-                rollout_plan = Plan((), training, derive_seed(config.seed, "rollouts", i), config.rollouts,
-                                    f"{plan.name}-train-{i}")
+            state.seeds[f"train-{i}"] = {e.id: list(e.instance_seeds) for e in training_tasks(loop, state, i)}
+            for name in ("rollout", "select", "fit"):
+                if f"{i}/{name}" not in state.done:
+                    record = STEPS[name](served, state, i)
+                    if name == "fit":  # model i + 1, as the fit step wrote it
+                        state.checkpoints[i + 1] = Checkpoint.load(loop.folder(i + 1))
+                    finish(f"{i}/{name}", record)
 
-                def rollout() -> None:
-                    spec = serving.spec(current)
-                    run_dir(folder / "rollouts", rollout_plan.replace(agents=(AgentSpec(spec.agent, spec.params, MODEL_LABEL),)))
-                _, wall, cpu = _timed(rollout, serving)
-                step_done(f"{i}/rollout", wall_s=wall, cpu_s=cpu)
-            if not state.done(f"{i}/select"):
-                record, wall, cpu = _timed(lambda: _select(folder, config))
-                step_done(f"{i}/select", wall_s=wall, cpu_s=cpu, **record)
-            if not state.done(f"{i}/fit"):
-                def fit() -> Checkpoint:
-                    training_set = _training_set(folder, config)
-                    fit_config = make_config(backend, config.backend_config,
-                                             output_dir=str(directory / f"iter-{i + 1:03d}" / "checkpoint"),
-                                             seed=derive_seed(config.seed, "fit", i) % SEED_SPACE)
-                    trained = backend.fit(base_for_fit if i == 0 else current.path, training_set, fit_config)
-                    # a fine-tune plays with its parent's agent settings unless the backend set its own
-                    return dataclasses.replace(trained, params={**dict(current.params), **dict(trained.params)})
-                new, wall, cpu = _timed(fit)
-                new.save(directory / f"iter-{i + 1:03d}")
-                state.data["checkpoints"][str(i + 1)] = new.to_dict()
-                step_done(f"{i}/fit", wall_s=wall, cpu_s=cpu, train_loss=float(new.metrics.get("train_loss", math.nan)))
-                current = new
-            else:
-                current = Checkpoint.from_dict(state.data["checkpoints"][str(i + 1)])
-
-    rows = write_table(directory, state.data, config.iterations)
-    baselines = write_baselines(directory) if (directory / "baselines").exists() else None
-    plot_iterations(directory, rows, baselines)
-    return IterateResult(directory, rows, baselines, current, steps_run)
+    rows = write_table(loop.directory, state, config.iterations)
+    baseline_rows = write_baselines(loop.directory) if (loop.directory / "baselines").exists() else None
+    plot_iterations(loop.directory, rows, baseline_rows)
+    return IterateResult(loop.directory, rows, baseline_rows, state.checkpoints[config.iterations], steps_run)
 
 
+# --- selection ---------------------------------------------------------------------------
 def _selector(config: IterateConfig):
     from finetune._select import KLowestRegret, RegretThreshold, TopReward
 
@@ -373,7 +497,7 @@ def starting_accuracy_warnings(eval_dir: Path, max_regret: float) -> list[str]:
     """Levels whose base-model held-out accuracy (regret <= max_regret) is outside the learnable band."""
     import polars as pl
 
-    from harness._store import load_run
+    from harness import load_run
 
     _, episodes = load_run(eval_dir)
     rates = (episodes.filter(pl.col("status") == "finished").group_by("scenario_id", maintain_order=True)
@@ -382,8 +506,8 @@ def starting_accuracy_warnings(eval_dir: Path, max_regret: float) -> list[str]:
             if (why := outside_band(row["rate"])) is not None]
 
 
-def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
-    """Keep trajectories per task and write dataset/episodes.parquet (with a `weight` column)."""
+def select_trajectories(folder: Path, config: IterateConfig) -> StepRecord:
+    """Keep trajectories of `folder/rollouts` per task -> `folder/dataset/episodes.parquet` (with a `weight` column)."""
     import polars as pl
 
     from finetune._select import select_episodes
@@ -411,14 +535,14 @@ def _select(folder: Path, config: IterateConfig) -> dict[str, float]:
     (folder / "dataset").mkdir(parents=True, exist_ok=True)
     kept.write_parquet(folder / "dataset" / "episodes.parquet")
     finished = episodes.filter(pl.col("status") == "finished")
-    return {"dataset_size": float(kept.height), "acceptance_rate": kept.height / total if total else math.nan,
-            "level_samples": samples, "level_accepted": {level: accepted.get(level, 0) for level in samples},
-            "level_acceptance": {level: accepted.get(level, 0) / n for level, n in samples.items()},
-            "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan),
-            "kept_regret": float(kept["final_regret"].mean()) if kept.height else math.nan}
+    return StepRecord(dataset_size=float(kept.height), acceptance_rate=kept.height / total if total else math.nan,
+                      level_samples=samples, level_accepted={level: accepted.get(level, 0) for level in samples},
+                      level_acceptance={level: accepted.get(level, 0) / n for level, n in samples.items()},
+                      rollout_regret=float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan),
+                      kept_regret=float(kept["final_regret"].mean()) if kept.height else math.nan)
 
 
-def _select_rise(folder: Path, config: IterateConfig, episodes) -> dict[str, float]:
+def _select_rise(folder: Path, config: IterateConfig, episodes) -> StepRecord:
     """RISE: every kept attempt of the rollouts, weighted exp(reward / tau), in dataset/train.jsonl."""
     import polars as pl
 
@@ -428,8 +552,8 @@ def _select_rise(folder: Path, config: IterateConfig, episodes) -> dict[str, flo
                                 tau=config.tau, val_fraction=0.0, seed=config.seed)
     counts = result.metadata["counts"]
     finished = episodes.filter(pl.col("status") == "finished")
-    return {"dataset_size": float(result.n_train), "acceptance_rate": result.n_train / counts["attempts"],
-            "rollout_regret": float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan)}
+    return StepRecord(dataset_size=float(result.n_train), acceptance_rate=result.n_train / counts["attempts"],
+                      rollout_regret=float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan))
 
 
 def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
@@ -448,34 +572,33 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
 
 
 # --- table and plot ----------------------------------------------------------------------
-def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
+def write_table(directory: Path, state: LoopState | Mapping[str, Any], iterations: int):
     """iterations.parquet/.csv: one row per (iteration, scenario) from the eval runs and step records."""
     import polars as pl
 
-    from harness import load_run
+    from harness import load_run, self_correction_table
     from harness.metrics import leaderboard
 
-    from harness._self_correction import self_correction_table
-
-    done = state["done"]
+    if not isinstance(state, LoopState):  # a state.json read as it is
+        state = LoopState.from_json(state)
     rows = []
     answers = []  # answer scenarios: the RISE metrics of each iteration's held-out evaluation
     accepted_total = 0.0
     for i in range(iterations + 1):
-        if f"{i}/eval" not in done:
+        if f"{i}/eval" not in state.done:
             break
         decisions, episodes = load_run(directory / f"iter-{i:03d}" / "eval")
         board = leaderboard(decisions, episodes)
         answers.append(self_correction_table(decisions, episodes).drop("agent", "tasks", "episodes", "oracle")
                        .with_columns(iteration=pl.lit(i, pl.Int64)))
         rewards = _reward_by_scenario(episodes)
-        previous = done.get(f"{i - 1}/select", {}) if i else {}
-        accepted_total += float(previous.get("dataset_size", 0.0))
-        fit = done.get(f"{i - 1}/fit", {}) if i else {}
-        steps = [done.get(f"{i - 1}/{s}", {}) for s in ("rollout", "select", "fit")] if i else []
-        steps.append(done[f"{i}/eval"])
-        wall = sum(float(s.get("wall_s", 0.0)) for s in steps)
-        cpu = sum(float(s.get("cpu_s", 0.0)) for s in steps)
+        # what trained model i: the steps of iteration i - 1 (none for the base model)
+        previous, fit = (state.step(f"{i - 1}/select"), state.step(f"{i - 1}/fit")) if i else (StepRecord(), StepRecord())
+        accepted_total += float(previous.dataset_size or 0.0)
+        steps = [state.step(f"{i - 1}/{s}") for s in ("rollout", "select", "fit")] if i else []
+        steps.append(state.done[f"{i}/eval"])
+        wall = sum(float(s.wall_s) for s in steps)
+        cpu = sum(float(s.cpu_s) for s in steps)
         for row in board.iter_rows(named=True):
             rows.append({
                 "iteration": i, "scenario_id": row["scenario_id"], "episodes": row["episodes"],
@@ -483,12 +606,12 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
                 "std_regret": row["std_regret"], "median_regret": row["median_regret"], "p90_regret": row["p90_regret"],
                 "beta": row["beta"], "invalid_rate": row["invalid_rate"], "position_bias": row["position_bias"],
                 "first_listed_share": row["first_listed_share"], **rewards[row["scenario_id"]],
-                "rollout_regret": _num(previous.get("rollout_regret")), "dataset_size": _num(previous.get("dataset_size")),
-                "acceptance_rate": _num(previous.get("acceptance_rate")),
-                "samples": _num(previous.get("level_samples", {}).get(row["scenario_id"])),
-                "accepted": _num(previous.get("level_accepted", {}).get(row["scenario_id"])),
-                "level_acceptance": _num(previous.get("level_acceptance", {}).get(row["scenario_id"])),
-                "accepted_total": accepted_total if i else math.nan, "train_loss": _num(fit.get("train_loss")),
+                "rollout_regret": _num(previous.rollout_regret), "dataset_size": _num(previous.dataset_size),
+                "acceptance_rate": _num(previous.acceptance_rate),
+                "samples": _num(previous.level_samples.get(row["scenario_id"])),
+                "accepted": _num(previous.level_accepted.get(row["scenario_id"])),
+                "level_acceptance": _num(previous.level_acceptance.get(row["scenario_id"])),
+                "accepted_total": accepted_total if i else math.nan, "train_loss": _num(fit.train_loss),
                 "wall_s": wall, "cpu_s": cpu,
             })
     schema = {c: (pl.Int64 if c in ("iteration", "episodes") else pl.String if c == "scenario_id" else pl.Float64)
@@ -504,10 +627,10 @@ def write_table(directory: Path, state: Mapping[str, Any], iterations: int):
 
 
 def _reward_by_scenario(episodes) -> dict[str, dict[str, float]]:
-    """Held-out mean reward per scenario with its task-clustered 95% interval (harness._stats)."""
+    """Held-out mean reward per scenario with its task-clustered 95% interval (harness.clustered_mean)."""
     import polars as pl
 
-    from harness._stats import clustered_mean
+    from harness import clustered_mean
 
     finished = episodes.filter(pl.col("status") == "finished").select("scenario_id", "task_id", "total_reward").collect()
     result = {}

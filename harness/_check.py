@@ -268,12 +268,13 @@ class Baseline:
         for i, item in enumerate(checks):
             try:
                 episodes = item["episodes"]
-                columns = [episodes[c] for c in ("task_id", "rollout", "env_seed", "regret")]
-                if len({len(c) for c in columns}) != 1:
+                columns = {c: episodes[c] for c in ("task_id", "rollout", "env_seed", "regret")}
+                if len({len(c) for c in columns.values()}) != 1:
                     raise ConfigError("episode columns differ in length")
                 sample = Sample(
-                    str(item["agent"]), str(item["scenario_id"]), tuple(map(str, columns[0])),
-                    tuple(map(int, columns[1])), tuple(map(int, columns[2])), tuple(map(float, columns[3])),
+                    str(item["agent"]), str(item["scenario_id"]), tuple(map(str, columns["task_id"])),
+                    tuple(map(int, columns["rollout"])), tuple(map(int, columns["env_seed"])),
+                    tuple(map(float, columns["regret"])),
                     int(item.get("failed", 0)),
                     None if item.get("invalid_rate") is None else float(item["invalid_rate"]),
                     float(item.get("cost") or 0.0),
@@ -551,6 +552,24 @@ class Check:
 
 
 @dataclass(frozen=True)
+class CheckRow:
+    """One check as the tables show it: text cells, named (the terminal, Markdown and JUnit read them by name)."""
+
+    agent: str
+    scenario: str
+    baseline: str
+    now: str
+    change: str
+    p_value: str
+    adjusted_p: str
+    verdict: str
+
+    def cells(self) -> list[str]:
+        """The cells in the order of `CheckReport.header()`."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+@dataclass(frozen=True)
 class CheckReport:
     """All checks of a run against a baseline. Truthy when every check passed."""
 
@@ -588,9 +607,9 @@ class CheckReport:
         return (f"{head} (one-sided t-tests [{used}] at alpha={s.alpha:g}, correction={s.correction}, "
                 f"min effect {s.min_effect:.0%} relative / {s.min_effect_abs:g} absolute)")
 
-    def rows(self) -> list[list[str]]:
-        return [[c.agent, c.scenario_id, _mean_cell(c.baseline_mean, c.n_baseline), _mean_cell(c.now_mean, c.n_now),
-                 _change_cell(c), _p_cell(c, raw=True), _p_cell(c), c.verdict] for c in self.checks]
+    def rows(self) -> list[CheckRow]:
+        return [CheckRow(c.agent, c.scenario_id, _mean_cell(c.baseline_mean, c.n_baseline), _mean_cell(c.now_mean, c.n_now),
+                         _change_cell(c), _p_cell(c, raw=True), _p_cell(c), c.verdict) for c in self.checks]
 
     def header(self) -> list[str]:
         adjusted = "p-value (none)" if self.settings.correction == "none" else f"p-value ({self.settings.correction})"
@@ -598,7 +617,7 @@ class CheckReport:
 
     def table(self) -> str:
         """A fixed-width text table for the terminal, followed by the summary and failure details."""
-        rows = [self.header(), *self.rows()]
+        rows = [self.header(), *(row.cells() for row in self.rows())]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -610,9 +629,8 @@ class CheckReport:
     def markdown(self) -> str:
         """A Markdown section (for $GITHUB_STEP_SUMMARY)."""
         icon = {"pass": "✅", "new": "🆕", "missing": "❌", "fail": "❌"}
-        rows = [self.header(), *self.rows()]
-        for row, check in zip(rows[1:], self.checks):
-            row[-1] = f"{icon[check.status]} {row[-1]}"
+        rows = [self.header(), *(replace(row, verdict=f"{icon[check.status]} {row.verdict}").cells()
+                                 for row, check in zip(self.rows(), self.checks))]
         escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
         lines = ["## regret check", "", f"**{self.summary()}**", "", *(f"> warning: {w}" for w in self.warnings),
                  *([""] if self.warnings else []),
@@ -632,7 +650,8 @@ class CheckReport:
                               failures=str(len(self.failures)), errors="0", skipped="0", time="0")
         for check, row in zip(self.checks, self.rows()):
             case = ET.SubElement(suite, "testcase", classname=f"regret.{check.agent}", name=check.scenario_id, time="0")
-            text = (f"baseline {row[2]}, now {row[3]}, change {row[4]}, p {row[5]}, adjusted p {row[6]}, verdict {row[7]}"
+            text = (f"baseline {row.baseline}, now {row.now}, change {row.change}, p {row.p_value}, "
+                    f"adjusted p {row.adjusted_p}, verdict {row.verdict}"
                     + (f"; {check.message}" if check.message else ""))
             if check.passed:
                 ET.SubElement(case, "system-out").text = text

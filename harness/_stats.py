@@ -42,6 +42,13 @@ from typing import Any
 
 import numpy as np
 
+from scenarios import UsageError
+
+
+class StatsError(UsageError):
+    """A statistic asked for with unusable arguments (lengths that differ, a level outside (0, 1), ...)."""
+
+
 SCOPES = ("instances", "tasks")
 ALTERNATIVES = ("two-sided", "less", "greater")
 CORRECTIONS = ("holm", "bonferroni", "none")
@@ -91,7 +98,7 @@ class Estimate:
         from scipy.special import stdtr  # the Student t CDF that scipy.stats.t.cdf wraps
 
         if alternative not in ALTERNATIVES:
-            raise ValueError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
+            raise StatsError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
         diff = self.estimate - null
         if not (math.isfinite(diff) and math.isfinite(self.std_error) and math.isfinite(self.df)):
             return math.nan
@@ -119,7 +126,7 @@ def _by_task(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | None):
     y = np.asarray(_to_numpy(values), dtype=float).ravel()
     labels = np.arange(y.size) if tasks is None else np.asarray(_to_numpy(tasks), dtype=object).ravel()
     if labels.shape != y.shape:
-        raise ValueError(f"values and tasks differ in length ({y.size} vs {labels.size})")
+        raise StatsError(f"values and tasks differ in length ({y.size} vs {labels.size})")
     keep = np.isfinite(y)
     y, labels = y[keep], labels[keep]
     if y.size == 0:
@@ -144,7 +151,7 @@ def clustered_mean(values: Sequence[float] | Any, tasks: Sequence[Any] | Any | N
     """
     _check_level(level)
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        raise StatsError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     y, codes, n_tasks = _by_task(values, tasks)
     n = y.size
     if n == 0:
@@ -190,7 +197,7 @@ def paired_difference(a: Sequence[float] | Any, b: Sequence[float] | Any, tasks:
     a = np.asarray(_to_numpy(a), dtype=float).ravel()
     b = np.asarray(_to_numpy(b), dtype=float).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length ({a.size} vs {b.size})")
+        raise StatsError(f"paired samples differ in length ({a.size} vs {b.size})")
     estimate = clustered_mean(a - b, tasks, level=level, scope=scope)
     return _with_scale(estimate, max(estimate.scale, *_scales(a, b)))
 
@@ -198,7 +205,7 @@ def paired_difference(a: Sequence[float] | Any, b: Sequence[float] | Any, tasks:
 def difference(a: Estimate, b: Estimate) -> Estimate:
     """a - b for two independent estimates (e.g. unpaired runs): variances add, Welch-Satterthwaite df."""
     if a.level != b.level:
-        raise ValueError(f"estimates at different levels ({a.level} and {b.level})")
+        raise StatsError(f"estimates at different levels ({a.level} and {b.level})")
     diff = a.estimate - b.estimate
     va, vb = a.std_error**2, b.std_error**2
     if va + vb == 0.0:
@@ -219,7 +226,7 @@ def adjust_pvalues(pvalues: Sequence[float], correction: str = "holm") -> list[f
     [0.04, 0.09, 0.09, 0.2]
     """
     if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+        raise StatsError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     values = [float(p) for p in pvalues]
     tested = [i for i, p in enumerate(values) if math.isfinite(p)]
     m = len(tested)
@@ -266,7 +273,7 @@ def growth_slopes(cumulative_regret: Any, rounds: Any | None = None, episode: An
     ([0.5, 1.0], [90, 90])
     """
     if not 0.0 <= burn_in < 1.0:
-        raise ValueError(f"burn_in must be in [0, 1), got {burn_in}")
+        raise StatsError(f"burn_in must be in [0, 1), got {burn_in}")
     R = np.asarray(_to_numpy(cumulative_regret), dtype=float)
     if R.ndim == 2:
         n_episodes, horizon = R.shape
@@ -276,15 +283,15 @@ def growth_slopes(cumulative_regret: Any, rounds: Any | None = None, episode: An
         R = R.ravel()
     elif R.ndim == 1:
         if rounds is None or episode is None:
-            raise ValueError("flat cumulative regrets need `rounds` and `episode` arrays")
+            raise StatsError("flat cumulative regrets need `rounds` and `episode` arrays")
         x_rounds = np.asarray(_to_numpy(rounds), dtype=float).ravel()
         codes = np.asarray(_to_numpy(episode)).ravel().astype(np.int64)
         if not (x_rounds.shape == codes.shape == R.shape):
-            raise ValueError(f"cumulative_regret, rounds and episode differ in length "
+            raise StatsError(f"cumulative_regret, rounds and episode differ in length "
                              f"({R.size}, {x_rounds.size}, {codes.size})")
         n_episodes = int(codes.max()) + 1 if codes.size else 0
     else:
-        raise ValueError(f"cumulative_regret must be 1-D or 2-D, got {R.ndim} dimensions")
+        raise StatsError(f"cumulative_regret must be 1-D or 2-D, got {R.ndim} dimensions")
     if n_episodes == 0:
         empty = np.empty(0)
         return GrowthSlopes(empty, empty, np.empty(0, dtype=np.int64))
@@ -355,7 +362,7 @@ def sublinearity_test(slopes: GrowthSlopes | Sequence[float] | Any, tasks: Seque
     True
     """
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise StatsError(f"alpha must be in (0, 1), got {alpha}")
     beta = slopes.beta if isinstance(slopes, GrowthSlopes) else np.asarray(_to_numpy(slopes), dtype=float).ravel()
     unfitted = int(np.sum(~np.isfinite(beta)))
     estimate = clustered_mean(beta, tasks, level=level, scope=scope)
@@ -439,7 +446,7 @@ def t_test_power(effect_size: float, n: float, df: float, alpha: float = 0.05, a
     from scipy.special import nctdtr, stdtrit
 
     if alternative not in ALTERNATIVES:
-        raise ValueError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
+        raise StatsError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
     if df <= 0 or n <= 0:
         return math.nan
     nc = effect_size * math.sqrt(n)
@@ -492,21 +499,21 @@ def plan_power(a: Sequence[float] | Any, b: Sequence[float] | Any, tasks: Sequen
       episodes - tasks paired, 2 (episodes - tasks) unpaired).
     """
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        raise StatsError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     if not 0.0 < power < 1.0:
-        raise ValueError(f"power must be in (0, 1), got {power}")
+        raise StatsError(f"power must be in (0, 1), got {power}")
     a = np.asarray(_to_numpy(a), dtype=float).ravel()
     b = np.asarray(_to_numpy(b), dtype=float).ravel()
     labels = np.asarray(_to_numpy(tasks), dtype=object).ravel()
     if not a.shape == b.shape == labels.shape:
-        raise ValueError(f"a, b and tasks differ in length ({a.size}, {b.size}, {labels.size})")
+        raise StatsError(f"a, b and tasks differ in length ({a.size}, {b.size}, {labels.size})")
     paired = variance_components(a - b, labels)
     side_a, side_b = variance_components(a, labels), variance_components(b, labels)
     reference = float(np.nanmean(b)) if b.size else math.nan
     effect = abs(relative_effect * reference)
     m = int(rollouts if rollouts is not None else max(1, round(paired.n_episodes / max(paired.n_tasks, 1))))
     if m < 1:
-        raise ValueError(f"rollouts must be >= 1, got {m}")
+        raise StatsError(f"rollouts must be >= 1, got {m}")
     plan = dict(effect=effect, relative_effect=relative_effect, reference_mean=reference, alpha=alpha, power=power,
                 scope=scope, rollouts=m, paired=paired, unpaired=(side_a, side_b))
     if scope == "instances":
@@ -557,7 +564,7 @@ def _scales(*arrays: np.ndarray) -> list[float]:
 
 def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise StatsError(f"level must be in (0, 1), got {level}")
 
 
 def _ratio(effect: float, sd: float) -> float:

@@ -11,6 +11,7 @@ lives here and every package re-exports it:
     │   ├── PlanError                a malformed suite or plan           (harness)
     │   ├── RunStoreError            a run directory that cannot be used as asked (harness)
     │   ├── BaselineError            a check baseline file that cannot be used (harness)
+    │   ├── StatsError               a statistic asked for with unusable arguments (harness)
     │   ├── BackendError             a fine-tuning backend that cannot be used as asked (finetune)
     │   └── DatasetError             a dataset that cannot be built or trained on (finetune)
     ├── ProviderError (RuntimeError) a provider call failed for good (agents.llm)

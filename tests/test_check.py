@@ -369,8 +369,8 @@ def test_raw_and_adjusted_pvalues_and_mismatch_warnings(runs, tmp_path):
     header = report.header()
     assert header[5:7] == ["p-value", "p-value (holm)"]
     for check, row in zip(report.checks, report.rows()):
-        if check.test is not None and row[5] not in ("<1e-4", "-"):
-            assert float(row[5]) == pytest.approx(check.test.pvalue, abs=5e-5)
+        if check.test is not None and row.p_value not in ("<1e-4", "-"):
+            assert float(row.p_value) == pytest.approx(check.test.pvalue, abs=5e-5)
             assert check.pvalue_adjusted >= check.test.pvalue
     # the label "ucb1" is the uniform agent in the "worse" run: its settings changed
     assert any("'ucb1' has different settings" in w for w in report.warnings)

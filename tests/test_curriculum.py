@@ -19,7 +19,7 @@ from finetune._curriculum import (  # noqa: E402
     order_levels,
     outside_band,
 )
-from finetune._loop import _select  # noqa: E402
+from finetune._loop import select_trajectories  # noqa: E402
 from finetune.iterate import IterateConfig, iterate, training_entries  # noqa: E402
 from harness._plan import parse_suite  # noqa: E402
 from harness._runner import run_plan  # noqa: E402
@@ -87,16 +87,16 @@ def test_acceptance_rate_accounting_per_level(tmp_path, selector, expected):
     folder = tmp_path / "iter"
     run_plan(plan, folder / "rollouts")
     config = IterateConfig(out=str(tmp_path), suite=plan, selector=selector, k=2, rollouts=5)
-    record = _select(folder, config)
+    record = select_trajectories(folder, config)
     episodes = pl.read_parquet(folder / "rollouts" / "episodes.parquet")
     for level in ("L1", "L3"):
         rows = episodes.filter(pl.col("scenario_id") == level)
-        assert record["level_samples"][level] == rows.height == 20
+        assert record.level_samples[level] == rows.height == 20
         want = _recheck_correct(folder / "rollouts", level) if expected is None else expected * 4
-        assert record["level_accepted"][level] == want
-        assert record["level_acceptance"][level] == pytest.approx(want / 20)
-    assert record["dataset_size"] == sum(record["level_accepted"].values())
-    assert record["acceptance_rate"] == pytest.approx(record["dataset_size"] / 40)
+        assert record.level_accepted[level] == want
+        assert record.level_acceptance[level] == pytest.approx(want / 20)
+    assert record.dataset_size == sum(record.level_accepted.values())
+    assert record.acceptance_rate == pytest.approx(record.dataset_size / 40)
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
     if expected is None:
         assert (kept["final_regret"] == 0).all()  # reward-filtered: only correct answers

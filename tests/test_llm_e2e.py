@@ -140,6 +140,9 @@ def test_invalid_answers_are_reasked_then_fall_back_and_counted(tmp_path, server
 def test_same_run_twice_gives_identical_tables_and_the_cache_makes_it_free(tmp_path, server, cache_dir):
     plan = parse_suite(suite([llm("rr", server), llm("erring", server, history="summary")]))
     run_plan(plan, tmp_path / "a")
+    # both agents' clients shared the run's one connection to the cache file, closed when the run ended
+    # (SQLite removes the write-ahead log when its last connection closes)
+    assert (cache_dir / "responses.sqlite").exists() and not (cache_dir / "responses.sqlite-wal").exists()
     calls_first = server.stats["requests"]
     run_plan(plan, tmp_path / "b")  # every response from the cache
     assert server.stats["requests"] == calls_first
@@ -181,6 +184,25 @@ def test_sampled_rollouts_do_not_collapse_in_the_cache(tmp_path, server):
     first, second, repeat = asyncio.run(go())
     assert (first.cached, second.cached, repeat.cached) == (False, False, True)
     assert server.stats["requests"] == 2
+    assert not (tmp_path / "c" / "responses.sqlite-wal").exists()  # a client alone closes its own cache
+
+
+def test_response_caches_are_one_connection_per_file_and_close_together(tmp_path):
+    from agents.llm import ResponseCaches
+
+    caches = ResponseCaches()
+    first, again, other = caches.open(tmp_path / "a"), caches.open(tmp_path / "a" / "."), caches.open(tmp_path / "b")
+    assert first is again and first is not other
+    first.put("00" * 20, "m", {"content": "x"})
+    caches.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        first.get("00" * 20)
+    with pytest.raises(sqlite3.ProgrammingError):
+        other.put("11" * 20, "m", {})
+        other.flush()
+    reopened = ResponseCaches().open(tmp_path / "a")  # a later run opens its own, and sees what was written
+    assert reopened is not first and reopened.get("00" * 20) == {"content": "x"}
+    reopened.close()
 
 
 def test_history_modes_multi_turn_and_reasoning_off_reach_the_model(tmp_path, server):

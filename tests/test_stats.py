@@ -126,6 +126,13 @@ def test_degenerate_and_exact_cases():
         clustered_mean([1.0, 2.0], ["a"])
     with pytest.raises(ValueError, match="level"):
         clustered_mean([1.0, 2.0], level=95)
+    # bad arguments are usage errors of the project's family: the CLI exits 2 by type, a bug stays a bug
+    from harness import StatsError
+    from scenarios import UsageError
+
+    with pytest.raises(StatsError, match="level") as caught:
+        clustered_mean([1.0, 2.0], level=95)
+    assert isinstance(caught.value, UsageError) and caught.value.exit_code == 2
 
 
 def test_paired_difference_matches_statsmodels_on_the_differences_and_beats_unpaired():

@@ -28,7 +28,7 @@ records as a failed episode (`--resume` retries it). Responses are cached in
 """
 
 from agents.llm._agent import LLMAgent, llm_factory
-from agents.llm._cache import CACHE_ENV, ResponseCache, default_cache_dir, request_key
+from agents.llm._cache import CACHE_ENV, ResponseCache, ResponseCaches, default_cache_dir, request_key
 from agents.llm._client import Completion, EndpointLimits, LLMClient, ProviderError, retry_after_s
 from agents.llm._cost import Pricer, is_self_hosted, load_price_file
 from agents.llm._formats import ANSWER_FORMATS, AnswerSchema, check_support
@@ -54,6 +54,7 @@ __all__ = [
     "ProviderError",
     "QUIRKS",
     "ResponseCache",
+    "ResponseCaches",
     "apply_quirks",
     "default_cache_dir",
     "is_self_hosted",

@@ -20,6 +20,7 @@ from agents._base import (
     RunResources,
 )
 from agents._budget import RUN_BUDGET, Spend
+from agents.llm._cache import ResponseCaches
 from agents.llm._client import EndpointLimits, LLMClient
 from agents.llm._parse import parse_answer, parse_structured, split_reasoning
 from agents.llm._prompts import EpisodePrompts, OptionOrder
@@ -180,6 +181,13 @@ class LLMAgent(Agent):
                             decision.raw_output)
 
 
+def _run_caches(resources: RunResources) -> ResponseCaches:
+    """The run's response caches; registered before any client's close, so closed after them all."""
+    caches = ResponseCaches()
+    resources.on_close(caches.close)
+    return caches
+
+
 def llm_factory(spec: AgentSpec) -> AgentFactory:
     """An AgentFactory for a litellm model string; its settings come from `spec.params`.
 
@@ -192,11 +200,12 @@ def llm_factory(spec: AgentSpec) -> AgentFactory:
 
     def open_client(resources: RunResources) -> tuple[LLMClient, LLMClient | None]:
         limits = resources.shared("llm/endpoint-limits", EndpointLimits)
-        client = LLMClient(settings, limits)
+        caches = resources.shared("llm/response-caches", lambda: _run_caches(resources))
+        client = LLMClient(settings, limits, caches)
         resources.on_close(client.aclose)
         teacher = None
         if settings.teacher:  # RISE distillation: another model writes the later turns
-            teacher = LLMClient(dataclasses.replace(settings, model=settings.teacher), limits)
+            teacher = LLMClient(dataclasses.replace(settings, model=settings.teacher), limits, caches)
             resources.on_close(teacher.aclose)
         return client, teacher
 

@@ -104,30 +104,23 @@ class ResponseCache:
             self._db.close()
 
 
-_OPEN: dict[Path, tuple[ResponseCache, int]] = {}
-_OPEN_LOCK = threading.Lock()
+class ResponseCaches:
+    """The response caches one run has open: one connection per cache file, shared by the run's
+    LLM clients (in the run's `RunResources`) and closed together when the run ends."""
 
+    def __init__(self) -> None:
+        self._open: dict[Path, ResponseCache] = {}
+        self._lock = threading.Lock()
 
-def open_cache(directory: str | Path | None = None) -> ResponseCache:
-    """A shared cache per file (several agents of one run use one connection); release it when done."""
-    path = (Path(directory) if directory else default_cache_dir()).resolve()
-    with _OPEN_LOCK:
-        cache, users = _OPEN.get(path, (None, 0))
-        if cache is None:
-            cache = ResponseCache(path)
-        _OPEN[path] = (cache, users + 1)
-        return cache
+    def open(self, directory: str | Path | None = None) -> ResponseCache:
+        path = (Path(directory) if directory else default_cache_dir()).resolve()
+        with self._lock:
+            if path not in self._open:
+                self._open[path] = ResponseCache(path)
+            return self._open[path]
 
-
-def release_cache(cache: ResponseCache) -> None:
-    path = cache.path.parent.resolve()
-    with _OPEN_LOCK:
-        held, users = _OPEN.get(path, (None, 0))
-        if held is not cache:
+    def close(self) -> None:
+        with self._lock:
+            caches, self._open = list(self._open.values()), {}
+        for cache in caches:
             cache.close()
-            return
-        if users <= 1:
-            del _OPEN[path]
-            cache.close()
-        else:
-            _OPEN[path] = (cache, users - 1)

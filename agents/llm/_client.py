@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents._redact import Redactor, environment_secrets
-from agents.llm._cache import open_cache, release_cache, request_key
+from agents.llm._cache import ResponseCaches, request_key
 from agents.llm._formats import check_support
 from agents.llm._cost import Pricer, is_self_hosted
 from agents.llm._quirks import apply_quirks
@@ -283,7 +283,8 @@ def _read_api_key(settings: LLMSettings) -> str | None:
 class LLMClient:
     """One per agent spec and run; all agents of that factory (one per episode) share it."""
 
-    def __init__(self, settings: LLMSettings, limits: EndpointLimits | None = None) -> None:
+    def __init__(self, settings: LLMSettings, limits: EndpointLimits | None = None,
+                 caches: ResponseCaches | None = None) -> None:
         self.settings = settings
         check_support(settings.model, settings.api_base, settings.answer_format, settings.assume_capable)
         self.pricer = _pricer(settings)
@@ -301,6 +302,8 @@ class LLMClient:
         request.update(settings.extra)
         # what identifies a response (the cache key); never holds the key
         self._request = apply_quirks(request, settings)
+        # the run's open caches (closed with the run), else this client's own (closed by aclose)
+        self._caches, self._own_caches = (caches, False) if caches is not None else (ResponseCaches(), True)
         self._cache = None
         self._completion_bound: int | None = None
         self._rng = random.Random()  # backoff jitter only: timing, never results
@@ -370,7 +373,7 @@ class LLMClient:
         key = None
         if settings.cache:
             if self._cache is None:
-                self._cache = open_cache(settings.cache_dir)
+                self._cache = self._caches.open(settings.cache_dir)
             key = request_key(request, rollout, task)
             hit = self._cache.get(key)
             if hit is not None:
@@ -463,9 +466,9 @@ class LLMClient:
         return self.redact(f"{settings.model}: {what} {calls} call(s): {text}")[:600] + hint
 
     async def aclose(self) -> None:
-        if self._cache is not None:
-            release_cache(self._cache)
-            self._cache = None
+        if self._own_caches:
+            self._caches.close()
+        self._cache = None
         if self._quiet is not None:
             litellm, previous = self._quiet
             litellm.suppress_debug_info = previous

@@ -16,6 +16,7 @@ returns is mapped back to the scenario's numbering.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,25 +73,20 @@ class OptionOrder:
         return tuple(values)
 
 
-_SINGLE_TURN = None
-_MULTI_TURN = None
-
-
+@functools.cache
 def _templates():
     """The two langchain templates, built once per process (langchain-core is imported lazily)."""
-    global _SINGLE_TURN, _MULTI_TURN
-    if _SINGLE_TURN is None:
-        from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-        _SINGLE_TURN = ChatPromptTemplate.from_messages([
-            ("system", "{system}"),
-            ("human", "{task}\n\n{history}\n\n{question}"),
-        ])
-        _MULTI_TURN = ChatPromptTemplate.from_messages([
-            ("system", "{system}"),
-            MessagesPlaceholder("conversation"),
-        ])
-    return _SINGLE_TURN, _MULTI_TURN
+    single_turn = ChatPromptTemplate.from_messages([
+        ("system", "{system}"),
+        ("human", "{task}\n\n{history}\n\n{question}"),
+    ])
+    multi_turn = ChatPromptTemplate.from_messages([
+        ("system", "{system}"),
+        MessagesPlaceholder("conversation"),
+    ])
+    return single_turn, multi_turn
 
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
