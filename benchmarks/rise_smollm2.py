@@ -150,9 +150,11 @@ def summarise(out: Path, header: list[str]) -> str:
     state = Path(out) / "state.json"
     if state.exists():
         done = json.loads(state.read_text())["done"]
-        for step, record in sorted(done.items()):
+        for step, record in done.items():  # in the order they ran
             numbers = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float)))
             lines.append(f"step {step}: {numbers}")
+        lines.append(f"finished steps together: wall {sum(r.get('wall_s', 0) for r in done.values()):.0f} s, "
+                     f"CPU {sum(r.get('cpu_s', 0) for r in done.values()):.0f} s (this process + the model server)")
     if finished:
         lines += ["", _sequential_vs_parallel(Path(out), finished)]
     text = "\n".join(lines) + "\n"
