@@ -169,35 +169,41 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
-    """m1@t5 - m5@t1 per iteration, paired over the held-out problems (one value per problem)."""
-    from harness._self_correction import answer_episodes, parallel_majority_values, sequential_majority_values
-    from harness._stats import clustered_mean, paired_difference
+def _per_problem(directory: Path) -> dict[str, dict[str, float]]:
+    """Each RISE metric's mean per held-out problem (m5@t1 only for problems with 5 finished rollouts)."""
+    from harness._self_correction import answer_episodes, metric_values
     from harness._store import load_run
 
-    lines = ["sequential (m1@t5, mean over a problem's 5 episodes) minus parallel (m5@t1), paired over problems:"]
-    per_problem: dict[int, dict[str, float]] = {}
-    for i in iterations:
-        (group,) = answer_episodes(*load_run(directory / f"iter-{i:03d}" / "eval")).values()
-        parallel = dict(parallel_majority_values(group))
-        sequential: dict[str, list[float]] = {}
-        for task, value in sequential_majority_values(group):
-            sequential.setdefault(task, []).append(value)
-        tasks = sorted(t for t in parallel if t in sequential)
+    (group,) = answer_episodes(*load_run(directory)).values()
+    means: dict[str, dict[str, float]] = {}
+    for metric, values in metric_values(group).items():
+        sums: dict[str, list[float]] = {}
+        for task, value in values:
+            sums.setdefault(task, []).append(value)
+        means[metric] = {task: sum(v) / len(v) for task, v in sums.items()}
+    return means
+
+
+def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
+    """m1@t5 - m5@t1 per iteration, and each metric's change from the first iteration to the last,
+    paired over the held-out problems (one value per problem)."""
+    from harness._stats import paired_difference
+
+    def paired(a: dict[str, float], b: dict[str, float]) -> str:
+        tasks = sorted(set(a) & set(b))
         if len(tasks) < 2:
-            lines.append(f"  iteration {i}: fewer than 2 problems with 5 finished rollouts")
-            continue
-        a = [sum(sequential[t]) / len(sequential[t]) for t in tasks]
-        diff = paired_difference(a, [parallel[t] for t in tasks])
-        lines.append(f"  iteration {i}: {diff.estimate:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}] over "
-                     f"{diff.n_episodes} problems (p = {diff.pvalue():.3g})")
-        per_problem[i] = dict(zip(tasks, a))
-    if len(per_problem) > 1:
-        first, last = min(per_problem), max(per_problem)
-        tasks = sorted(set(per_problem[first]) & set(per_problem[last]))
-        delta = clustered_mean([per_problem[last][t] - per_problem[first][t] for t in tasks])
-        lines.append(f"m1@t5 change from iteration {first} to {last}, paired over problems: {delta.estimate:+.3f} "
-                     f"[{delta.ci_low:+.3f}, {delta.ci_high:+.3f}]")
+            return "fewer than 2 problems in common"
+        diff = paired_difference([a[t] for t in tasks], [b[t] for t in tasks])
+        return (f"{diff.estimate:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}] over {len(tasks)} problems "
+                f"(p = {diff.pvalue():.3g})")
+
+    means = {i: _per_problem(directory / f"iter-{i:03d}" / "eval") for i in iterations}
+    lines = ["sequential (m1@t5, mean over a problem's 5 episodes) minus parallel (m5@t1), paired over problems:"]
+    lines += [f"  iteration {i}: {paired(m['m1@t5'], m['m5@t1'])}" for i, m in means.items()]
+    if len(means) > 1:
+        first, last = min(means), max(means)
+        lines.append(f"change from iteration {first} to {last}, paired over the problems both evaluated:")
+        lines += [f"  {metric}: {paired(means[last][metric], means[first][metric])}" for metric in means[first]]
     return "\n".join(lines)
 
 
