@@ -2,7 +2,7 @@
 
 The bare loop plays the same agent class on the same scenario instance and episode seeds, with no
 runner, no rows and no store; the ratio is the harness's share of the cost. Target: the harness
-runs at no less than half the speed of the bare loop.
+runs at no less than 0.8x the speed of the bare loop.
 
     .venv/bin/python -m pytest benchmarks/bench_runner.py --benchmark-only
 """
@@ -70,23 +70,29 @@ def test_harness(benchmark, tmp_path):
     benchmark.extra_info["decisions"] = HORIZON * EPISODES
 
 
+TARGET_RATIO = 0.8
+
+
 def test_ratio(tmp_path):
-    """Both paths timed back to back in this run (best of 5); the harness must keep >= 0.5x."""
+    """Both paths timed alternately in this run (best of 9 each, wall clock and CPU); the harness
+    must keep >= 0.8x the bare loop's speed."""
+    import os
     import time
 
-    def best(fn, rounds=5):
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
     counter = itertools.count()
-    bare = best(bare_loop)
-    harness = best(lambda: run_plan(plan(), tmp_path / f"run{next(counter)}"))
+    paths = {"bare": bare_loop, "harness": lambda: run_plan(plan(), tmp_path / f"run{next(counter)}")}
+    wall: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(9):  # interleaved: both paths see the same machine load
+        for name, fn in paths.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    bare, harness = min(wall["bare"]), min(wall["harness"])
     decisions = HORIZON * EPISODES
     ratio = bare / harness
     print(f"\nbare loop: {decisions / bare:,.0f} decisions/s; harness: {decisions / harness:,.0f} decisions/s; "
-          f"harness speed / bare speed = {ratio:.2f}")
-    assert ratio >= 0.5, f"harness runs at {ratio:.2f}x the bare loop's speed (target >= 0.5)"
+          f"harness speed / bare speed = {ratio:.2f} wall, {min(cpu['bare']) / min(cpu['harness']):.2f} CPU "
+          f"(target >= {TARGET_RATIO}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    assert ratio >= TARGET_RATIO, f"harness runs at {ratio:.2f}x the bare loop's speed (target >= {TARGET_RATIO})"

@@ -10,7 +10,7 @@ import orjson
 from agents import VALID_PARSE_STATUSES, AgentFactory, EpisodeInfo, Spend
 from agents._redact import redact  # noqa: F401  (harness.redact)
 from harness._plan import Episode, scenario_kind
-from harness._records import DecisionRecord, EpisodeRecord
+from harness._records import DecisionRows, EpisodeRecord
 from harness._store import FAILED, FINISHED
 from scenarios import RegretError, make
 from scenarios.framing import DEFAULT_FRAMING
@@ -36,7 +36,7 @@ class EpisodeFailed(RegretError):
 
 
 async def play_episode(episode: Episode, factory: AgentFactory,
-                       framing: str | None = None) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+                       framing: str | None = None) -> tuple[EpisodeRecord, DecisionRows]:
     """Play one episode; return its record and its decisions' records. An error raises
     EpisodeFailed with what the episode had spent (tokens, cost), kept for the failed record."""
     task = episode.task
@@ -62,46 +62,51 @@ async def play_episode(episode: Episode, factory: AgentFactory,
 
 
 async def _play(episode: Episode, factory: AgentFactory, agent, env, info: EpisodeInfo,
-                framing: str) -> tuple[EpisodeRecord, list[DecisionRecord]]:
+                framing: str) -> tuple[EpisodeRecord, DecisionRows]:
     task = episode.task
     agent.reset(info)
     observation = env.reset(episode.env_seed)
     name, scenario_id, task_id, family = factory.name, task.scenario_id, task.task_id, task.family
     instance_seed, rollout = task.instance_seed, episode.rollout
-    records: list[DecisionRecord] = []
-    append = records.append
+    rows: list[tuple] = []  # DECISION_NAMES order: see DecisionRows for why tuples, not records
+    append = rows.append
     cumulative = total_reward = 0.0
     is_async = agent.is_async
     decide = agent.decide
+    dumps = _json
     while True:
         decision = await agent.adecide(observation) if is_async else decide(observation)
         step = env.step(decision.played)
         cumulative += step.regret
         total_reward += step.reward
         feedback = step.feedback
-        append(DecisionRecord(
+        policy, answer, context, messages, details = (decision.policy, decision.answer, observation.context,
+                                                      decision.messages, decision.info)
+        append((
             name, scenario_id, task_id, family, instance_seed, rollout, step.t, decision.action,
-            _json(decision.policy), _answer_text(decision.answer), _json(observation.context),
-            _json(feedback) if len(feedback) > 1 or "reward" not in feedback else None,
+            None if policy is None else dumps(policy), None if answer is None else _answer_text(answer),
+            None if context is None else dumps(context),
+            dumps(feedback) if len(feedback) > 1 or "reward" not in feedback else None,
             step.reward, step.regret, cumulative, step.optimal_action,
             decision.reasoning, decision.raw_output, decision.parse_status,
             decision.prompt_tokens, decision.completion_tokens, decision.cost, decision.latency_s, decision.attempts,
-            _json(decision.messages), _json(decision.info),
+            None if messages is None else dumps(messages), None if details is None else dumps(details),
         ))
         agent.update(observation, decision, step)
         if step.done:
             break
         observation = step.observation
+    decisions = DecisionRows(rows)
+    valid = VALID_PARSE_STATUSES
     record = EpisodeRecord(
         name, scenario_id, task_id, family, env.kind, framing, instance_seed, rollout, episode.env_seed,
-        episode.agent_seed, FINISHED, None, env.horizon, env.n_actions, len(records), cumulative, total_reward,
-        n_invalid=sum(1 for r in records if r.parse_status not in VALID_PARSE_STATUSES),
-        prompt_tokens=sum(r.prompt_tokens for r in records), completion_tokens=sum(r.completion_tokens for r in records),
-        cost=sum(r.cost for r in records), latency_s=sum(r.latency_s for r in records),
-        attempts=sum(r.attempts for r in records), scenario_summary=json.dumps(env.summary(), sort_keys=True),
-        explainer=getattr(agent, "explainer", None),
+        episode.agent_seed, FINISHED, None, env.horizon, env.n_actions, len(rows), cumulative, total_reward,
+        n_invalid=sum(1 for status in decisions.column("parse_status") if status not in valid),
+        prompt_tokens=decisions.total("prompt_tokens"), completion_tokens=decisions.total("completion_tokens"),
+        cost=decisions.total("cost"), latency_s=decisions.total("latency_s"), attempts=decisions.total("attempts"),
+        scenario_summary=json.dumps(env.summary(), sort_keys=True), explainer=getattr(agent, "explainer", None),
     )
-    return record, records
+    return record, decisions
 
 
 def failed_record(episode: Episode, error: str, spent: Spend | None = None) -> EpisodeRecord:

@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from agents import AgentFactory, RunResources, resolve
 from harness._episode import EpisodeFailed, failed_record, play_episode, redact
 from harness._plan import Episode
-from harness._records import DecisionRecord, EpisodeRecord
+from harness._records import DecisionRows, EpisodeRecord
 from harness._store import FAILED
 from scenarios import Registry
 
@@ -42,7 +42,7 @@ class Outcome:
 
     episode: Episode
     record: EpisodeRecord
-    decisions: list[DecisionRecord] = field(default_factory=list)
+    decisions: DecisionRows = field(default_factory=DecisionRows)
 
     @property
     def failed(self) -> bool:

@@ -15,6 +15,7 @@ run skips finished keys and replaces failed ones, so there are never duplicate r
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import sqlite3
@@ -32,8 +33,8 @@ from harness._records import (
     EPISODE_COLUMNS,
     EPISODE_NAMES,
     DecisionRecord,
+    DecisionRows,
     EpisodeRecord,
-    decision_values,
     episode_values,
 )
 from scenarios import UsageError
@@ -55,14 +56,21 @@ class RunStoreError(UsageError):
     """A run directory that cannot be used as asked (missing, or a different plan)."""
 
 
-def package_versions() -> dict[str, str]:
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    # looked up once per process: each metadata lookup scans sys.path, about 2 ms apiece, which a
+    # short run would otherwise pay on every call (the installed packages do not change under it)
     versions = {"python": platform.python_version()}
     for name in ("regret-harness", "numpy", "polars", "litellm", "torch", "transformers", "peft", "trl"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return versions
+    return tuple(versions.items())
+
+
+def package_versions() -> dict[str, str]:
+    return dict(_installed_versions())
 
 
 class RunStore:
@@ -122,7 +130,7 @@ class RunStore:
         again, so a key's decision rows are written exactly once. The decisions are stored as
         one block of named columns, so a run keeps reading when a column is added later.
         """
-        rows = [decision_values(d) for d in decisions]
+        rows = DecisionRows.of(decisions).rows
         block = orjson.dumps(dict(zip(DECISION_NAMES, map(list, zip(*rows))))) if rows else None
         db = self._db
         db.execute("BEGIN")

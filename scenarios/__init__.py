@@ -1,6 +1,6 @@
 """Decision problems: what an agent sees, what it may do, what it earns, and its exact regret.
 
-`import scenarios` stays light: numpy only.
+`import scenarios` stays light: no numpy until a scenario is built or an action validated.
 """
 
 from scenarios._base import (

@@ -12,13 +12,14 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from scenarios._errors import ScenarioError, unknown_key_message
 from scenarios._registry import Registry
 from scenarios._spaces import ActionSpace, Discrete, Simplex
+
+if TYPE_CHECKING:  # numpy is imported when a scenario is built, so `import scenarios` stays light
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,8 @@ def _check_type(family: str, key: str, annotation: str, value: Any) -> Any:
     Understands the annotations the families use: int, float, str, tuple[float, ...], each
     optionally "| None"; lists become tuples (so params stay hashable). Others pass unchecked.
     """
+    import numpy as np
+
     base = annotation.replace(" ", "").removesuffix("|None")
     if value is None and base != annotation.replace(" ", ""):
         return value
@@ -139,6 +142,8 @@ class Scenario(ABC):
         self.instance_seed = int(instance_seed)
         require(self.instance_seed >= 0, self.family, f"instance seed must be >= 0, got {instance_seed}")
         self._validate()
+        import numpy as np
+
         self._build_world(np.random.default_rng([self.instance_seed, 0xC0FFEE]))
         self._t = 0
         self._episode_ready = False
@@ -188,6 +193,8 @@ class Scenario(ABC):
         """Start an episode whose random outcomes are all drawn now from `seed`."""
         if seed < 0:
             raise ScenarioError(f"{self.family}: episode seed must be >= 0, got {seed}")
+        import numpy as np
+
         self._draw_episode(np.random.default_rng(seed))
         self._t = 0
         self._episode_ready = True
@@ -221,6 +228,8 @@ class Scenario(ABC):
         return int(rng.integers(self.n_actions))
 
     def optimal_action(self, t: int) -> int:
+        import numpy as np
+
         return int(np.argmax(self.expected_rewards(t)))
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from scenarios._base import Scenario, ScenarioSpec, make
 
 
 def _play(env: Scenario, seed: int, policy_seed: int) -> list[tuple]:
+    import numpy as np
+
     rng = np.random.default_rng(policy_seed)
     obs = env.reset(seed)
     trace = [("reset", obs)]

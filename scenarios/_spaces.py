@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from scenarios._errors import ScenarioError
 
 if TYPE_CHECKING:
@@ -85,7 +83,12 @@ class Discrete(ActionSpace):
     accepts_policy: ClassVar[bool] = False
 
     def validate(self, action: Any, family: str) -> tuple[int | None, Any]:
-        if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+        if type(action) is not int:  # numpy only here, past the common case: `import scenarios` stays light
+            import numpy as np
+
+            if isinstance(action, np.integer):
+                action = int(action)
+        if isinstance(action, int) and not isinstance(action, bool):
             if not 0 <= action < self.n:
                 raise ScenarioError(f"{family}: action {action} out of range 0..{self.n - 1}")
             return int(action), None

@@ -19,8 +19,7 @@ from finetune._curriculum import (  # noqa: E402
     order_levels,
     outside_band,
 )
-from finetune._loop import select_trajectories  # noqa: E402
-from finetune.iterate import IterateConfig, iterate, training_entries  # noqa: E402
+from finetune.iterate import IterateConfig, iterate, select_trajectories, training_entries  # noqa: E402
 from harness._plan import parse_suite  # noqa: E402
 from harness._runner import run_plan  # noqa: E402
 

@@ -272,15 +272,17 @@ def test_errors_are_classified_retryable_only_when_retrying_can_help():
     assert is_retryable(MalformedResponse("no choices"))
 
 
-def test_a_bug_in_reading_a_reply_is_not_retried(monkeypatch):
-    import agents.llm._client as client_module
+@pytest.mark.parametrize("client_kind", ["litellm", "direct"])
+def test_a_bug_in_reading_a_reply_is_not_retried(monkeypatch, client_kind):
+    import agents.llm._transport as transport_module
 
-    def broken(response, original):
+    def broken(response, message=None):
         raise AttributeError("'CustomStreamWrapper' object has no attribute 'choices'")
 
-    monkeypatch.setattr(client_module, "_read_response", broken)
+    monkeypatch.setattr(transport_module, "read_response", broken)
     with ScriptedServer(lambda messages, request: "ANSWER: blue") as server:
-        client = LLMClient(LLMSettings(model="openai/x", api_base=server.api_base, cache=False, backoff_base=0.001))
+        client = LLMClient(LLMSettings(model="openai/x", api_base=server.api_base, cache=False, backoff_base=0.001,
+                                       client=client_kind))
 
         async def go():
             try:

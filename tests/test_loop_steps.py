@@ -12,8 +12,9 @@ pytest.importorskip("torch")
 
 import polars as pl  # noqa: E402
 
-from finetune import _loop  # noqa: E402
-from finetune._loop import (  # noqa: E402
+from finetune import _loop  # noqa: E402  (monkeypatched: the driver's names)
+from finetune.iterate import (  # noqa: E402
+    STEPS,
     IterateConfig,
     LoopState,
     StepRecord,
@@ -26,7 +27,9 @@ from finetune._loop import (  # noqa: E402
     serving,
     start_model,
     training_tasks,
+    write_table,
 )
+from finetune._backend import Checkpoint  # noqa: E402
 from harness import load_run, parse_suite  # noqa: E402
 
 SUITE = {"name": "steps", "agents": [], "scenarios": [
@@ -88,11 +91,11 @@ def test_steps_compose_to_what_iterate_does(tmp_path):
     start_model(loop, state)
     with serving(loop, state) as opened:
         for step in ("eval", "rollout", "select", "fit"):
-            state.done[f"0/{step}"] = _loop.STEPS[step](opened, state, 0)
+            state.done[f"0/{step}"] = STEPS[step](opened, state, 0)
             if step == "fit":
-                state.checkpoints[1] = _loop.Checkpoint.load(loop.folder(1))
+                state.checkpoints[1] = Checkpoint.load(loop.folder(1))
         state.done["1/eval"] = evaluate(opened, state, 1)
-    by_hand = _loop.write_table(loop.directory, state, 1)
+    by_hand = write_table(loop.directory, state, 1)
     driven = iterate(_config(tmp_path, "driven")).rows
     assert by_hand.drop(TIMES).equals(driven.drop(TIMES))
 
@@ -168,7 +171,7 @@ def test_an_old_state_file_resumes(tmp_path):
     assert LoopState.read(tmp_path / "loop").done["0/select"].extra == {"future_key": {"kept": True}}
     assert more.rows.filter(pl.col("iteration") <= 1).drop(TIMES).equals(first.rows.drop(TIMES))
     # a plain dict (what benchmarks read from state.json) still makes the table
-    assert _loop.write_table(tmp_path / "loop", json.loads(path.read_text()), 2).drop(TIMES).equals(more.rows.drop(TIMES))
+    assert write_table(tmp_path / "loop", json.loads(path.read_text()), 2).drop(TIMES).equals(more.rows.drop(TIMES))
 
 
 def test_step_record_json_round_trip():

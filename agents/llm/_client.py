@@ -1,5 +1,6 @@
-"""Calling a provider through litellm: retries with backoff honouring Retry-After, timeouts,
-per-provider concurrency and rate limits, the response cache and cost accounting."""
+"""Calling a provider: retries with backoff honouring Retry-After, timeouts, per-provider
+concurrency and rate limits, the response cache and cost accounting, the same whichever
+transport (litellm, or the direct client for local servers: agents.llm._transport) sends the call."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from agents.llm._formats import check_support
 from agents.llm._cost import Pricer, is_self_hosted
 from agents.llm._quirks import apply_quirks
 from agents.llm._settings import LLMSettings
+from agents.llm._transport import HTTPStatusError, MalformedResponse, open_transport
 from scenarios import ConfigError, RegretError
 
 _RETRYABLE_STATUS = {408, 409, 425, 429}
@@ -134,6 +136,8 @@ def _endpoint(settings: LLMSettings) -> tuple[str, str]:
 def retry_after_s(exc: BaseException) -> float | None:
     """Seconds the provider asked us to wait (Retry-After / retry-after-ms headers), if it said."""
     headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None and isinstance(exc, HTTPStatusError):
+        headers = exc.headers
     if headers is None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
@@ -155,10 +159,6 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
-class MalformedResponse(RegretError, RuntimeError):
-    """A 200 answer without a usable message (no choices, a stream that ended early): retried."""
-
-
 # errors raised by the HTTP stack are the provider's (retryable unless a 4xx says otherwise); any
 # other exception is a bug on this side, and retrying it would only pay for the same reply again
 _PROVIDER_MODULES = ("litellm", "openai", "httpx", "httpcore", "aiohttp")
@@ -168,97 +168,9 @@ def is_retryable(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status not in _RETRYABLE_STATUS:
         return False  # bad request, auth, not found, context window: retrying cannot help
-    if isinstance(exc, (MalformedResponse, TimeoutError, ConnectionError)):
+    if isinstance(exc, (MalformedResponse, HTTPStatusError, TimeoutError, ConnectionError)):
         return True
     return type(exc).__module__.split(".", 1)[0] in _PROVIDER_MODULES
-
-
-def _message_of(original: Any) -> dict | None:
-    """The first choice's message exactly as the provider sent it (litellm's `original_response`).
-
-    litellm moves a leading `<think>` block out of the content into `reasoning_content`; the
-    stored raw output must be the reply as returned, so it is read from the provider's JSON.
-    """
-    if not isinstance(original, str) or not original.startswith("{"):
-        return None
-    try:
-        choices = json.loads(original).get("choices")
-        message = choices[0].get("message") if choices else None
-    except (ValueError, AttributeError, TypeError, IndexError):
-        return None
-    return message if isinstance(message, dict) else None
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):  # content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
-@dataclass(slots=True)
-class _Reply:
-    content: str = ""
-    reasoning: str | None = None
-    tool_arguments: str | None = None  # the first tool call's arguments, as sent
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    model: str | None = None
-
-
-def _read_response(response: Any, original: Any) -> _Reply:
-    choices = getattr(response, "choices", None)
-    if not choices:
-        raise MalformedResponse("the provider's answer has no choices")
-    message = _message_of(original) or choices[0].message
-    reasoning = _get(message, "reasoning_content") or _get(message, "reasoning")
-    calls = _get(message, "tool_calls") or ()
-    arguments = _get(_get(calls[0], "function"), "arguments") if calls else None
-    usage = getattr(response, "usage", None)
-    return _Reply(_text_of(_get(message, "content")), reasoning if isinstance(reasoning, str) else None,
-                  arguments, getattr(choices[0], "finish_reason", None),
-                  int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0),
-                  getattr(response, "model", None))
-
-
-async def _read_stream(stream: Any) -> _Reply:
-    """Assemble a streamed answer: content, reasoning and tool-call deltas; usage from the last chunk."""
-    content: list[str] = []
-    reasoning: list[str] = []
-    arguments: list[str] = []
-    reply = _Reply()
-    saw_chunk = False
-    async for chunk in stream:
-        saw_chunk = True
-        reply.model = reply.model or getattr(chunk, "model", None)
-        usage = getattr(chunk, "usage", None)
-        if usage is not None and getattr(usage, "prompt_tokens", None):
-            reply.prompt_tokens = int(usage.prompt_tokens or 0)
-            reply.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        for choice in getattr(chunk, "choices", None) or ():
-            if getattr(choice, "index", 0):
-                continue
-            delta = getattr(choice, "delta", None)
-            if delta is not None:
-                content.append(_text_of(_get(delta, "content")))
-                piece = _get(delta, "reasoning_content") or _get(delta, "reasoning")
-                if isinstance(piece, str):
-                    reasoning.append(piece)
-                for call in _get(delta, "tool_calls") or ():
-                    if (_get(call, "index") or 0) == 0:
-                        arguments.append(_get(_get(call, "function"), "arguments") or "")
-            if getattr(choice, "finish_reason", None):
-                reply.finish_reason = choice.finish_reason
-    if not saw_chunk:
-        raise MalformedResponse("the stream ended before any chunk")
-    reply.content = "".join(content)
-    reply.reasoning = "".join(reasoning) or None
-    reply.tool_arguments = "".join(arguments) if arguments else None
-    return reply
 
 
 def _pricer(settings: LLMSettings) -> Pricer:
@@ -307,17 +219,8 @@ class LLMClient:
         self._cache = None
         self._completion_bound: int | None = None
         self._rng = random.Random()  # backoff jitter only: timing, never results
-        self._quiet: tuple[Any, bool] | None = None  # litellm and its suppress_debug_info before this client
-
-    def _litellm(self):
-        """litellm, told once per client (not per call) to print no "Give Feedback" banner for retried
-        errors; `aclose` restores the setting, so the client leaves no process-wide change behind."""
-        if self._quiet is None:
-            import litellm
-
-            self._quiet = (litellm, litellm.suppress_debug_info)
-            litellm.suppress_debug_info = True
-        return self._quiet[0]
+        # litellm or the direct HTTP client: retries, limits, cache and cost stay here, the same for both
+        self._transport = open_transport(settings.model, settings.api_base, settings.client)
 
     @staticmethod
     def check(settings: LLMSettings) -> None:
@@ -349,7 +252,9 @@ class LLMClient:
             return self.settings.max_tokens
         if self._completion_bound is None:
             try:
-                info = self._litellm().get_model_info(self.settings.model)
+                import litellm
+
+                info = litellm.get_model_info(self.settings.model)
                 self._completion_bound = int(info.get("max_output_tokens") or info.get("max_tokens") or 0)
             except Exception:
                 self._completion_bound = 0
@@ -380,7 +285,6 @@ class LLMClient:
                 return Completion(hit["content"], hit.get("reasoning"), hit["prompt_tokens"],
                                   hit["completion_tokens"], 0.0, 0.0, 0, True, hit.get("model"),
                                   hit.get("finish_reason"))
-        litellm = self._litellm()
         call = dict(request, timeout=settings.timeout, max_retries=0, num_retries=0, drop_params=True)
         if settings.stream:
             call.update(stream=True, stream_options={"include_usage": True})
@@ -390,23 +294,18 @@ class LLMClient:
         worst = self.worst_case_cost(call) if budget is not None and budget.cap is not None else 0.0
         started = time.perf_counter()
         calls = 0
+        send = self._transport.send
         while True:
             calls += 1
-            original: list[Any] = []
-
-            def keep_original(details: dict, original: list[Any] = original) -> None:
-                if details.get("log_event_type") == "post_api_call":
-                    original.append(details.get("original_response"))
-
             if budget is not None:
                 budget.reserve(worst)  # CostCapReached: the call is not made
             actual = 0.0
             try:
                 if limiter is None:
-                    reply = await self._call(litellm, call, keep_original, original)
+                    reply = await send(call)
                 else:
                     async with limiter:
-                        reply = await self._call(litellm, call, keep_original, original)
+                        reply = await send(call)
                 actual = self.pricer.cost(reply.prompt_tokens, reply.completion_tokens)
                 if spend is not None:
                     spend.prompt_tokens += reply.prompt_tokens
@@ -449,12 +348,6 @@ class LLMClient:
         return Completion(content, reasoning, reply.prompt_tokens, reply.completion_tokens, cost, latency, calls,
                           False, reply.model, reply.finish_reason)
 
-    async def _call(self, litellm: Any, call: dict, keep_original: Any, original: list[Any]) -> _Reply:
-        response = await litellm.acompletion(**call, logger_fn=keep_original)
-        if self.settings.stream:
-            return await _read_stream(response)
-        return _read_response(response, next((o for o in reversed(original) if isinstance(o, str)), None))
-
     def _failure(self, exc: BaseException, calls: int) -> str:
         """The one-line reason a call failed for good, redacted before it is shortened."""
         settings = self.settings
@@ -469,7 +362,4 @@ class LLMClient:
         if self._own_caches:
             self._caches.close()
         self._cache = None
-        if self._quiet is not None:
-            litellm, previous = self._quiet
-            litellm.suppress_debug_info = previous
-            self._quiet = None
+        await self._transport.aclose()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.llm._formats import ANSWER_FORMATS
+from agents.llm._transport import CLIENTS, direct_problem
 from scenarios import ConfigError, unknown_key_message
 
 HISTORY_MODES = ("full", "summary")
@@ -67,7 +68,12 @@ class LLMSettings:
     price_file: str | None = _help(None, "TOML or JSON file of per-model prices overriding litellm's table")
     input_cost_per_token: float | None = _help(None, "USD per prompt token (overrides every price table)")
     output_cost_per_token: float | None = _help(None, "USD per completion token (overrides every price table)")
-    extra: dict = _help({}, "further keyword arguments passed to litellm.acompletion as they are")
+    extra: dict = _help({}, "further keyword arguments passed to litellm.acompletion as they are (with "
+                            "client 'direct': request body fields; extra_body merged, extra_headers sent)")
+    client: str = _help("auto", "who sends the calls: 'litellm'; 'direct' (one pooled HTTP client speaking the "
+                                "OpenAI chat API straight to api_base, openai/ and hosted_vllm/ models only, about "
+                                "a fifth of litellm's CPU per call); 'auto': direct for those models at a loopback "
+                                "api_base, litellm otherwise")
     best_of: int = _help(1, "answer scenarios: sample N replies per turn and play the one the scenario scores best "
                             "(RISE self-distillation data; the agent then sees the scenario's checker)")
     teacher: str | None = _help(None, "answer scenarios: a litellm model string (same api_base) that writes "
@@ -118,6 +124,10 @@ class LLMSettings:
                 if key == "response_format" and self.answer_format == "text":
                     continue  # a hand-made schema with free-text parsing: the parser reads JSON replies
                 problems.append(f"extra.{key}: set it with {_OWNED_EXTRA[key]} instead")
+        if self.client not in CLIENTS:
+            problems.append(f"client must be one of {', '.join(CLIENTS)}, got {self.client!r}")
+        elif direct_problem(self.model, self.api_base, self.client):
+            problems.append(direct_problem(self.model, self.api_base, self.client))
         if problems:
             raise ConfigError(f"LLM agent {self.model!r}: " + "; ".join(problems))
 

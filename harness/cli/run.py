@@ -51,6 +51,10 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", type=float, metavar="S", help="seconds before a provider call times out")
     group.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed provider call")
     group.add_argument("--price-file", metavar="FILE", help="TOML/JSON per-model prices overriding litellm's table")
+    # no argparse choices: LLMSettings checks the value (importing agents.llm here would slow every command)
+    group.add_argument("--client", metavar="auto|litellm|direct",
+                       help="who sends the calls: litellm, direct (a pooled HTTP client for OpenAI-compatible "
+                            "servers), auto (direct for openai/ and hosted_vllm/ at a loopback --api-base; default)")
 
 
 def agent_settings(args: argparse.Namespace) -> dict:
@@ -64,7 +68,7 @@ def agent_settings(args: argparse.Namespace) -> dict:
         "shuffle_options": True if getattr(args, "shuffle_options", False) else None,
         "stream": True if getattr(args, "stream", False) else None,
         "timeout": getattr(args, "timeout", None), "max_retries": getattr(args, "max_retries", None),
-        "price_file": getattr(args, "price_file", None),
+        "price_file": getattr(args, "price_file", None), "client": getattr(args, "client", None),
     }
     return {k: v for k, v in settings.items() if v is not None}
 
