@@ -150,7 +150,8 @@ def summarise(out: Path, header: list[str]) -> str:
     state = Path(out) / "state.json"
     if state.exists():
         done = json.loads(state.read_text())["done"]
-        for step, record in done.items():  # in the order they ran
+        order = ("eval", "rollout", "select", "fit")
+        for step, record in sorted(done.items(), key=lambda item: (int(item[0].split("/")[0]), order.index(item[0].split("/")[1]))):
             numbers = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float)))
             lines.append(f"step {step}: {numbers}")
         lines.append(f"finished steps together: wall {sum(r.get('wall_s', 0) for r in done.values()):.0f} s, "
