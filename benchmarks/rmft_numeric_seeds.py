@@ -67,6 +67,33 @@ def collect(seed_dirs: list[Path], part: str) -> tuple[pl.DataFrame, pl.DataFram
     return pl.concat(tables).sort("scenario_id", "seed", "mean_regret"), pl.concat(curves)
 
 
+def paired(seed_dirs: list[Path], part: str) -> pl.DataFrame:
+    """Model (last iteration) minus each reference agent on the same held-out episodes, clustered by task."""
+    from harness._stats import paired_difference
+    from harness._store import load_run
+
+    def finals(run: Path) -> pl.DataFrame:
+        _, episodes = load_run(run)
+        return (episodes.filter(pl.col("status") == "finished")
+                .select("agent", "scenario_id", "task_id", "rollout", "final_regret").collect())
+
+    rows = []
+    for directory in seed_dirs:
+        loop = directory / part
+        if not (loop / "baselines").exists():
+            continue
+        seed = json.loads((loop / "state.json").read_text())["settings"]["seed"]
+        model = finals(loop / f"iter-{last_eval(loop):03d}" / "eval").drop("agent")
+        references = finals(loop / "baselines")
+        for (agent, scenario), reference in references.group_by("agent", "scenario_id", maintain_order=True):
+            both = model.join(reference.drop("agent"), on=["scenario_id", "task_id", "rollout"], suffix="_ref")
+            diff = paired_difference(both["final_regret"], both["final_regret_ref"], both["task_id"])
+            rows.append({"seed": seed, "scenario_id": scenario, "reference": agent, "episodes": both.height,
+                         "model_minus_reference": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
+                         "p_model_lower": diff.pvalue(0.0, "less")})
+    return pl.DataFrame(rows).sort("scenario_id", "reference", "seed") if rows else pl.DataFrame()
+
+
 def show(title: str, frame: pl.DataFrame) -> None:
     print(f"\n### {title}")
     with pl.Config(tbl_rows=200, tbl_cols=30, float_precision=3, tbl_hide_dataframe_shape=True,
@@ -122,6 +149,8 @@ def main() -> None:
                    max_mean=pl.col("mean_regret").max(), min_p90=pl.col("p90_regret").min(),
                    max_p90=pl.col("p90_regret").max()).sort("scenario_id"))
     show(f"{args.part}: spread of the model's figures across seeds", spread)
+    show(f"{args.part}: model minus reference agent, paired on the same held-out episodes, clustered by task "
+         "(p: one-sided, model lower)", paired(args.seed_dirs, args.part))
     if args.png:
         plot(curves, tables, args.png)
         print(f"\nfigure: {args.png}")

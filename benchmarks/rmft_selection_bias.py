@@ -107,6 +107,31 @@ def selector_preferences(tasks: int, rollouts: int, rng) -> None:
         mine = rules == i
         cells = [f"{(mine & kept).sum() / kept.sum() / mine.mean():.2f}" for kept in selectors.values()]
         print(f"| {name} | {regret[mine].mean():.2f} | {np.quantile(regret[mine], 0.9):.2f} | " + " | ".join(cells) + " |")
+    advantage_push(regret, rules, names)
+
+
+def advantage_push(regret: np.ndarray, rules: np.ndarray, names: list[str]) -> None:
+    """The advantage selector's net push per rule: the mean signed weight of its rollouts (> 0: towards it).
+
+    Uses the loop's own selector (finetune._select.AdvantageWeighted) on the same rollouts.
+    """
+    import polars as pl
+
+    from finetune._select import AdvantageWeighted, rank_episodes
+
+    tasks, rollouts = regret.shape
+    frame = pl.DataFrame({"run": "r", "agent": "a", "task_id": np.repeat(np.arange(tasks), rollouts).astype(str),
+                          "rollout": np.tile(np.arange(rollouts), tasks), "final_regret": regret.ravel(),
+                          "rule": rules.ravel()})
+    aversions = (0.0, 0.3, 0.5, 1.0, 2.0)
+    pushes = {a: rank_episodes(frame.lazy(), AdvantageWeighted(risk_aversion=a)).group_by("rule")
+              .agg(pl.col("weight").mean()).collect() for a in aversions}
+    print("\n### advantage selector: mean signed weight of each rule's rollouts, by risk_aversion\n")
+    print("| rule | " + " | ".join(f"risk_aversion {a:g}" for a in aversions) + " |")
+    print("|---" * (1 + len(aversions)) + "|")
+    for i, name in enumerate(names):
+        cells = [f"{push.filter(pl.col('rule') == i)['weight'].item():+.3f}" for push in pushes.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def frontier(episodes: int, rng) -> None:

@@ -12,13 +12,21 @@ the same held-out instances. Results (held-out mean regret per iteration with ta
 first-listed picks, invalid answers, wall and CPU seconds per step) go to
 benchmarks/results/rmft_smollm2.txt, the figure to benchmarks/results/rmft_smollm2.png.
 
-Why this problem: K=3 arms, T=20 rounds, gap 0.6 (means 0.8 / 0.2 / 0.2). With so large a
-gap the lowest-regret rollouts of a task are the ones that kept choosing the option whose
-average reward in the summary is highest; a 135M model can read that from a three-line
-summary, whereas a small gap would need many more rounds to tell the arms apart than a CPU
-can afford to roll out. Options are shuffled per episode (seeded), so position bias cannot
-pass for skill, and answers are a JSON-schema enum of the option names (valid at iteration
-0 with no format training).
+Why this problem: K=3 arms, T=20 rounds, gap 0.8 (`--gap`; means 0.9 / 0.1 / 0.1). With so
+large a gap one or two pulls tell the arms apart, so "choose the option whose summary average
+is highest, try an untried one" is a short readable rule (history = "summary": per option, times
+chosen and mean reward), whereas a small gap would need more rounds than a CPU can roll out.
+Options are shuffled per ROUND (`--shuffle round`, seeded, recorded per decision), so a listed
+position carries nothing even within an episode and only reading the summary lowers regret;
+answers are a JSON-schema enum of the option names (valid at iteration 0 with no format
+training). Every decision samples with its own seed.
+
+Selection: k-lowest-regret trajectories per task (RMFT), per decision; `--max-decision-regret 0`
+keeps of those only the decisions that chose an optimal option, `--relabel` trains each also
+under every cyclic relabelling of its options (the chosen option at every listed position).
+The results file also says what plain k-lowest would have trained on (the share of its picks
+listed first). `choice_probe` (run by hand, see the README) reads a checkpoint's answer
+distribution on prompts the model saw, before an evaluation is spent.
 """
 
 from __future__ import annotations
@@ -36,8 +44,9 @@ AGENT_PARAMS = {
     "reasoning": False, "history": "summary", "max_invalid_retries": 1, "seed": 0,
     "system_prompt": "You choose one option per round to earn as much reward as possible.",
 }
-FULL = {"iterations": 2, "rollouts": 4, "k": 1, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
-        "backend_config": {"top_layers": 4, "lora_r": 8, "lora_alpha": 16, "learning_rate": 2e-3, "epochs": 1.0,
+FULL = {"iterations": 1, "rollouts": 4, "k": 2, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
+        "max_decision_regret": 0.0, "relabel": True,
+        "backend_config": {"top_layers": 6, "lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-3, "epochs": 2.0,
                            "batch_size": 4, "max_length": 512}}
 QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_instances": 3, "eval_rollouts": 1,
          "backend_config": {"top_layers": 2, "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 4,
@@ -96,13 +105,27 @@ def summarise(out: Path, settings: dict, started_wall: float) -> tuple[list[str]
                 references[agent] = e.estimate
                 lines.append(f"{agent:>9}  {e.estimate:>11.2f}  {e.ci_low:>6.2f}  {e.ci_high:>7.2f}  "
                              f"{e.n_tasks:>5}  {e.n_episodes:>8}")
+    lines.append("# training data per fit: the rollouts' picks, the k-lowest trajectories' picks and the "
+                 "zero-regret picks among them (decisions, share listed first)")
+    for folder in sorted(out.glob("iter-*/dataset/episodes.parquet")):
+        iteration = folder.parent.parent
+        decisions, _ = load_run(iteration / "rollouts")
+        position = pl.col("info").str.json_path_match("$.position").cast(pl.Int64)
+        picks = decisions.select("task_id", "rollout", "regret", position=position).collect()
+        kept = picks.join(pl.read_parquet(folder).select("task_id", "rollout"), on=["task_id", "rollout"])
+        parts = [("rollouts", picks), ("k-lowest", kept), ("zero-regret", kept.filter(pl.col("regret") <= 1e-12))]
+        lines.append(f"#   {iteration.name}: " + ", ".join(
+            f"{name} {part.height} ({(part['position'] == 0).mean():.2f} first)" for name, part in parts))
     lines.append("# steps (wall_s / cpu_s, cpu = this process + the model server):")
     for step, record in state["done"].items():
         extra = {k: v for k, v in record.items() if k not in ("wall_s", "cpu_s")}
         lines.append(f"#   {step}: {record.get('wall_s', 0):.0f} / {record.get('cpu_s', 0):.0f}"
                      + (f"  {json.dumps(extra, sort_keys=True, default=str)}" if extra else ""))
-    lines.append(f"# whole experiment: {time.perf_counter() - started_wall:.0f} s wall, "
-                 f"load average now {os.getloadavg()[0]:.1f} on 2 cores (shared with other agents' work)")
+    steps_wall = sum(record.get("wall_s", 0) for record in state["done"].values())
+    steps_cpu = sum(record.get("cpu_s", 0) for record in state["done"].values())
+    lines.append(f"# whole experiment: {steps_wall:.0f} s wall, {steps_cpu:.0f} s CPU over its steps (this call "
+                 f"{time.perf_counter() - started_wall:.0f} s); load average now {os.getloadavg()[0]:.1f} on 2 "
+                 "cores (shared with other agents' work)")
     return lines, table, references
 
 
@@ -134,13 +157,71 @@ def plot(table: list[dict], references: dict, figure: Path) -> None:
     plt.close(fig)
 
 
+def choice_probe(checkpoints: list[Path], run: Path, limit: int = 40) -> list[str]:
+    """Before an evaluation is spent: the answer distribution of each checkpoint on prompts the
+    model saw (rounds 2.. of `run`), read from the logits of the three possible JSON answers.
+    Reports the probability given to the first-listed option and to the option whose summary
+    average is highest (untried options count as not highest)."""
+    import re
+
+    import polars as pl
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness import load_run
+
+    torch.set_num_threads(1)
+    decisions, _ = load_run(run)
+    rows = decisions.filter(pl.col("t") >= 2).sort("task_id", "rollout", "t").collect()
+    rows = rows.gather_every(max(1, rows.height // limit))[:limit]
+    line = re.compile(r"^- (\w+): chosen \d+ times?, (?:average reward ([0-9.]+)|not tried yet)$", re.M)
+    lines = ["# choice probe: mean probability of the first-listed option / of the highest-average option, "
+             f"{rows.height} prompts of {run}"]
+    for checkpoint in checkpoints:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+        first = best = 0.0
+        for row in rows.iter_rows(named=True):
+            import json as _json
+
+            messages = _json.loads(row["messages"])
+            listed = line.findall(messages[-1]["content"])
+            names = [name for name, _ in listed]
+            means = [float(m) if m else -1.0 for _, m in listed]
+            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            scores = []
+            with torch.no_grad():
+                for name in names:
+                    ids = tokenizer(prompt + f'{{"answer": "{name}"}}', return_tensors="pt").input_ids
+                    start = len(tokenizer(prompt).input_ids)
+                    logits = model(ids).logits[0, start - 1:-1].log_softmax(-1)
+                    scores.append(logits.gather(1, ids[0, start:, None]).sum().item())
+            probs = torch.tensor(scores).softmax(0)
+            first += probs[0].item()
+            best += probs[max(range(len(means)), key=means.__getitem__)].item()
+        lines.append(f"#   {checkpoint}: first-listed {first / rows.height:.3f}, highest-average {best / rows.height:.3f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint from `regret init-model --from smollm2 DIR`")
     parser.add_argument("--out", default="/work/cache/smollm2/rmft", help="loop directory (resumed when it exists)")
     parser.add_argument("--iterations", type=int, help="fine-tuning rounds (default 2; resumable: raise it later)")
     parser.add_argument("--horizon", type=int, default=20)
-    parser.add_argument("--gap", type=float, default=0.6)
+    parser.add_argument("--gap", type=float, default=0.8)
+    parser.add_argument("--shuffle", default="round", choices=("episode", "round"),
+                        help="shuffle_options: one order per episode, or a fresh one every round")
+    parser.add_argument("--eval-temperature", type=float, help="sampling temperature of held-out evaluation "
+                        "(default: the rollouts' 1.0)")
+    for name in ("rollouts", "k", "train_instances", "eval_instances"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"IterateConfig.{name}")
+    parser.add_argument("--selector", help="IterateConfig.selector (default k-lowest)")
+    parser.add_argument("--max-decision-regret", type=float, help="IterateConfig.max_decision_regret: train on the "
+                        "kept trajectories' decisions with at most this instantaneous regret (0: optimal choices)")
+    parser.add_argument("--plain", action="store_true", help="plain k-lowest RMFT: every decision of the kept "
+                        "trajectories, as the model saw it (no max_decision_regret, no relabel)")
+    parser.add_argument("--fit", type=json.loads, default={}, help="JSON of backend_config settings to override")
     parser.add_argument("--concurrency", type=int, default=2, help="episodes in flight (the server answers one at a time)")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp server threads (1: on a loaded 2-core machine two OpenMP threads spin-wait for each other)")
     parser.add_argument("--quick", action="store_true", help="a minutes-long smoke run (not a result)")
@@ -159,20 +240,27 @@ def main() -> None:
     from finetune._loop import IterateConfig, iterate
 
     settings = dict(QUICK if args.quick else FULL)
-    if args.iterations is not None:
-        settings["iterations"] = args.iterations
+    for name in ("iterations", "rollouts", "k", "train_instances", "eval_instances", "selector", "max_decision_regret"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    settings["backend_config"] = {**settings["backend_config"], **args.fit}
+    if args.plain:
+        settings = {k: v for k, v in settings.items() if k not in ("max_decision_regret", "relabel")}
+    agent_params = {**AGENT_PARAMS, "shuffle_options": args.shuffle}
+    if args.eval_temperature is not None:
+        settings["eval_params"] = {"temperature": args.eval_temperature}
     if args.engine != "llama.cpp":  # no GGUF export needed; a GPU trains every layer in no time
         backend_config = {k: v for k, v in settings["backend_config"].items() if k != "top_layers"}
         settings["backend_config"] = {**backend_config, "gguf": "none"}
     model = Path(args.model).resolve()
     config = IterateConfig(out=args.out, suite=plan(args.horizon, args.gap), agent=f"openai/{model}",
-                           agent_params=AGENT_PARAMS, backend=args.backend, baselines=BASELINES, per="decision",
+                           agent_params=agent_params, backend=args.backend, baselines=BASELINES, per="decision",
                            concurrency=args.concurrency, seed=0, **settings)
     started = time.perf_counter()
     if not args.summarise_only:
         iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
     lines, table, references = summarise(Path(args.out), {**settings, "horizon": args.horizon, "gap": args.gap,
-                                       "agent": AGENT_PARAMS, "per": "decision"}, started)
+                                       "agent": agent_params, "per": "decision"}, started)
     print("\n".join(lines))
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)

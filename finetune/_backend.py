@@ -126,6 +126,7 @@ class TrainingSet:
     run_dirs: tuple[Path, ...] = ()
     selector: str = ""
     per: str = "episode"  # one chat example per kept 'episode', or per 'decision' (exactly the prompt seen)
+    relabel: bool = False  # per decision: also every cyclic relabelling of a summary prompt's options
 
     def __len__(self) -> int:
         return self.episodes.height

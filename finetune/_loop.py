@@ -52,7 +52,7 @@ from scenarios import ConfigError, RegretError
 
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
-SELECTORS = ("k-lowest", "top-reward", "threshold", "rise")
+SELECTORS = ("k-lowest", "top-reward", "threshold", "rise", "advantage")
 _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest", "correct": "threshold"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
@@ -77,6 +77,11 @@ class IterateConfig:
     suite: Any = field(metadata={"help": "a Plan, a suite TOML path or a built-in suite name; its scenarios are the tasks"})
     agent: str = field(default="torch:new", metadata={"help": "the base model's agent string"})
     agent_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "settings of the base agent"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "warm start: iteration 0's training rollouts are played by this agent (e.g. a baseline such as "
+                "ucb1) instead of model 0, so the first fit imitates its selected trajectories; model 0 is still "
+                "evaluated as iteration 0"})
+    teacher_params: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "settings of the teacher agent"})
     base_model: str | None = field(default=None, metadata={"help": "what the first fit starts from (default: agent)"})
     backend: str = field(default="torch", metadata={"help": "fine-tuning backend: torch, hf, unsloth, api"})
     backend_config: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "the backend's Config settings"})
@@ -85,7 +90,14 @@ class IterateConfig:
     k: int = field(default=6, metadata={"help": "trajectories kept per task"})
     selector: str = field(default="k-lowest", metadata={
         "help": "k-lowest (RMFT), top-reward (ablation), threshold (every rollout with regret <= max_regret: correct "
-                "answers) or rise (RISE: reward-weighted attempts of self-correction scenarios)"})
+                "answers), rise (RISE: reward-weighted attempts of self-correction scenarios) or advantage (every "
+                "rollout weighted by its regret against its task's mean: a signed objective; torch backend)"})
+    risk_aversion: float = field(default=0.0, metadata={
+        "help": "advantage: 0 weighs by regret minus the task's mean; > 0 by exp(risk_aversion * regret), so "
+                "high-regret rollouts count for more (finetune._select.AdvantageWeighted)"})
+    signed: bool = field(default=True, metadata={
+        "help": "advantage: train on worse-than-average rollouts too, pushing their actions down (else keep only "
+                "the better-than-average ones, weighted)"})
     max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})
     rise_filter: str = field(default="all", metadata={"help": "rise: which attempts are trained on (all, better, best, success)"})
     tau: float = field(default=0.4, metadata={"help": "rise: example weight exp(reward / tau)"})
@@ -95,6 +107,12 @@ class IterateConfig:
     per: str = field(default="episode", metadata={
         "help": "training examples per kept 'episode' (one chat) or per 'decision' (the exact prompt each "
                 "answer was given to; best for single-turn prompts)"})
+    max_decision_regret: float | None = field(default=None, metadata={
+        "help": "per='decision': of the kept trajectories, train only on the decisions whose instantaneous expected "
+                "regret is at most this (0: the rounds that chose an optimal option); None: every decision"})
+    relabel: bool = field(default=False, metadata={
+        "help": "per='decision' with history='summary': train each kept decision also under every cyclic "
+                "relabelling of its listed options, so the chosen option's listed position carries nothing"})
     train_instances: int | None = field(default=None, metadata={"help": "training tasks per scenario and iteration (default: the suite's)"})
     resample_tasks: bool = field(default=True, metadata={"help": "draw fresh training instances every iteration"})
     eval_instances: int = field(default=20, metadata={"help": "held-out instances per scenario"})
@@ -120,7 +138,14 @@ class IterateConfig:
             raise ConfigError(f"iterate: unknown selector {self.selector!r} (choose: {', '.join(SELECTORS)}, reward-filtered)")
         if self.per not in ("episode", "decision"):
             raise ConfigError(f"iterate: per must be 'episode' or 'decision', got {self.per!r}")
-        if selector != "threshold" and self.k > self.rollouts:  # the threshold selector keeps any number
+        if self.max_decision_regret is not None and self.per != "decision":
+            raise ConfigError("iterate: max_decision_regret filters single decisions, so it needs per='decision'")
+        if self.relabel and (self.per != "decision" or dict(self.agent_params).get("history") != "summary"):
+            raise ConfigError("iterate: relabel moves the options of single summary prompts, so it needs "
+                              "per='decision' and the agent's history='summary'")
+        if selector == "advantage" and self.backend != "torch":
+            raise ConfigError(f"iterate: the advantage selector's signed weights need the torch backend, not {self.backend!r}")
+        if selector not in ("threshold", "advantage") and self.k > self.rollouts:  # the threshold selector keeps any number
             raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
         from finetune._curriculum import SCHEDULES
@@ -398,7 +423,10 @@ def rollout(loop: Loop, state: LoopState, iteration: int) -> StepRecord:
     config = loop.config
     run = Plan((), training_tasks(loop, state, iteration), derive_seed(config.seed, "rollouts", iteration),
                config.rollouts, f"{loop.plan.name}-train-{iteration}")
-    spec = loop.model(state.checkpoints[iteration])
+    if iteration == 0 and config.teacher:  # warm start: the teacher plays, model 0 learns from its trajectories
+        spec = AgentSpec(config.teacher, dict(config.teacher_params), MODEL_LABEL)
+    else:
+        spec = loop.model(state.checkpoints[iteration])
     with _Stopwatch(loop.serving) as watch:
         loop.play(loop.folder(iteration) / "rollouts", run.replace(agents=(spec,)))
     return StepRecord(wall_s=watch.wall_s, cpu_s=watch.cpu_s)
@@ -486,8 +514,10 @@ def iterate(config: IterateConfig, *, on_step: Callable[[str], None] | None = No
 
 # --- selection ---------------------------------------------------------------------------
 def _selector(config: IterateConfig):
-    from finetune._select import KLowestRegret, RegretThreshold, TopReward
+    from finetune._select import AdvantageWeighted, KLowestRegret, RegretThreshold, TopReward
 
+    if config.selector == "advantage":
+        return AdvantageWeighted(risk_aversion=config.risk_aversion, signed=config.signed)
     if config.selector == "threshold":
         return RegretThreshold(max_regret=config.max_regret)
     return KLowestRegret(k=config.k) if config.selector == "k-lowest" else TopReward(k=config.k)
@@ -517,8 +547,7 @@ def select_trajectories(folder: Path, config: IterateConfig) -> StepRecord:
     _, episodes = load_run(folder / "rollouts")
     if config.selector == "rise":
         return _select_rise(folder, config, episodes)
-    kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks)
-    kept = kept.with_columns(weight=pl.lit(1.0)).collect()
+    kept = select_episodes(episodes, _selector(config), drop_invalid=not config.keep_fallbacks).collect()
     total = episodes.select(pl.len()).collect().item()
     if not kept.height and total:
         finished_count = episodes.filter(pl.col("status") == "finished").select(pl.len()).collect().item()
@@ -568,7 +597,17 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
     decisions, _ = load_run(folder / "rollouts")
     kept = pl.read_parquet(folder / "dataset" / "episodes.parquet")
     rows = select_decisions(decisions, kept).collect()
-    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per)
+    if config.max_decision_regret is not None:  # regret-ranked selection at the grain of single decisions
+        from finetune._select import RUN_EPISODE_KEY
+        from finetune._text_data import DatasetError
+
+        rows = rows.filter(pl.col("regret") <= config.max_decision_regret + 1e-12)
+        kept = kept.join(rows.select(RUN_EPISODE_KEY).unique(), on=RUN_EPISODE_KEY, how="semi")
+        if not kept.height:
+            raise DatasetError(f"{folder.name}: no kept trajectory has a decision with regret <= "
+                               f"{config.max_decision_regret} (max_decision_regret)")
+    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per,
+                       config.relabel)
 
 
 # --- table and plot ----------------------------------------------------------------------

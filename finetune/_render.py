@@ -162,6 +162,40 @@ def decision_chats(text: Callable[[], EpisodeText], rows: Sequence[Mapping[str, 
     return [whole[: 3 + 2 * i] for i in range(len(rows))], VERBALISED
 
 
+def relabelled_chats(chat: list[dict], names: Sequence[str]) -> list[list[dict]]:
+    """A summary-history decision's chat under each cyclic shift of its listed options (itself first).
+
+    The prompt of a round with `history = "summary"` names options only by listed position:
+    the description and the instructions list the framing's names in order, and the summary
+    has one line per listed option, `- NAME: stats`. Moving the stats lines round by s (the
+    option listed j-th now shows what the (j+s)-th showed) and the answer's name with them is
+    exactly the prompt and answer of the same round with the options listed in another order,
+    so each kept decision is also taught with its chosen option at every listed position: the
+    position then carries nothing, the summary's numbers everything. A chat not of that form
+    (no one summary line per name in order, or an answer naming no option once) comes back alone.
+    """
+    *context, user, answer = chat
+    k = len(names)
+    lines = user["content"].split("\n")
+    at = [i for i, line in enumerate(lines) if any(line.startswith(f"- {name}: ") for name in names)]
+    quoted = [f'"{name}"' for name in names]
+    picked = [j for j, q in enumerate(quoted) if q in answer["content"]]
+    if (answer["role"] != "assistant" or len(at) != k or len(picked) != 1
+            or answer["content"].count(quoted[picked[0]]) != 1
+            or any(not lines[i].startswith(f"- {name}: ") for i, name in zip(at, names))):
+        return [chat]
+    stats = [lines[i][len(f"- {name}: "):] for i, name in zip(at, names)]
+    chats = [chat]
+    for shift in range(1, k):
+        moved = list(lines)
+        for j, i in enumerate(at):
+            moved[i] = f"- {names[j]}: {stats[(j + shift) % k]}"
+        new = (picked[0] - shift) % k  # the chosen option's stats now sit at this listed position
+        content = answer["content"].replace(quoted[picked[0]], quoted[new])
+        chats.append([*context, {**user, "content": "\n".join(moved)}, {**answer, "content": content}])
+    return chats
+
+
 # --- output formats --------------------------------------------------------------------
 # a format turns one rendered chat (ending in the assistant turn to learn) and its provenance
 # columns into an output row; register more with `@DATASET_FORMATS.register("name")`

@@ -39,6 +39,12 @@ class Selector:
         """A boolean expression over the ranked columns `rank` (0-based within the task) and `task_size`."""
         raise NotImplementedError
 
+    def weight(self) -> pl.Expr:
+        """Each kept trajectory's training weight (a column over the task's ranked episodes); 1 unless overridden."""
+        import polars as pl
+
+        return pl.lit(1.0)
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "sort_by": self.sort_by, "descending": self.descending,
                 "tie_break": list(TIE_BREAK), **asdict(self)}
@@ -121,6 +127,46 @@ class TopReward(Selector):
         return pl.col("rank") < self.k
 
 
+@dataclass(frozen=True)
+class AdvantageWeighted(Selector):
+    """Every trajectory, weighted by how much better than its task's average it did (a signed objective).
+
+    weight = (mean(u) - u) / std(u) over the task's eligible rollouts, with u = regret
+    (`risk_aversion` 0) or exp(risk_aversion * regret) (entropic risk: high regrets count for
+    more). k-lowest keeps each task's luckiest rollouts, so it favours rules with wide outcome
+    distributions (early commitment wins big when the first pick was right); here a rule's
+    expected weight is its expected advantage, and its unlucky rollouts count against it with a
+    negative weight (the backend pushes their actions' probabilities down). `signed=False` keeps
+    only the better-than-average rollouts (advantage-weighted regression). Tasks whose rollouts
+    all tie carry no signal and are dropped. Needs a backend that takes signed weights (torch).
+    """
+
+    name: ClassVar[str] = "advantage"
+    risk_aversion: float = field(default=0.0, metadata={
+        "help": "0: advantage of regret itself; > 0: of exp(risk_aversion * regret), so the tail weighs more"})
+    signed: bool = field(default=True, metadata={
+        "help": "keep worse-than-average rollouts too, with negative weights (else only the better ones)"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.risk_aversion, bool) or not isinstance(self.risk_aversion, (int, float)) \
+                or not (math.isfinite(self.risk_aversion) and self.risk_aversion >= 0):
+            raise ConfigError(f"risk_aversion must be a finite number >= 0, got {self.risk_aversion!r}")
+
+    def weight(self) -> pl.Expr:
+        import polars as pl
+
+        regret = pl.col("final_regret")
+        # shifted by the task's largest regret so exp never overflows; the scale cancels below
+        utility = (regret if self.risk_aversion == 0
+                   else ((regret - regret.max().over("task_id")) * self.risk_aversion).exp())
+        spread = utility.std(ddof=0).over("task_id")
+        advantage = (utility.mean().over("task_id") - utility) / spread
+        return pl.when(spread > 0).then(advantage).otherwise(0.0)
+
+    def keep(self) -> pl.Expr:
+        return self.weight() != 0 if self.signed else self.weight() > 0
+
+
 def eligible_episodes(episodes: pl.LazyFrame, *, drop_invalid: bool = True,
                       agents: Sequence[str] | None = None) -> pl.LazyFrame:
     """Finished episodes (without invalid decisions when `drop_invalid`), of `agents` if given."""
@@ -135,7 +181,7 @@ def eligible_episodes(episodes: pl.LazyFrame, *, drop_invalid: bool = True,
 
 
 def rank_episodes(episodes: pl.LazyFrame, selector: Selector) -> pl.LazyFrame:
-    """Add `rank` (0-based position in the task's order), `task_size` and `kept` to every episode."""
+    """Add `rank` (0-based position in the task's order), `task_size`, `kept` and `weight` to every episode."""
     import polars as pl
 
     order = [selector.sort_by, *TIE_BREAK]
@@ -143,7 +189,7 @@ def rank_episodes(episodes: pl.LazyFrame, selector: Selector) -> pl.LazyFrame:
     return ranked.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).over("task_id").alias("rank"),
         pl.len().over("task_id").cast(pl.Int64).alias("task_size"),
-    ).with_columns(selector.keep().alias("kept"))
+    ).with_columns(selector.keep().alias("kept"), selector.weight().alias("weight"))
 
 
 def select_episodes(episodes: pl.LazyFrame, selector: Selector, *, drop_invalid: bool = True,

@@ -8,7 +8,8 @@ Sources:
 - a `TrainingSet` (what the RMFT loop hands a backend): each kept episode becomes one
   multi-turn chat through the dataset builder's renderer (`finetune._render.episode_chat`),
   or with `per="decision"` one chat per decision (exactly the messages the model saw, then its
-  answer: `decision_chats`), weighted by the episode's `weight` column. Decisions whose answer
+  answer: `decision_chats`; with `relabel`, also under every cyclic relabelling of a summary
+  prompt's options: `relabelled_chats`), weighted by the episode's `weight` column. Decisions whose answer
   was a recorded fallback (never valid) are never trained on: their chats are left out, and
   in an episode chat their assistant turns are marked `"train": false`;
 - a path: a dataset directory written by `regret dataset` (its `train.jsonl`), or a `.jsonl` /
@@ -44,7 +45,7 @@ def _describe(dataset: Any) -> str:
 
 def _from_training_set(dataset: TrainingSet) -> list[dict[str, Any]]:
     from agents._base import PARSE_FALLBACK
-    from finetune._render import decision_chats, episode_chat
+    from finetune._render import decision_chats, episode_chat, relabelled_chats
     from finetune._select import EPISODE_KEY
     from finetune.dataset import _Stories
 
@@ -63,7 +64,11 @@ def _from_training_set(dataset: TrainingSet) -> list[dict[str, Any]]:
         fallback = [r.get("parse_status") == PARSE_FALLBACK for r in rows]
         if dataset.per == "decision":
             chats, _ = decision_chats(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
-            examples.extend({"messages": chat, "weight": weight} for chat, bad in zip(chats, fallback) if not bad)
+            chats = [chat for chat, bad in zip(chats, fallback) if not bad]
+            if dataset.relabel:
+                names = stories(episode).framing.option_names(stories(episode).n_actions)
+                chats = [variant for chat in chats for variant in relabelled_chats(chat, names)]
+            examples.extend({"messages": chat, "weight": weight} for chat in chats)
             continue
         chat, _ = episode_chat(lambda episode=episode: stories(episode), rows, episode.get("explainer"))
         if any(fallback):

@@ -53,6 +53,7 @@ from finetune._render import (
 )
 from finetune._select import (
     EPISODE_KEY,
+    AdvantageWeighted,
     KLowestRegret,
     LowestRegretFraction,
     RegretThreshold,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 __all__ = [
+    "AdvantageWeighted",
     "DATASET_FORMATS",
     "FORMATS",
     "RETRY_PROMPT",
@@ -245,6 +247,9 @@ def build_dataset(run_dirs: Sequence[str | Path], selector: Selector, out: str |
     if kept.height == 0:
         raise ConfigError(f"selector {selector.name!r} kept no trajectory ({ranked.height} eligible of "
                           f"{candidates.height} finished episodes)")
+    if kept["weight"].min() < 0 or kept["weight"].max() != kept["weight"].min():
+        raise ConfigError(f"selector {selector.name!r} weights its trajectories, which a text dataset cannot carry; "
+                          "use it in the RMFT loop with the torch backend")
 
     columns = [*EPISODE_KEY, *_RENDER_COLUMNS]
     # streaming: row group by row group, so only the kept rows are ever held in memory

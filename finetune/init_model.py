@@ -203,7 +203,7 @@ def format_examples(count: int, seed: int = 0) -> list[list[dict[str, str]]]:
             action = rng.randrange(n)
             step = env.step(action)
             prompts.record(t, action, None, {"reward": step.reward}, None, "")
-        t = len(prompts.lines)
+        t = len(prompts.rounds)
         messages = prompts.messages(t)
         # the 1-based position ("ANSWER: 2") is a valid answer in every framing, so a model this small
         # answers validly without having to copy option names from the prompt

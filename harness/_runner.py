@@ -78,7 +78,7 @@ def check_plan(plan: Plan, factories: dict[str, AgentFactory], allow_large: bool
     if decisions > MAX_DECISIONS and not allow_large:
         hours = decisions * _SECONDS_PER_DECISION / 3600
         raise PlanError(f"the plan has {decisions:.3g} decisions (limit {MAX_DECISIONS:.0e}): at least "
-                        f"{hours:.3g} h of running and about {decisions * 150 / 2**30:.3g} GiB of run store; "
+                        f"{hours:.3g} h of running and about {decisions * 50 / 2**30:.3g} GiB of run store; "
                         "lower horizon/rollouts/instances or pass --allow-large")
     return warnings
 

@@ -150,15 +150,16 @@ def answer_episodes(decisions, episodes) -> dict[tuple[str, str], list[AnswerEpi
 
     import polars as pl
 
-    from harness.metrics import ENGINE
+    from harness.metrics import ENGINE, EPISODE_KEYS, collect_by_episodes
 
     lazy = lambda f: f.lazy() if isinstance(f, pl.DataFrame) else f  # noqa: E731
     finished = (lazy(episodes).filter((pl.col("status") == "finished") & (pl.col("kind") == ANSWER_KIND))
-                .select("agent", "scenario_id", "task_id", "rollout", "scenario_summary"))
-    rows = (lazy(decisions).select("agent", "scenario_id", "task_id", "rollout", "t", "feedback")
-            .join(finished, on=["agent", "scenario_id", "task_id", "rollout"], how="inner")
-            .filter(pl.col("feedback").str.json_path_match("$.correct").is_not_null())
-            .sort("agent", "scenario_id", "task_id", "rollout", "t").collect(engine=ENGINE))
+                .select(*EPISODE_KEYS, "scenario_summary").collect(engine=ENGINE))
+    if finished.is_empty():  # no answer scenario: the decisions need not be read at all
+        return {}
+    rows = collect_by_episodes(decisions, lambda part: (
+        part.select(*EPISODE_KEYS, "t", "feedback").join(finished.lazy(), on=list(EPISODE_KEYS), how="inner")
+        .filter(pl.col("feedback").str.json_path_match("$.correct").is_not_null()))).sort(*EPISODE_KEYS, "t")
     grouped: dict[tuple, list] = {}
     for row in rows.iter_rows(named=True):
         grouped.setdefault((row["agent"], row["scenario_id"], row["task_id"], row["rollout"]), []).append(row)

@@ -3,7 +3,8 @@
 Layout of a run directory::
 
     plan.json          the frozen plan plus package versions (written once)
-    store.sqlite       each episode's row and its decision rows (one columnar block), one transaction per episode
+    store.sqlite       each episode's row and its decision rows (one compressed columnar segment,
+                       harness._segments), one transaction per episode
     decisions.parquet  exports for polars, refreshed by `export()` (and by `load_run`)
     episodes.parquet
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from harness import _segments as segments
 from harness._files import PLAN_FILE, atomic_write, atomic_write_json, read_plan
 from harness._records import (
     DECISION_COLUMNS,
@@ -50,6 +52,26 @@ FINISHED, FAILED = "finished", "failed"
 
 # the column order of the unnamed blocks of early runs (before `answer` existed)
 _UNNAMED_BLOCK_COLUMNS = tuple(name for name in DECISION_NAMES if name != "answer")
+
+
+_DECISION_TYPES = {name: sql for name, sql, _ in DECISION_COLUMNS}
+
+
+def _as_list(values: Any, n: int) -> list[Any]:
+    if values is None:
+        return [None] * n
+    values = segments.column_values(values, n)
+    return values.tolist() if hasattr(values, "tolist") else values
+
+
+def _series(name: str, values: Any, n: int, dtype):
+    """One decoded column of an episode as a polars Series of the export's dtype."""
+    import polars as pl
+
+    if values is None or (isinstance(values, tuple) and values[0] == "const"):
+        value = None if values is None else values[1]
+        return pl.Series(name, [value], dtype=dtype, strict=False).new_from_index(0, n) if n else pl.Series(name, [], dtype)
+    return pl.Series(name, values, dtype=dtype, strict=False)
 
 
 class RunStoreError(UsageError):
@@ -81,13 +103,20 @@ class RunStore:
         if not create and not (self.directory / DB_FILE).exists():
             raise RunStoreError(f"{self.directory} is not a run directory (no {DB_FILE})")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.directory / DB_FILE, isolation_level=None)
+        # check_same_thread=False: the Parquet export reads the segments from polars' source thread
+        # while this one waits on it (never two threads at once)
+        self._db = sqlite3.connect(self.directory / DB_FILE, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
-        # one row per episode holding its decision rows column by column (JSON): a single
-        # insert per episode instead of one per decision keeps the store off the hot path
-        self._db.execute("CREATE TABLE IF NOT EXISTS decision_blocks (agent TEXT, task_id TEXT, rollout INTEGER, "
-                         "n INTEGER, columns BLOB, PRIMARY KEY (agent, task_id, rollout))")
+        # one row per episode holding its decision rows as one compressed columnar segment
+        # (harness._segments): a single insert per episode keeps the store off the hot path, and
+        # per-episode values, constants and repeated messages are stored once (about 6-45 bytes
+        # per baseline decision instead of ~390). Runs written before segments keep their JSON
+        # blocks in `decision_blocks`, which stay readable (and are read alongside).
+        self._db.execute("CREATE TABLE IF NOT EXISTS decision_segments (agent TEXT, task_id TEXT, rollout INTEGER, "
+                         "n INTEGER, data BLOB, PRIMARY KEY (agent, task_id, rollout))")
+        self._legacy_blocks = bool(self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decision_blocks'").fetchone())
         columns = ", ".join(f"{name} {sql}" for name, sql, _ in EPISODE_COLUMNS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS episodes ({columns}, PRIMARY KEY (agent, task_id, rollout))")
         present = {row[1] for row in self._db.execute("PRAGMA table_info(episodes)")}
@@ -128,15 +157,15 @@ class RunStore:
 
         Failed attempts are stored without decision rows, and finished episodes are never run
         again, so a key's decision rows are written exactly once. The decisions are stored as
-        one block of named columns, so a run keeps reading when a column is added later.
+        one segment of named columns (harness._segments), so a run keeps reading when a column is added later.
         """
         rows = DecisionRows.of(decisions).rows
-        block = orjson.dumps(dict(zip(DECISION_NAMES, map(list, zip(*rows))))) if rows else None
+        block = segments.encode(dict(zip(DECISION_NAMES, zip(*rows))), _DECISION_TYPES) if rows else None
         db = self._db
         db.execute("BEGIN")
         try:
             if block is not None:
-                db.execute("INSERT OR REPLACE INTO decision_blocks VALUES (?, ?, ?, ?, ?)",
+                db.execute("INSERT OR REPLACE INTO decision_segments VALUES (?, ?, ?, ?, ?)",
                            (*episode.key, len(rows), block))
             db.execute(self._insert_episode, episode_values(episode))
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
@@ -162,14 +191,33 @@ class RunStore:
         return float(self._db.execute("SELECT value FROM meta WHERE key = 'spent'").fetchone()[0])
 
     # --- reading ------------------------------------------------------------------------
+    def _segment_rows(self, where: str = "", parameters: tuple = ()) -> Iterator[tuple[int, Any, Any]]:
+        """(n, segment, legacy JSON block) of each episode's decisions, sorted by agent, task, rollout."""
+        query = f"SELECT agent, task_id, rollout, n, data, NULL FROM decision_segments {where}"
+        if self._legacy_blocks:
+            query += f" UNION ALL SELECT agent, task_id, rollout, n, NULL, columns FROM decision_blocks {where}"
+            parameters = parameters * 2
+        for _, _, _, n, data, block in self._db.execute(query + " ORDER BY 1, 2, 3", parameters):
+            yield n, data, block
+
+    @staticmethod
+    def _decoded(data: bytes | None, block: bytes | None) -> dict[str, Any]:
+        if data is not None:
+            return segments.decode(data)[1]
+        columns = orjson.loads(block)
+        if isinstance(columns, list):  # a run written before blocks named their columns
+            columns = dict(zip(_UNNAMED_BLOCK_COLUMNS, columns))
+        return columns
+
+    def iter_segments(self, where: str = "", parameters: tuple = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(n, name -> values) per episode (see harness._segments.decode; a missing name: all null)."""
+        for n, data, block in self._segment_rows(where, parameters):
+            yield n, self._decoded(data, block)
+
     def iter_decision_blocks(self) -> Iterator[list[list[Any]]]:
-        """Each episode's decision columns (DECISION_COLUMNS order), sorted by agent, task, rollout."""
-        cursor = self._db.execute("SELECT n, columns FROM decision_blocks ORDER BY agent, task_id, rollout")
-        for n, block in cursor:
-            columns = orjson.loads(block)
-            if isinstance(columns, list):  # a run written before blocks named their columns
-                columns = dict(zip(_UNNAMED_BLOCK_COLUMNS, columns))
-            yield [columns.get(name) or [None] * n for name in DECISION_NAMES]
+        """Each episode's decision columns (DECISION_COLUMNS order, as lists), sorted by agent, task, rollout."""
+        for n, columns in self.iter_segments():
+            yield [_as_list(columns.get(name), n) for name in DECISION_NAMES]
 
     def iter_decisions(self) -> Iterator[DecisionRecord]:
         """Every decision as a record, sorted by agent, task, rollout, t."""
@@ -177,31 +225,57 @@ class RunStore:
             for values in zip(*columns):
                 yield DecisionRecord(*values)
 
+    def episode_messages(self, agent: str, task_id: str, rollout: int) -> list[list[dict] | None]:
+        """The exact messages each decision of one episode sent (None where a decision sent none),
+        rebuilt from the stored message pool and deltas."""
+        for n, columns in self.iter_segments("WHERE agent = ? AND task_id = ? AND rollout = ?",
+                                             (agent, task_id, rollout)):
+            return [None if text is None else orjson.loads(text) for text in _as_list(columns.get("messages"), n)]
+        raise RunStoreError(f"{self.directory}: no decisions stored for {agent} {task_id} #{rollout}")
+
     # --- export -------------------------------------------------------------------------
-    def export(self, batch_rows: int = 200_000) -> tuple[Path, Path]:
-        """Write decisions.parquet and episodes.parquet (sorted, so identical runs give identical files)."""
+    def decision_batches(self, batch_rows: int = 200_000):
+        """The decisions as polars DataFrames of about `batch_rows` rows (whole episodes, sorted by
+        agent, task_id, rollout, t): what the export streams, one Parquet row group each."""
         import polars as pl
 
-        def frame_of(columns: list[list[Any]], spec) -> pl.DataFrame:
-            return pl.DataFrame({name: values for (name, _, _), values in zip(spec, columns)},
-                                schema={name: getattr(pl, dtype) for name, _, dtype in spec})
+        schema = {name: getattr(pl, dtype) for name, _, dtype in DECISION_COLUMNS}
+        parts: list[pl.DataFrame] = []
+        rows = 0
+        for n, columns in self.iter_segments():
+            parts.append(pl.DataFrame([_series(name, columns.get(name), n, dtype) for name, dtype in schema.items()]))
+            rows += n
+            if rows >= batch_rows:
+                yield pl.concat(parts, rechunk=True)
+                parts, rows = [], 0
+        if parts or rows == 0:
+            yield pl.concat(parts, rechunk=True) if parts else pl.DataFrame(schema=schema)
 
-        frames: list[pl.DataFrame] = []
-        pending: list[list[Any]] = [[] for _ in DECISION_COLUMNS]
-        for block in self.iter_decision_blocks():
-            for values, column in zip(pending, block):
-                values.extend(column)
-            if len(pending[0]) >= batch_rows:
-                frames.append(frame_of(pending, DECISION_COLUMNS))
-                pending = [[] for _ in DECISION_COLUMNS]
-        frames.append(frame_of(pending, DECISION_COLUMNS))
-        decisions = pl.concat(frames)
+    def export(self, batch_rows: int = 200_000) -> tuple[Path, Path]:
+        """Write decisions.parquet and episodes.parquet (sorted, so identical runs give identical files).
+
+        The decisions stream through in batches of whole episodes (one row group each), so the
+        export's memory does not grow with the run."""
+        import polars as pl
+        from polars.io.plugins import register_io_source
+
+        schema = pl.Schema({name: getattr(pl, dtype) for name, _, dtype in DECISION_COLUMNS})
+
+        def source(with_columns, predicate, n_rows, batch_size):
+            for batch in self.decision_batches(batch_rows):
+                yield batch if with_columns is None else batch.select(with_columns)
+
+        decisions = register_io_source(source, schema=schema)
         rows = self._db.execute(f"SELECT {', '.join(EPISODE_NAMES)} FROM episodes ORDER BY agent, task_id, rollout").fetchall()
-        episodes = frame_of([list(c) for c in zip(*rows)] if rows else [[] for _ in EPISODE_COLUMNS], EPISODE_COLUMNS)
-        paths = []
-        for name, frame in (("decisions", decisions), ("episodes", episodes)):
-            paths.append(atomic_write(self.directory / f"{name}.parquet",
-                                      lambda tmp, frame=frame: frame.write_parquet(tmp, **PARQUET_OPTIONS)))
+        episodes = pl.DataFrame({name: list(values) for (name, _, _), values
+                                 in zip(EPISODE_COLUMNS, zip(*rows) if rows else [[] for _ in EPISODE_COLUMNS])},
+                                schema={name: getattr(pl, dtype) for name, _, dtype in EPISODE_COLUMNS})
+        paths = [
+            atomic_write(self.directory / "decisions.parquet",
+                         lambda tmp: decisions.sink_parquet(tmp, row_group_size=batch_rows, **PARQUET_OPTIONS)),
+            atomic_write(self.directory / "episodes.parquet",
+                         lambda tmp: episodes.write_parquet(tmp, **PARQUET_OPTIONS)),
+        ]
         atomic_write_json(self.directory / EXPORT_MARKER, {"commits": self.commits()})
         return paths[0], paths[1]
 

@@ -74,6 +74,10 @@ DECIMALS = 6
 # whatever order its threads finish, so two collects of the same data can differ in the last
 # bits; the in-memory engine is reproducible, which identical-plan runs and report files need.
 ENGINE = "in-memory"
+# analytics read the decisions in slices of about this many rows (whole episodes, or whole rounds
+# for the curves), so their memory does not grow with the run; every statistic still sees the
+# same rows in the same order as one pass over the whole table would, so results are identical
+CHUNK_ROWS = 250_000
 
 BASE_COLUMNS = ("agent", "scenario_id", "family", "episodes", "failed")
 LEVEL = 0.95  # confidence level of every leaderboard interval
@@ -157,17 +161,13 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
 
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must be in (0, 1), got {level}")
-    R = pl.col("cumulative_regret")
     by_round = [*KEYS, "t"]
-    per_task = (
-        _lazy(decisions).group_by(*by_round, "task_id").agg(total=R.sum(), count=R.count())
-        .with_columns(mean=pl.col("total").sum().over(by_round) / pl.col("count").sum().over(by_round))
-        .with_columns(residual=pl.col("total") - pl.col("count") * pl.col("mean"))
-        .group_by(by_round).agg(mean=pl.col("mean").first(), n=pl.col("count").sum(), tasks=pl.len(),
-                                cluster_ss=(pl.col("residual") ** 2).sum())
-    )
-    spread = _lazy(decisions).group_by(by_round).agg(std=R.std(ddof=1))  # the single-task (episodes) interval
-    curves = per_task.join(spread, on=by_round, how="left").sort(by_round).collect(engine=ENGINE)
+    # every statistic is per round, so slices of whole rounds give the one-pass values; the sums
+    # run in numpy over rows in a fixed order (round, task, row), so a curve is the same to the
+    # last bit in every run (polars' parallel group sums are not, past a few 100k rows)
+    parts = [_round_statistics(part.select(*by_round, "task_id", "cumulative_regret").collect(engine=ENGINE))
+             for part in round_slices(decisions)]
+    curves = pl.concat(parts).sort(by_round)
     n = curves["n"].to_numpy().astype(float)
     tasks = curves["tasks"].to_numpy().astype(float)
     clustered = tasks >= 2
@@ -183,6 +183,41 @@ def regret_curves(decisions: pl.LazyFrame | pl.DataFrame, level: float = LEVEL) 
     )
 
 
+def _round_statistics(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per (agent, scenario_id, t): mean cumulative regret, n, tasks, the sum of squared task
+    residuals (the clustered variance) and the episodes' standard deviation (single-task band)."""
+    import numpy as np
+    import polars as pl
+
+    by_round = [*KEYS, "t"]
+    rows = rows.with_row_index("_row").sort(*by_round, "task_id", "_row")
+    new_round = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift()) for c in by_round])
+    flags = rows.select(round=new_round, task=new_round | pl.col("task_id").ne_missing(pl.col("task_id").shift()))
+    round_start = flags["round"].to_numpy()
+    task_starts = np.flatnonzero(flags["task"].to_numpy())
+    if task_starts.size == 0:
+        return pl.DataFrame(schema={**{k: rows.schema[k] for k in by_round}, "mean": pl.Float64, "n": pl.Int64,
+                                    "tasks": pl.Int64, "cluster_ss": pl.Float64, "std": pl.Float64})
+    R = rows["cumulative_regret"].cast(pl.Float64)
+    valid = R.is_not_null().to_numpy()
+    values = R.fill_null(0.0).to_numpy()
+    totals = np.add.reduceat(values, task_starts)
+    counts = np.add.reduceat(valid.astype(np.int64), task_starts)
+    first_task = np.flatnonzero(round_start[task_starts])  # each round's first task group
+    n = np.add.reduceat(counts, first_task)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.add.reduceat(totals, first_task) / n
+        round_of_task = np.cumsum(round_start[task_starts]) - 1
+        cluster_ss = np.add.reduceat((totals - counts * mean[round_of_task]) ** 2, first_task)
+        round_of_row = np.cumsum(round_start) - 1
+        deviation = np.where(valid, values - mean[round_of_row], 0.0)
+        std = np.where(n >= 2, np.sqrt(np.add.reduceat(deviation**2, np.flatnonzero(round_start)) / (n - 1)), np.nan)
+    return rows[task_starts[first_task]].select(by_round).with_columns(
+        mean=pl.Series(mean, dtype=pl.Float64), n=pl.Series(n, dtype=pl.Int64),
+        tasks=pl.Series(np.diff(np.append(first_task, task_starts.size)), dtype=pl.Int64),
+        cluster_ss=pl.Series(cluster_ss, dtype=pl.Float64), std=pl.Series(std, dtype=pl.Float64))
+
+
 def best_arm_families(frame: pl.LazyFrame) -> list[str]:
     """The families in `frame` whose scenarios declare `best_arm` (see scenarios.Scenario): those
     where never playing the best arm late in an episode is a failure to explore."""
@@ -190,7 +225,9 @@ def best_arm_families(frame: pl.LazyFrame) -> list[str]:
 
     from scenarios import SCENARIOS
 
-    families = frame.select(pl.col("family").unique()).collect(engine=ENGINE)["family"].drop_nulls().to_list()
+    # a set of names (no float sums): the streaming engine reads it in constant memory
+    families = (_lazy(frame).select(pl.col("family").unique()).collect(engine="streaming")["family"]
+                .drop_nulls().to_list())
     return sorted(f for f in families if f in SCENARIOS and SCENARIOS.get(f).best_arm)
 
 
@@ -213,17 +250,17 @@ def _exploration(decisions: pl.LazyFrame, episodes: pl.LazyFrame | None) -> pl.L
 
     keys = list(EPISODE_KEYS)
     exploring = pl.col("family").is_in(best_arm_families(decisions))
-    rows = decisions.filter(exploring)
     action = pl.col("action")
-    # one pass over the decisions; the per-episode result is small and joined with T and K after
-    per_episode = rows.group_by(keys).agg(
+    # one pass over the decisions, a slice of whole episodes at a time; the per-episode result is
+    # small and joined with T and K after
+    per_episode = collect_by_episodes(decisions, lambda part: part.filter(exploring).group_by(keys).agg(
         last_hit=pl.col("t").filter(action == pl.col("optimal_action")).max(),  # null: never optimal
         n=pl.len(),
         arms=action.drop_nulls().n_unique(),
         fewest=action.drop_nulls().unique_counts().min(),
         seen_t=pl.col("t").max() + 1,
         seen_k=pl.max_horizontal(action.max(), pl.col("optimal_action").max()) + 1,
-    )
+    )).lazy()
     if episodes is not None:
         meta = (episodes.filter((pl.col("status") == "finished") & exploring)
                 .select(*keys, "horizon", "n_actions"))
@@ -258,18 +295,27 @@ def episode_growth(decisions: pl.LazyFrame | pl.DataFrame, episodes: pl.LazyFram
     beta, n_points (sorted; see `harness._stats.growth_slopes`)."""
     import polars as pl
 
+    import numpy as np
+
     keys = list(EPISODE_KEYS)
     finished = (_lazy(episodes).filter(pl.col("status") == "finished").select(*keys, "final_regret")
                 .sort(keys).collect(engine=ENGINE).with_row_index("episode"))
-    points = (_lazy(decisions).join(finished.lazy().select(*keys, "episode"), on=keys, how="inner")
-              .select("episode", round=pl.col("t") + 1, R=pl.col("cumulative_regret")).collect(engine=ENGINE))
-    fits = growth_slopes(points["R"].to_numpy(), points["round"].to_numpy(),
-                         points["episode"].to_numpy(), burn_in=burn_in)
+    index = finished.lazy().select(*keys, "episode")
     size = finished.height
-    beta = fits.beta if len(fits) >= size else _padded(fits.beta, size)
-    n_points = fits.n_points if len(fits) >= size else _padded(fits.n_points, size, 0)
-    return finished.with_columns(beta=pl.Series(beta[:size], dtype=pl.Float64).fill_nan(None),
-                                 n_points=pl.Series(n_points[:size], dtype=pl.Int64)).drop("episode")
+    beta, n_points = np.full(size, math.nan), np.zeros(size, dtype=np.int64)  # no decision rows: no fit
+    # a slice of whole episodes at a time: each episode's fit sees its rows in the same order as in
+    # one pass, so the slopes are the same to the last bit
+    for part in decision_slices(decisions):
+        points = (part.join(index, on=keys, how="inner")
+                  .select("episode", round=pl.col("t") + 1, R=pl.col("cumulative_regret")).collect(engine=ENGINE))
+        if points.is_empty():
+            continue
+        codes = points["episode"].to_numpy()
+        fits = growth_slopes(points["R"].to_numpy(), points["round"].to_numpy(), codes, burn_in=burn_in)
+        present = np.unique(codes)
+        beta[present], n_points[present] = fits.beta[present], fits.n_points[present]
+    return finished.with_columns(beta=pl.Series(beta, dtype=pl.Float64).fill_nan(None),
+                                 n_points=pl.Series(n_points, dtype=pl.Int64)).drop("episode")
 
 
 def leaderboard(
@@ -497,10 +543,12 @@ def _invalid_rate(inputs: MetricInputs) -> pl.LazyFrame:
 
     from agents import VALID_PARSE_STATUSES
 
-    return inputs.decisions.group_by(KEYS).agg(
-        invalid_rate=pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
-        .cast(pl.Float64).mean()
-    )
+    # integer counts per slice, added up: the same rate as a mean over all rows
+    invalid = pl.col("parse_status").is_in(list(VALID_PARSE_STATUSES)).fill_null(False).not_()
+    counts = collect_by_episodes(inputs.decisions, lambda part: part.group_by(KEYS).agg(
+        invalid=invalid.sum().cast(pl.Int64), decisions=pl.len().cast(pl.Int64)))
+    return counts.group_by(KEYS).agg(
+        invalid_rate=pl.col("invalid").sum().cast(pl.Float64) / pl.col("decisions").sum().cast(pl.Float64))
 
 
 @metric("position_bias", ("position_bias", "position_shares", "first_listed_share"), position=45,
@@ -514,10 +562,13 @@ def _position_bias(inputs: MetricInputs) -> pl.LazyFrame:
     if "info" not in decisions.collect_schema().names():  # a frame of regret columns only
         return pl.LazyFrame(schema={"agent": pl.String, "scenario_id": pl.String, "position_bias": pl.Float64,
                                     "position_shares": pl.String, "first_listed_share": pl.Float64})
-    picks = (decisions.filter(pl.col("info").str.contains('"position":', literal=True))
-             .select(*KEYS, position=pl.col("info").str.json_path_match("$.position").cast(pl.Int64))
-             .drop_nulls("position"))
-    counts = picks.group_by(*KEYS, "position").agg(picks=pl.len())
+    def count(part: pl.LazyFrame) -> pl.LazyFrame:
+        picks = (part.filter(pl.col("info").str.contains('"position":', literal=True))
+                 .select(*KEYS, position=pl.col("info").str.json_path_match("$.position").cast(pl.Int64))
+                 .drop_nulls("position"))
+        return picks.group_by(*KEYS, "position").agg(picks=pl.len().cast(pl.Int64))
+
+    counts = collect_by_episodes(decisions, count).lazy().group_by(*KEYS, "position").agg(pl.col("picks").sum())
     k = episodes.group_by(KEYS).agg(k=pl.col("n_actions").max())
     grid = (counts.select(KEYS).unique().join(k, on=KEYS, how="inner")
             .with_columns(position=pl.int_ranges(0, pl.col("k"))).explode("position")
@@ -550,6 +601,63 @@ def _usage(inputs: MetricInputs) -> pl.LazyFrame:
 LEADERBOARD_COLUMNS = leaderboard_columns()  # the built-in columns (plugins: leaderboard_columns())
 
 
+# --- reading a large decisions table in slices ----------------------------------------------
+def decision_slices(decisions: pl.LazyFrame | pl.DataFrame, rows: int | None = None) -> list[pl.LazyFrame]:
+    """The decisions as consecutive slices of about `rows` rows that each hold whole episodes.
+
+    A table already in memory, a small one, or one whose episodes' rows are not contiguous (a
+    frame sorted otherwise) comes back whole. Finding the episode boundaries reads only the
+    key columns, in constant memory (integer counts, with the streaming engine).
+    """
+    import numpy as np
+    import polars as pl
+
+    rows = rows or CHUNK_ROWS
+    if isinstance(decisions, pl.DataFrame):
+        return [decisions.lazy()]
+    if decisions.select(pl.len()).collect(engine="streaming").item() <= rows:
+        return [decisions]
+    keys = list(EPISODE_KEYS)
+    spans = (decisions.select(keys).with_row_index("_row").group_by(keys)
+             .agg(first=pl.col("_row").min(), n=pl.len()).select("first", "n").sort("first")
+             .collect(engine="streaming"))
+    first, n = spans["first"].to_numpy().astype(np.int64), spans["n"].to_numpy().astype(np.int64)
+    ends = first + n
+    if first[0] != 0 or np.any(first[1:] != ends[:-1]):
+        return [decisions]
+    total = int(ends[-1])
+    cuts = np.unique(np.append(ends[np.minimum(np.searchsorted(ends, np.arange(rows, total, rows)), len(ends) - 1)],
+                               total))
+    starts = np.concatenate([[0], cuts[:-1]])
+    return [decisions.slice(int(a), int(b - a)) for a, b in zip(starts, cuts)]
+
+
+def collect_by_episodes(decisions: pl.LazyFrame | pl.DataFrame, query: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.DataFrame:
+    """`query` run on each slice of whole episodes (`decision_slices`), the results concatenated
+    in order: for queries whose result per episode needs only that episode's rows."""
+    import polars as pl
+
+    return pl.concat([query(part).collect(engine=ENGINE) for part in decision_slices(decisions)])
+
+
+def round_slices(decisions: pl.LazyFrame | pl.DataFrame, rows: int | None = None) -> list[pl.LazyFrame]:
+    """The decisions split by ranges of the round `t` into parts of about `rows` rows (for
+    statistics per round); a table in memory or a small one comes back whole."""
+    import polars as pl
+
+    rows, frame = rows or CHUNK_ROWS, _lazy(decisions)
+    if isinstance(decisions, pl.DataFrame):
+        return [frame]
+    size, low, high = (frame.select(pl.len(), low=pl.col("t").min(), high=pl.col("t").max())
+                       .collect(engine="streaming").row(0))
+    parts = math.ceil(size / rows)
+    if parts <= 1 or low is None:
+        return [frame]
+    width = math.ceil((high - low + 1) / parts)
+    t = pl.col("t")
+    return [frame.filter((t >= start) & (t < start + width)) for start in range(low, high + 1, width)]
+
+
 # --- internals ---------------------------------------------------------------------------
 def _lazy(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     import polars as pl
@@ -559,15 +667,6 @@ def _lazy(frame: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
 
 def _to_numpy(values: Any) -> Any:
     return values.to_numpy() if hasattr(values, "to_numpy") else values
-
-
-def _padded(values: Any, size: int, fill: Any = math.nan) -> Any:
-    """`values` extended to `size` (episodes without a single decision row get no fit)."""
-    import numpy as np
-
-    out = np.full(size, fill, dtype=np.asarray(values).dtype if fill == 0 else float)
-    out[: len(values)] = values
-    return out
 
 
 def _canonical(frame: pl.DataFrame) -> pl.DataFrame:

@@ -500,10 +500,9 @@ def _episode_browser(decisions: pl.LazyFrame, episodes: pl.DataFrame, per_group:
     if picked:
         wanted = pl.DataFrame({k: [r[k] for r in picked] for k in keys},
                               schema={k: episodes.schema[k] for k in keys})
-        rows = (decisions.join(wanted.lazy(), on=keys, how="semi")
-                .select(*keys, "t", "action", "policy", "reward", "regret", "cumulative_regret", "reasoning",
-                        "raw_output", "parse_status", "messages", "info")
-                .sort(*keys, "t").collect(engine=metrics.ENGINE))
+        rows = metrics.collect_by_episodes(decisions, lambda part: part.join(wanted.lazy(), on=keys, how="semi").select(
+            *keys, "t", "action", "policy", "reward", "regret", "cumulative_regret", "reasoning", "raw_output",
+            "parse_status", "messages", "info")).sort(*keys, "t")
         for key, part in rows.group_by(keys, maintain_order=True):
             by_episode[tuple(key)] = part.to_dicts()
     failures: dict[tuple[str, str], list[dict[str, Any]]] = {}

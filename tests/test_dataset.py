@@ -430,3 +430,84 @@ def test_llm_episode_with_a_decision_lacking_messages_is_rebuilt(tmp_path):
         assert [m["content"] for m in rows[-1]["messages"] if m["role"] == "assistant"] == outputs
         assert rows[-1]["messages"][-2]["content"] == ("Round 1: you pressed the blue button and received reward 1.\n"
                                                        "Round 2 of 2.")
+
+
+def test_relabelled_summary_chats_are_the_prompts_of_other_option_orders():
+    """Each cyclic relabelling of a summary prompt is exactly what the agent shows with the options
+    listed in the shifted order, and its answer names the same scenario option."""
+    from agents import EpisodeInfo
+    from agents.llm import EpisodePrompts, OptionOrder
+    from finetune._render import relabelled_chats
+    from scenarios import make
+
+    framing = get_framing("buttons")
+    env = make("bandit/bernoulli", {"n_arms": 3, "horizon": 6}, 4)
+    env.reset(4)
+    info = EpisodeInfo(env.family, env.kind, env.feedback, 3, 6, False, "task", "bern", 0, 4, framing.name,
+                       framing.describe(env))
+
+    class Fixed:  # one given order for every round
+        def __init__(self, order):
+            self.order = OptionOrder(tuple(order))
+
+        def at(self, t):
+            return self.order
+
+    def prompt(order):
+        prompts = EpisodePrompts(info, framing, history="summary", reasoning=False, answer_format="json",
+                                 orders=Fixed(order))
+        for t, action in enumerate((2, 0, 2, 1)):
+            prompts.record(t, action, None, {"reward": float(t % 2)}, None, "")
+        return prompts.messages(4)
+
+    names = framing.option_names(3)
+    seen = (1, 2, 0)  # the round's order: listed j-th is scenario option seen[j]
+    chosen = 2  # scenario option 2, listed at position seen.index(2) == 1
+    chat = [*prompt(seen), {"role": "assistant", "content": f'{{"answer": "{names[seen.index(chosen)]}"}}'}]
+    variants = relabelled_chats(chat, names)
+    assert len(variants) == 3 and variants[0] == chat
+    positions = set()
+    for shift, variant in enumerate(variants):
+        order = tuple(seen[(j + shift) % 3] for j in range(3))
+        assert variant[:-1] == prompt(order)
+        listed = json.loads(variant[-1]["content"])["answer"]
+        assert order[names.index(listed)] == chosen
+        positions.add(names.index(listed))
+    assert positions == {0, 1, 2}
+    # not a summary prompt (full history): left as it is
+    full = [{"role": "user", "content": "History of the rounds so far:\nRound 1: you pressed blue."},
+            {"role": "assistant", "content": '{"answer": "blue"}'}]
+    assert relabelled_chats(full, names) == [full]
+
+
+def test_decision_filters_need_decision_examples():
+    from finetune._loop import IterateConfig
+    from scenarios import ConfigError
+
+    with pytest.raises(ConfigError, match="per='decision'"):
+        IterateConfig(out="x", suite="smoke", max_decision_regret=0.0, k=1, rollouts=1)
+    with pytest.raises(ConfigError, match="history='summary'"):
+        IterateConfig(out="x", suite="smoke", relabel=True, per="decision", k=1, rollouts=1,
+                      agent_params={"history": "full"})
+
+
+def test_max_decision_regret_trains_only_on_the_kept_trajectories_optimal_decisions(tmp_path):
+    import polars as pl
+
+    from finetune._loop import IterateConfig, _training_set, select_trajectories
+
+    folder = tmp_path / "iter-000"
+    plan = parse_suite({"seed": 3, "rollouts": 4, "agents": [{"agent": "uniform"}],
+                        "scenarios": [{"id": "bern", "family": "bandit/bernoulli",
+                                       "params": {"n_arms": 3, "horizon": 8}, "instances": 2}]})
+    run_plan(plan, folder / "rollouts")
+    config = IterateConfig(out=str(tmp_path), suite="smoke", k=2, rollouts=4, per="decision", max_decision_regret=0.0)
+    select_trajectories(folder, config)
+    training = _training_set(folder, config)
+    everything = _training_set(folder, dataclasses.replace(config, max_decision_regret=None))
+    assert training.decisions.height and (training.decisions["regret"] == 0).all()
+    assert training.decisions.height < everything.decisions.height == 2 * 2 * 8
+    optimal = everything.decisions.filter(pl.col("regret") == 0)
+    assert training.decisions.select("task_id", "rollout", "t").sort(pl.all()).equals(
+        optimal.select("task_id", "rollout", "t").sort(pl.all()))
+    assert training.episodes.height <= everything.episodes.height == 4

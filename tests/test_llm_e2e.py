@@ -384,7 +384,13 @@ def test_cli_names_a_bad_llm_setting(tmp_path, server, capsys):
     assert "max_retries must be an integer >= 0" in capsys.readouterr().err
 
 
-def test_a_sampling_seed_differs_per_rollout(tmp_path, server):
-    plan = parse_suite(suite([llm("rr", server, seed=7)], rollouts=3))
+def test_every_decision_samples_with_its_own_seed(tmp_path, server):
+    """Per task, rollout and round: one seed per episode would make a seeded sampler draw the same
+    number every round (the same quantile of the answer distribution, again and again)."""
+    plan = parse_suite(suite([llm("rr", server, seed=7, cache=False)], rollouts=3))
     run_plan(plan, tmp_path / "run")
-    assert {r["seed"] for r in server.requests if r["model"] == "rr"} == {7, 8, 9}
+    seeds = [r["seed"] for r in server.requests if r["model"] == "rr"]
+    assert len(set(seeds)) == len(seeds) and min(seeds) >= 7
+    again = len(server.requests)
+    run_plan(plan, tmp_path / "again")
+    assert sorted(r["seed"] for r in server.requests[again:] if r["model"] == "rr") == sorted(seeds)

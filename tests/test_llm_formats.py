@@ -243,6 +243,42 @@ def test_shuffled_experts_feedback_lists_losses_in_the_shown_order(tmp_path, ser
         assert f"Loss of each slot machine: {listed}." in json.loads(row["messages"])[-1]["content"]
 
 
+def test_options_shuffled_per_round_tell_the_history_under_each_rounds_names(tmp_path, server):
+    """shuffle_options = 'round': a fresh seeded order every round, recorded per decision; the
+    summary counts each option under the name it has in this round, so a first-listed picker's
+    record follows its picks through the relabelling."""
+    plan = suite([llm("first", server, shuffle_options="round", history="summary")], horizon=8, rollouts=2,
+                 instances=1, experts=False)
+    run_plan(plan, tmp_path / "run")
+    decisions, _ = frames(tmp_path / "run")
+    buttons = get_framing("buttons")
+    for (_, rollout), episode in decisions.group_by("task_id", "rollout", maintain_order=True):
+        orders = [json.loads(i)["option_order"] for i in episode["info"]]
+        assert len({tuple(o) for o in orders}) > 1  # the order changes within the episode
+        assert episode["action"].to_list() == [o[0] for o in orders]  # always the first listed, mapped back
+        counts = [0, 0, 0]
+        for row, order in zip(episode.iter_rows(named=True), orders):
+            prompt = json.loads(row["messages"])[-1]["content"]
+            for j in range(3 if row["t"] else 0):  # round 1 has no history yet
+                times = counts[order[j]]
+                assert f"- {buttons.option_name(j)}: chosen {times} time{'' if times == 1 else 's'}" in prompt
+            counts[row["action"]] += 1
+    again = tmp_path / "again"
+    run_plan(plan, again)
+    orders = [json.loads(i)["option_order"] for i in decisions["info"]]
+    assert [json.loads(i)["option_order"] for i in frames(again)[0]["info"]] == orders  # seeded
+
+
+def test_round_shuffling_with_a_multi_turn_chat_is_refused():
+    from agents.llm import LLMSettings
+    from scenarios import ConfigError
+
+    with pytest.raises(ConfigError, match="multi_turn"):
+        LLMSettings(model="openai/x", shuffle_options="round", multi_turn=True)
+    with pytest.raises(ConfigError, match="shuffle_options must be"):
+        LLMSettings(model="openai/x", shuffle_options="rounds")
+
+
 def test_the_cache_key_includes_the_task(tmp_path, server):
     """Two tasks with identical round-1 prompts: each gets its own reply, not a replay of the other's."""
     plan = suite([llm("rr", server, temperature=1.0)], horizon=2, rollouts=1, instances=3, experts=False)

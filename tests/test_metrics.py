@@ -313,11 +313,8 @@ def test_leaderboard_scales_to_a_million_rows():
     episodes = decisions.group_by("agent", "scenario_id", "task_id", "family", "rollout").agg(
         final_regret=pl.col("regret").sum()).with_columns(
         status=pl.lit("finished"), horizon=horizon, n_actions=4, prompt_tokens=0, completion_tokens=0, cost=0.0)
-    import time
-
-    started = time.perf_counter()
+    # Correctness at a million rows only; speed and memory are measured in benchmarks/bench_scale_memory.py.
     row = leaderboard(decisions.lazy(), episodes.lazy()).row(0, named=True)
-    assert time.perf_counter() - started < 5.0
     assert row["episodes"] == n_episodes and row["beta"] == pytest.approx(1.0, abs=0.01)
     assert row["min_frac"] == pytest.approx(1.0, abs=0.1) and row["suff_fail_freq"] == 0.0
 

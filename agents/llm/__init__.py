@@ -17,8 +17,9 @@ In a suite file (every key but `agent` and `label` is an `LLMSettings` field)::
 Each decision: the prompt (framing's task text, history, question) goes to the model, the reply
 is parsed (`parse_answer`; with `answer_format = "json"` or `"tool"` the provider enforces a JSON
 schema whose enum is the option names, see `agents.llm._formats`, and `parse_structured` reads
-it). `shuffle_options = true` relabels the options by a seeded per-episode permutation recorded
-in each decision's `info.option_order`; `stream = true` streams replies. `raw_output` is the
+it). `shuffle_options = true` (or "episode") relabels the options by a seeded per-episode
+permutation, `"round"` by a fresh one every round; each decision records its order in
+`info.option_order`; `stream = true` streams replies. `raw_output` is the
 reply exactly as the provider returned it (think blocks included); the reasoning goes beside it; an invalid reply is re-asked with a correction up to
 `max_invalid_retries` times, then a uniform-random fallback is played and recorded as
 `parse_status = "fallback"`. Provider calls retry with exponential backoff and full jitter,
@@ -33,7 +34,7 @@ from agents.llm._client import Completion, EndpointLimits, LLMClient, ProviderEr
 from agents.llm._cost import Pricer, is_self_hosted, load_price_file
 from agents.llm._formats import ANSWER_FORMATS, AnswerSchema, check_support
 from agents.llm._parse import ParsedAnswer, parse_answer, parse_structured, split_reasoning
-from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts, OptionOrder
+from agents.llm._prompts import DEFAULT_SYSTEM_PROMPT, EpisodePrompts, OptionOrder, OptionOrders
 from agents.llm._quirks import QUIRKS, apply_quirks
 from agents.llm._settings import LLMSettings
 
@@ -49,6 +50,7 @@ __all__ = [
     "LLMClient",
     "LLMSettings",
     "OptionOrder",
+    "OptionOrders",
     "ParsedAnswer",
     "Pricer",
     "ProviderError",

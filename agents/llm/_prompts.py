@@ -7,11 +7,13 @@ for this round with the answer instructions. Multi-turn mode: the whole episode 
 each user turn reports the last round's outcome and asks the next question, each assistant
 turn is the model's own earlier reply.
 
-With `shuffle_options`, an episode's options are relabelled by a seeded permutation
-(`OptionOrder`): the model sees the scenario's option `order[j]` as the j-th listed option
-(the framing's j-th name), in the description, the history and the feedback alike, so neither
-a name nor a position carries information about which option is best. Everything the agent
-returns is mapped back to the scenario's numbering.
+With `shuffle_options`, the options are relabelled by a seeded permutation (`OptionOrder`),
+drawn once per episode or afresh every round (`OptionOrders`): the model sees the scenario's
+option `order[j]` as the j-th listed option (the framing's j-th name), in the description, the
+history and the feedback alike, so neither a name nor a position carries information about
+which option is best. The history is kept in the scenario's numbering and written out with the
+round's order, so with a fresh order per round the past rounds are told under the names the
+model sees now. Everything the agent returns is mapped back to the scenario's numbering.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ class OptionOrder:
         return cls(tuple(range(n)))
 
     @classmethod
-    def shuffled(cls, n: int, seed: int) -> OptionOrder:
+    def shuffled(cls, n: int, seed: int, t: int | None = None) -> OptionOrder:
+        """The episode's permutation, or with `t` round t's own."""
         order = list(range(n))
-        random.Random(f"option-order:{seed}").shuffle(order)  # a str seed hashes deterministically
+        key = f"option-order:{seed}" if t is None else f"option-order:{seed}:{t}"
+        random.Random(key).shuffle(order)  # a str seed hashes deterministically
         return cls(tuple(order))
 
     @property
@@ -71,6 +75,24 @@ class OptionOrder:
         for j, value in enumerate(shown):
             values[self.order[j]] = value
         return tuple(values)
+
+
+SHUFFLE_MODES = ("episode", "round")
+
+
+@dataclass(frozen=True)
+class OptionOrders:
+    """Which order each round lists the options in: always the scenario's (`mode` None), one
+    seeded permutation per episode, or a fresh seeded permutation every round."""
+
+    n: int
+    seed: int
+    mode: str | None = None
+
+    def at(self, t: int) -> OptionOrder:
+        if self.mode is None:
+            return OptionOrder.identity(self.n)
+        return OptionOrder.shuffled(self.n, self.seed, t if self.mode == "round" else None)
 
 
 @functools.cache
@@ -101,23 +123,24 @@ class EpisodePrompts:
 
     def __init__(self, episode: EpisodeInfo, framing: Framing, *, history: str = "full", reasoning: bool = True,
                  multi_turn: bool = False, system_prompt: str | None = None, answer_format: str = "text",
-                 order: OptionOrder | None = None) -> None:
+                 orders: OptionOrders | None = None) -> None:
         self.episode, self.framing = episode, framing
         self.history_mode, self.multi_turn = history, multi_turn
         self.system = system_prompt or DEFAULT_SYSTEM_PROMPT
         # the description names options by listed position, so a relabelling leaves it unchanged
         self.task = episode.description
         n = episode.n_actions
-        self.order = order or OptionOrder.identity(n)
+        self.orders = orders or OptionOrders(n, 0)
         self.answer_format = answer_format
         self.schema = AnswerSchema(tuple(framing.option_names(n)), episode.kind == "experts", reasoning)
         if answer_format == "text":
             self.instructions = framing.answer_instructions(episode.kind, reasoning=reasoning, n_options=n)
         else:
             self.instructions = self.schema.instructions(answer_format, framing)
-        self.lines: list[str] = []  # one feedback line per past round
+        # past rounds in the scenario's numbering: (t, action, policy, feedback), written out per round's order
+        self.rounds: list[tuple[int, int | None, tuple[float, ...] | None, dict]] = []
         self.counts = [0.0] * n
-        self.values = [0.0] * n  # reward sums (bandits) or cumulative losses (experts)
+        self.values = [0.0] * n  # reward sums (bandits) or cumulative losses (experts), scenario numbering
         self.conversation: list[tuple[str, str]] = []  # multi-turn: (role, text)
         self._pending_feedback = ""
 
@@ -125,30 +148,42 @@ class EpisodePrompts:
     def question(self, t: int, context: Any = None) -> str:
         return f"{self.framing.round_text(t, self.episode.horizon, context)}\n{self.instructions}"
 
-    def history_text(self) -> str:
-        if not self.lines:
+    def history_text(self, order: OptionOrder | None = None) -> str:
+        """The history as the round listing options in `order` (default: round 0's) tells it."""
+        if not self.rounds:
             return "No rounds have been played yet."
+        order = order or self.orders.at(0)
         if self.history_mode == "summary":
             kind = self.episode.kind
             if kind == "experts":
                 values = list(self.values)
             else:
                 values = [s / c if c else None for s, c in zip(self.values, self.counts)]
-            return self.framing.summary_text(kind, self.episode.n_actions, self.counts, values, rounds=len(self.lines))
-        return "History of the rounds so far:\n" + "\n".join(self.lines)
+            return self.framing.summary_text(kind, self.episode.n_actions, order.shown_values(self.counts),
+                                             order.shown_values(values), rounds=len(self.rounds))
+        return "History of the rounds so far:\n" + "\n".join(self._line(past, order) for past in self.rounds)
+
+    def _line(self, past: tuple, order: OptionOrder) -> str:
+        t, action, policy, feedback = past
+        if not order.is_identity:
+            action = None if action is None else order.to_shown(action)
+            policy = None if policy is None else tuple(order.shown_values(policy))
+            if "losses" in feedback:
+                feedback = {**feedback, "losses": order.shown_values(list(feedback["losses"]))}
+        return self.framing.feedback_text(t, action=action, policy=policy, feedback=feedback)
 
     def messages(self, t: int, context: Any = None) -> list[dict[str, str]]:
         single, multi = _templates()
         question = self.question(t, context)
         if not self.multi_turn:
             return _to_dicts(single.format_messages(system=self.system, task=self.task,
-                                                    history=self.history_text(), question=question))
+                                                    history=self.history_text(self.orders.at(t)), question=question))
         if not self.conversation:
             turn = f"{self.task}\n\n{question}"
         else:
             turn = self._pending_feedback
             if self.history_mode == "summary":
-                turn += "\n\n" + self.history_text()
+                turn += "\n\n" + self.history_text(self.orders.at(t))
             turn += "\n\n" + question
         return _to_dicts(multi.format_messages(system=self.system, conversation=[*self.conversation, ("human", turn)]))
 
@@ -164,17 +199,9 @@ class EpisodePrompts:
                sent: list[dict[str, str]] | None, reply: str) -> None:
         """Add round t's outcome (scenario numbering); `sent`/`reply` are the round's question and the
         model's reply (multi-turn)."""
-        order = self.order
-        if not order.is_identity:
-            action = None if action is None else order.to_shown(action)
-            policy = None if policy is None else tuple(order.shown_values(policy))
-            if "losses" in feedback:
-                feedback = {**feedback, "losses": order.shown_values(list(feedback["losses"]))}
-        line = self.framing.feedback_text(t, action=action, policy=policy, feedback=feedback)
-        self.lines.append(line)
+        self.rounds.append((t, action, policy, dict(feedback)))
         if "losses" in feedback:
-            losses = feedback["losses"]
-            for i, loss in enumerate(losses):
+            for i, loss in enumerate(feedback["losses"]):
                 self.values[i] += float(loss)
             if policy is not None:
                 for i, p in enumerate(policy):
@@ -187,4 +214,4 @@ class EpisodePrompts:
         if self.multi_turn and sent:
             self.conversation.append(("human", sent[-1]["content"]))
             self.conversation.append(("ai", split_reasoning(reply)[1]))  # think blocks are not replayed
-            self._pending_feedback = line
+            self._pending_feedback = self._line(self.rounds[-1], self.orders.at(t))

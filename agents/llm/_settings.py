@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.llm._formats import ANSWER_FORMATS
+from agents.llm._prompts import SHUFFLE_MODES
 from agents.llm._transport import CLIENTS, direct_problem
 from scenarios import ConfigError, unknown_key_message
 
@@ -33,8 +34,9 @@ class LLMSettings:
                                           "(the key itself never goes in a suite file)")
     temperature: float | None = _help(None, "sampling temperature (None: the provider's default)")
     max_tokens: int | None = _help(None, "maximum completion tokens per call")
-    seed: int | None = _help(None, "sampling seed sent to providers that accept one (plus the rollout index, "
-                                   "so sampled rollouts differ)")
+    seed: int | None = _help(None, "sampling seed sent to providers that accept one, plus a sample index of "
+                                   "its own per task, rollout, round and attempt (answer scenarios: per rollout, "
+                                   "turn and sample), so no two draws share a seed")
     system_prompt: str | None = _help(None, "system message (default: a short decision-maker instruction)")
     history: str = _help("full", "history shown to the model: 'full' (every round) or 'summary' "
                                  "(per option: times chosen and mean reward; experts: total loss)")
@@ -48,8 +50,11 @@ class LLMSettings:
                                        "function call with the same schema)")
     assume_capable: bool = _help(False, "use answer_format json/tool although litellm's model table does not list "
                                         "the model as supporting it (self-hosted models are assumed capable)")
-    shuffle_options: bool = _help(False, "show the options in a seeded random order per episode (recorded in each "
-                                         "decision's info as option_order; actions stay in the scenario's numbering)")
+    shuffle_options: bool | str = _help(False, "show the options in a seeded random order: true or 'episode' (one "
+                                               "order per episode), 'round' (a fresh order every round, so a listed "
+                                               "position tells nothing even within an episode); recorded in each "
+                                               "decision's info as option_order; actions stay in the scenario's "
+                                               "numbering")
     stream: bool = _help(False, "stream each reply (assembled from the chunks; usage from the final chunk): for "
                                 "servers that only stream, or to keep long replies under a proxy's idle timeout")
     max_invalid_retries: int = _help(2, "re-asks with a correction message after an invalid answer, "
@@ -87,7 +92,13 @@ class LLMSettings:
             problems.append(f"history must be one of {', '.join(HISTORY_MODES)}, got {self.history!r}")
         if self.answer_format not in ANSWER_FORMATS:
             problems.append(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
-        for name in ("reasoning", "multi_turn", "assume_capable", "shuffle_options", "stream", "cache"):
+        if not (isinstance(self.shuffle_options, bool) or self.shuffle_options in SHUFFLE_MODES):
+            problems.append(f"shuffle_options must be true, false or one of {', '.join(SHUFFLE_MODES)}, "
+                            f"got {self.shuffle_options!r}")
+        elif self.shuffle_mode == "round" and self.multi_turn:
+            problems.append("shuffle_options = 'round' cannot be used with multi_turn: the model's earlier replies "
+                            "in the chat name options by the order of their own round")
+        for name in ("reasoning", "multi_turn", "assume_capable", "stream", "cache"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.framing is not None:
@@ -130,6 +141,13 @@ class LLMSettings:
             problems.append(direct_problem(self.model, self.api_base, self.client))
         if problems:
             raise ConfigError(f"LLM agent {self.model!r}: " + "; ".join(problems))
+
+    @property
+    def shuffle_mode(self) -> str | None:
+        """None (the scenario's order), 'episode' or 'round'."""
+        if self.shuffle_options is True:
+            return "episode"
+        return self.shuffle_options or None
 
     @classmethod
     def from_params(cls, model: str, params: Mapping[str, Any]) -> LLMSettings:

@@ -32,7 +32,7 @@ def maximise_likelihood(module, n: int, weights, batch_loss, config) -> tuple[fl
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
             optimiser.step()
-            w = float(weights[index].sum())
+            w = float(weights[index].abs().sum())
             total += loss.item() * w
             weight += w
         epoch_loss = total / weight

@@ -31,6 +31,16 @@ class TorchConfig(BackendConfig):
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip (0: none)"})
     permute_actions: bool = field(default=True, metadata={"help": "relabel actions randomly per sequence (augmentation)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads"})
+    negative_loss: str = field(default="unlikelihood", metadata={
+        "help": "how an episode with a negative weight (the advantage selector's worse-than-average rollouts) is "
+                "trained: unlikelihood minimises -log(1 - p(action)), bounded, but its push grows with p, so on a "
+                "confident policy it mostly flattens it; likelihood is the plain signed weighted log-likelihood "
+                "(REINFORCE with a baseline: unbiased, but unbounded over several epochs)",
+        "choices": ("unlikelihood", "likelihood")})
+
+    def __post_init__(self) -> None:
+        if self.negative_loss not in ("unlikelihood", "likelihood"):
+            raise BackendError(f"torch backend: negative_loss must be unlikelihood or likelihood, got {self.negative_loss!r}")
 
 
 class TorchBackend(BaseBackend):
@@ -90,7 +100,7 @@ class TorchBackend(BaseBackend):
             perms = None
             if generator is not None and config.permute_actions:
                 perms = torch.stack([torch.randperm(policy_config.n_actions, generator=generator) for _ in index])
-            return _loss(module, policy_config, batch, index, perms)
+            return _loss(module, policy_config, batch, index, perms, config.negative_loss)
 
         n = batch["actions"].shape[0]
         initial_loss, epoch_loss, final_loss = maximise_likelihood(module, n, batch["weights"], batch_loss, config)
@@ -158,8 +168,13 @@ def episode_tensors(dataset: TrainingSet, config: PolicyConfig) -> dict[str, Any
             "targets": as_tensor(targets), "mask": as_tensor(mask), "weights": as_tensor(grouped["weight"].to_numpy())}
 
 
-def _loss(module, config: PolicyConfig, batch: dict, index, perms):
-    """Weighted mean negative log-likelihood of the targets at every valid round."""
+def _loss(module, config: PolicyConfig, batch: dict, index, perms, negative_loss: str = "unlikelihood"):
+    """Weighted mean negative log-likelihood of the targets at every valid round.
+
+    Weights may be signed (the advantage selector): the mean is over |weight|, and an episode
+    with a negative weight contributes -weight x its log-likelihood (`likelihood`) or |weight| x
+    -log(1 - p(target)) (`unlikelihood`), both of which push its actions' probabilities down.
+    """
     import torch
 
     actions, rewards = batch["actions"][index], batch["rewards"][index]
@@ -171,9 +186,14 @@ def _loss(module, config: PolicyConfig, batch: dict, index, perms):
         losses = torch.gather(losses, 2, inverse[:, None, :].expand_as(losses))
         targets = torch.gather(targets, 2, inverse[:, None, :].expand_as(targets))
     logits = module(history_features(config, actions, rewards, losses))
-    nll = -(targets * torch.log_softmax(logits, dim=-1)).sum(-1)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    nll = -(targets * log_probs).sum(-1)
+    negative = weights < 0
+    if negative.any() and negative_loss == "unlikelihood":
+        target_probability = (targets * log_probs.exp()).sum(-1).clamp(max=1 - 1e-6)
+        nll = torch.where(negative[:, None], torch.log1p(-target_probability), nll)  # the sign is the weight's
     per_episode = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
-    return (per_episode * weights).sum() / weights.sum()
+    return (per_episode * weights).sum() / weights.abs().sum().clamp(min=1e-12)
 
 
 def _plan_kinds(plan) -> set[str]:

@@ -31,10 +31,15 @@ def register(subparsers) -> None:
     parser.add_argument("--rollouts", type=int, metavar="L", help="rollouts per training task")
     parser.add_argument("--k", type=int, metavar="K", help="trajectories kept per task")
     parser.add_argument("--selector", choices=("k-lowest", "top-reward", "reward-filtered", "threshold", "correct",
-                                               "rise"),
+                                               "rise", "advantage"),
                         help="k-lowest regret (RMFT, default), k highest reward (ablation), threshold / correct: "
-                             "every rollout with regret <= --max-regret (0: the correct answers), or rise (RISE: "
-                             "reward-weighted attempts of self-correction scenarios)")
+                             "every rollout with regret <= --max-regret (0: the correct answers), rise (RISE: "
+                             "reward-weighted attempts of self-correction scenarios), or advantage (every rollout "
+                             "weighted by its regret against its task's mean, signed; torch backend)")
+    parser.add_argument("--risk-aversion", type=float, metavar="A",
+                        help="advantage selector: weigh by exp(A * regret) instead of regret (default 0)")
+    parser.add_argument("--teacher", metavar="AGENT",
+                        help="warm start: iteration 0's training rollouts are played by this agent (e.g. ucb1)")
     parser.add_argument("--max-regret", type=float, metavar="R", help="threshold selector's bound (default 0)")
     parser.add_argument("--rise-filter", choices=("all", "better", "best", "success"),
                         help="rise: attempts trained on (default all)")
@@ -43,6 +48,12 @@ def register(subparsers) -> None:
                         help="let episodes with fallback answers be selected (the fallbacks are never trained on)")
     parser.add_argument("--per", choices=("episode", "decision"),
                         help="one training example per kept episode (default) or per decision")
+    parser.add_argument("--relabel", action="store_true",
+                        help="per decision, history summary: also train each kept decision under every cyclic "
+                             "relabelling of its options (the chosen option at every listed position)")
+    parser.add_argument("--max-decision-regret", type=float, metavar="R",
+                        help="per decision: train only on the kept trajectories' decisions with instantaneous "
+                             "regret <= R (0: the rounds that chose an optimal option)")
     parser.add_argument("--train-instances", type=int, metavar="M", help="training tasks per scenario and iteration")
     parser.add_argument("--eval-instances", type=int, metavar="M", help="held-out instances per scenario")
     parser.add_argument("--eval-rollouts", type=int, metavar="R", help="episodes per held-out instance")
@@ -85,7 +96,8 @@ def handle(args: argparse.Namespace) -> int:
     out = args.out or f"runs/iterate-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {name: getattr(args, name) for name in ("iterations", "rollouts", "k", "train_instances",
                                                       "eval_instances", "eval_rollouts", "seed", "max_regret",
-                                                      "schedule", "advance_at")
+                                                      "max_decision_regret", "schedule", "advance_at",
+                                                      "risk_aversion", "teacher")
               if getattr(args, name) is not None}
     if args.selector:
         common["selector"] = args.selector
@@ -99,6 +111,8 @@ def handle(args: argparse.Namespace) -> int:
         common["schedule"] = "easy-to-hard"
     if args.keep_fallbacks:
         common["keep_fallbacks"] = True
+    if args.relabel:
+        common["relabel"] = True
     if args.per:
         common["per"] = args.per
     backend_config = _parse_set(args.set)

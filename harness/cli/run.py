@@ -45,8 +45,9 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--multi-turn", action="store_true", help="play each episode as one multi-turn chat")
     group.add_argument("--answer-format", choices=("text", "json", "tool"),
                        help="text: a final ANSWER line; json: provider-enforced JSON schema; tool: a forced function call")
-    group.add_argument("--shuffle-options", action="store_true",
-                       help="list the options in a seeded random order per episode (recorded)")
+    group.add_argument("--shuffle-options", nargs="?", const="episode", choices=("episode", "round"),
+                       help="list the options in a seeded random order (recorded): one per episode (the default "
+                            "when the flag is given alone) or a fresh one every round")
     group.add_argument("--stream", action="store_true", help="stream replies (for servers that only stream)")
     group.add_argument("--timeout", type=float, metavar="S", help="seconds before a provider call times out")
     group.add_argument("--max-retries", type=int, metavar="N", help="retries of a failed provider call")
@@ -65,7 +66,7 @@ def agent_settings(args: argparse.Namespace) -> dict:
         "cache": False if args.no_cache else None,
         "multi_turn": True if getattr(args, "multi_turn", False) else None,
         "answer_format": getattr(args, "answer_format", None),
-        "shuffle_options": True if getattr(args, "shuffle_options", False) else None,
+        "shuffle_options": getattr(args, "shuffle_options", None),
         "stream": True if getattr(args, "stream", False) else None,
         "timeout": getattr(args, "timeout", None), "max_retries": getattr(args, "max_retries", None),
         "price_file": getattr(args, "price_file", None), "client": getattr(args, "client", None),
