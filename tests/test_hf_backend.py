@@ -61,6 +61,36 @@ def test_only_assistant_tokens_carry_loss(tiny_model):
     assert everything == ids
 
 
+def test_weighted_loss_on_kept_positions_equals_the_full_logits_loss(tiny_model):
+    """Logits only at trained positions: the same loss (and gradients) as over every position."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from finetune.backends.hf import weighted_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    ids = torch.randint(3, model.config.vocab_size, (3, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 9:] = ids[0, 9:]  # trained tokens at different positions per example
+    labels[1, 4:7] = ids[1, 4:7]
+    labels[2, 11] = ids[2, 11]
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0  # right padding
+    weights = torch.tensor([1.0, 0.5, 2.0])
+    loss, _ = weighted_loss(model, ids, mask, labels, weights)
+    loss.backward()
+    fast = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    reference = (token * (targets != -100) * weights[:, None]).sum() / (targets != -100).sum()
+    reference.backward()
+    assert abs(loss.item() - reference.item()) < 1e-5
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(fast, model.parameters()))
+
+
 def test_fit_changes_weights_and_saves_adapter_and_merged_checkpoint(tiny_model, tmp_path):
     import torch
     from safetensors.torch import load_file

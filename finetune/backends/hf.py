@@ -149,6 +149,30 @@ def encode_example(tokenizer, messages: list[dict], assistant_only: bool = True,
 
 
 # --- the weighted trainer ----------------------------------------------------------------
+def weighted_loss(model, input_ids, attention_mask, labels, weights=None, num_items_in_batch=None):
+    """Mean token loss over the trained tokens (labels != -100), each example's scaled by its weight.
+
+    Logits are computed only where some example's next token is trained: the vocabulary
+    projection (a fifth of a small model's forward pass) and the softmax then skip the prompt.
+    Returns (loss, model outputs).
+    """
+    import torch
+
+    positions = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)
+    outputs = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=positions)
+    logits = outputs.logits.float()
+    targets = labels[:, 1:][:, positions]
+    token_loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).view_as(targets)
+    trained = (targets != -100).to(token_loss.dtype)
+    if weights is not None:
+        trained = trained * weights.to(token_loss.dtype).unsqueeze(1)
+    count = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
+    loss = (token_loss * trained).sum() / torch.as_tensor(count, device=token_loss.device).clamp(min=1)
+    return loss, outputs
+
+
 _TRAINER_CLASS = None
 
 
@@ -157,25 +181,12 @@ def weighted_trainer_class():
     global _TRAINER_CLASS
     if _TRAINER_CLASS is not None:
         return _TRAINER_CLASS
-    import torch
     from trl import SFTTrainer
 
     class WeightedSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            weights = inputs.pop("weight", None)
-            labels = inputs.pop("labels")
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                            use_cache=False)
-            logits = outputs.logits[:, :-1, :].float()
-            targets = labels[:, 1:]
-            token_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-            ).view_as(targets)
-            trained = (targets != -100).to(token_loss.dtype)
-            if weights is not None:
-                trained = trained * weights.to(token_loss.dtype).unsqueeze(1)
-            count = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
-            loss = (token_loss * trained).sum() / torch.as_tensor(count, device=token_loss.device).clamp(min=1)
+            loss, outputs = weighted_loss(model, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"],
+                                          inputs.get("weight"), num_items_in_batch)
             return (loss, outputs) if return_outputs else loss
 
     _TRAINER_CLASS = WeightedSFTTrainer
