@@ -139,3 +139,24 @@ def test_clear_errors(tiny_model, tmp_path):
         backend.initial_checkpoint("openai/gpt-4o-mini", {}, None, tmp_path / "c0")
     start = backend.initial_checkpoint(f"openai/{tiny_model}", {"temperature": 1.0}, None, tmp_path / "c0")
     assert start.path == str(tiny_model.resolve()) and start.params == {"temperature": 1.0}
+
+
+def test_cached_frozen_layers_train_the_same_adapter(tiny_model, tmp_path):
+    """top_layers with the frozen layers' outputs cached gives the adapter a full pass gives."""
+    import torch
+    from safetensors.torch import load_file
+
+    rows = [{"messages": [SYSTEM, USER, {"role": "assistant", "content": f"ANSWER: {colour}"}]}
+            for colour in ("green", "red", "blue", "green", "green")]
+    data = _write(tmp_path / "d.jsonl", rows)
+    runs = {}
+    for cached in (True, False):
+        out = tmp_path / f"ck-{cached}"
+        checkpoint = _fit(tiny_model, data, out, top_layers=1, max_steps=6, cache_frozen_layers=cached)
+        assert checkpoint.metrics["cached_frozen_layers"] == (1 if cached else 0)
+        runs[cached] = (load_file(out / "adapter" / "adapter_model.safetensors"), checkpoint.metrics["train_loss"])
+    (with_cache, loss_cached), (without, loss_full) = runs[True], runs[False]
+    assert with_cache.keys() == without.keys() and all(".1." in key for key in with_cache)  # top layer only
+    assert all(torch.allclose(with_cache[k], without[k], atol=1e-5) for k in with_cache)
+    assert abs(loss_cached - loss_full) < 1e-5
+    assert any(not torch.equal(with_cache[k], torch.zeros_like(with_cache[k])) for k in with_cache)
