@@ -157,6 +157,10 @@ class Serving:
         """CPU seconds the serving processes have used so far (0 when nothing runs apart)."""
         return 0.0
 
+    def problem(self) -> str | None:
+        """Why serving failed since the last call (a model server that died), or None."""
+        return None
+
 
 class BaseBackend:
     """Defaults for `serving`, `serve` and `initial_checkpoint`; subclasses set `name`, `Config`, `fit`."""

@@ -355,8 +355,10 @@ class Loop:
         factories = build_factories(run) if resume else None
         result = run_plan(run, path, resume=resume, concurrency=self.config.concurrency, factories=factories,
                           executor=self.config.make_executor())
+        problem = self.serving.problem()  # e.g. a model server that crashed: the episodes only saw refused calls
         if result.failed:
-            raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}); "
+            raise LoopError(f"{result.failed} episode(s) failed in {path} ({result.errors[0] if result.errors else ''}"
+                            f"{'; ' + problem if problem else ''}); "
                             "finished ones are kept: call iterate again to retry the failed ones")
 
 

@@ -232,6 +232,14 @@ class ModelServer:
             raise ConfigError(f"serve: this vllm server serves {self.checkpoint}, not {checkpoint}")
         return AgentSpec(model_name(checkpoint, self.engine), {**params, "api_base": self.api_base}, label)
 
+    def exit_problem(self) -> str | None:
+        """None while the server runs (or was never started); else how it ended, with its log's tail."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        code = self.process.returncode
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        return f"the {self.engine} server on port {self.port} {how}; log {self.log_path}: {self._log_tail()}"
+
     def serves(self, checkpoint: str | Path) -> bool:
         """Whether this running server can play `checkpoint` (vLLM: only the one it started with)."""
         return self.engine != "vllm" or Path(checkpoint).resolve() == self.checkpoint

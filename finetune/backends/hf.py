@@ -482,6 +482,7 @@ class LocalServing(Serving):
         self.first = first
         self.server = None
         self.finished_cpu_s = 0.0  # CPU of servers already stopped (vLLM restarts)
+        self.died: list[str] = []  # how servers that died ended, not yet reported
 
     def spec(self, checkpoint: Checkpoint) -> AgentSpec:
         from finetune.serve import ModelServer
@@ -489,6 +490,9 @@ class LocalServing(Serving):
         directory = local_model_dir(checkpoint.path)
         if directory is None:  # a hosted model or a hub id: played as it is
             return checkpoint.agent_spec()
+        if self.server is not None and self.server.exit_problem():
+            self.died.append(self.server.exit_problem())  # a server that died mid-loop is started again
+            self.close()
         if self.server is not None and not self.server.serves(directory):
             self.close()
         if self.server is None:
@@ -506,6 +510,13 @@ class LocalServing(Serving):
 
     def cpu_s(self) -> float:
         return self.finished_cpu_s + (self.server.cpu_s() if self.server is not None else 0.0)
+
+    def problem(self) -> str | None:
+        if self.server is not None and self.server.exit_problem():
+            self.died.append(self.server.exit_problem())
+            self.close()
+        died, self.died = self.died, []
+        return "; ".join(died) or None
 
     def close(self) -> None:
         if self.server is not None:
