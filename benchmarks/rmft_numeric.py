@@ -239,7 +239,7 @@ def main() -> None:
     started = time.process_time()
     for part in args.only.split(","):
         function, default = PARTS[part]
-        function(args.out, args.iterations or default, args.seed, args.assignments)
+        function(args.out, default if args.iterations is None else args.iterations, args.seed, args.assignments)
     print(f"\nprocess CPU time {(time.process_time() - started) / 60:.1f} min")
 
 
