@@ -65,12 +65,27 @@ def run_loop(out: str, suite: dict, **settings) -> LoopResult | None:
     if not REPORT_ONLY:
         config = IterateConfig(out=out, suite=parse_suite(suite), **settings)
         iterate(config, log=lambda message: print(f"  [{out.rsplit('/', 1)[-1]}] {message}", flush=True))
+        if config.teacher:
+            play_teacher(config)
     directory = Path(out)
     if not (directory / "state.json").exists() or not (directory / "iter-000" / "eval" / "plan.json").exists():
         return None  # --report on a loop that never started
     state = json.loads((directory / "state.json").read_text())
     rows = write_table(directory, state, settings["iterations"])
     return LoopResult(directory, rows, int(rows["iteration"].max()))
+
+
+def play_teacher(config) -> None:
+    """The warm start's teacher itself on the loop's held-out instances and episode seeds -> OUT/teacher.
+
+    What the model is compared with after imitating it (resumed like the loop's own runs).
+    """
+    from agents import AgentSpec
+    from finetune.iterate import prepare
+
+    loop, _ = prepare(config)
+    spec = AgentSpec(config.teacher, dict(config.teacher_params), "teacher")
+    loop.play(loop.directory / "teacher", loop.eval_plan.replace(agents=(spec,)))
 
 
 def show(title: str, frame: pl.DataFrame) -> None:
@@ -117,8 +132,7 @@ def final_summary(result) -> pl.DataFrame:
     from harness.metrics import leaderboard
 
     runs = [result.directory / f"iter-{result.last:03d}" / "eval"]
-    if (result.directory / "baselines").exists():
-        runs.append(result.directory / "baselines")
+    runs += [result.directory / name for name in ("baselines", "teacher") if (result.directory / name).exists()]
     return pl.concat([leaderboard(*load_run(run)).select(SUMMARY) for run in runs]).sort("scenario_id", "mean_regret")
 
 
@@ -225,7 +239,7 @@ def main() -> None:
     started = time.process_time()
     for part in args.only.split(","):
         function, default = PARTS[part]
-        function(args.out, args.iterations or default, args.seed, args.assignments)
+        function(args.out, default if args.iterations is None else args.iterations, args.seed, args.assignments)
     print(f"\nprocess CPU time {(time.process_time() - started) / 60:.1f} min")
 
 

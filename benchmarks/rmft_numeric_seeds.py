@@ -22,6 +22,11 @@ STATS = ["mean_regret", "ci_low", "ci_high", "median_regret", "p90_regret", "bet
          "beta_pvalue", "sublinear"]
 
 
+# runs of reference agents inside a loop directory: the loop's baselines, and the warm start's teacher
+# (benchmarks/rmft_numeric.py plays it on the same held-out episodes)
+REFERENCES = ("baselines", "teacher")
+
+
 def last_eval(loop: Path) -> int:
     done = json.loads((loop / "state.json").read_text())["done"]
     finished = [int(step.split("/")[0]) for step in done if step.endswith("/eval")]
@@ -59,8 +64,7 @@ def collect(seed_dirs: list[Path], part: str) -> tuple[pl.DataFrame, pl.DataFram
         last = last_eval(loop)
         model = board(loop / f"iter-{last:03d}" / "eval").with_columns(agent=pl.lit(f"model (iteration {last})"))
         frames = [model]
-        if (loop / "baselines").exists():
-            frames.append(board(loop / "baselines"))
+        frames += [board(loop / name) for name in REFERENCES if (loop / name).exists()]
         table = pl.concat([f.select("agent", "scenario_id", "tasks", "episodes", *STATS) for f in frames])
         tables.append(table.with_columns(seed=pl.lit(seed), cpu_min=pl.lit(cpu_minutes(loop, last))))
         curves.append(curve(loop, last).with_columns(seed=pl.lit(seed)))
@@ -84,7 +88,7 @@ def paired(seed_dirs: list[Path], part: str) -> pl.DataFrame:
             continue
         seed = json.loads((loop / "state.json").read_text())["settings"]["seed"]
         model = finals(loop / f"iter-{last_eval(loop):03d}" / "eval").drop("agent")
-        references = finals(loop / "baselines")
+        references = pl.concat([finals(loop / name) for name in REFERENCES if (loop / name).exists()])
         for (agent, scenario), reference in references.group_by("agent", "scenario_id", maintain_order=True):
             both = model.join(reference.drop("agent"), on=["scenario_id", "task_id", "rollout"], suffix="_ref")
             diff = paired_difference(both["final_regret"], both["final_regret_ref"], both["task_id"])
@@ -92,6 +96,23 @@ def paired(seed_dirs: list[Path], part: str) -> pl.DataFrame:
                          "model_minus_reference": diff.estimate, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
                          "p_model_lower": diff.pvalue(0.0, "less")})
     return pl.DataFrame(rows).sort("scenario_id", "reference", "seed") if rows else pl.DataFrame()
+
+
+def bandit_target(tables: pl.DataFrame) -> pl.DataFrame:
+    """Per seed and scenario: the issue's target, model mean <= Thompson's, p90 <= UCB1's, beta < 1 (p < 0.05)."""
+    rows = []
+    for (seed, scenario), part in tables.group_by("seed", "scenario_id", maintain_order=True):
+        by_agent = {row["agent"]: row for row in part.iter_rows(named=True)}
+        model = next((row for agent, row in by_agent.items() if agent.startswith("model")), None)
+        if model is None or "thompson" not in by_agent or "ucb1" not in by_agent:
+            continue
+        mean_ok = model["mean_regret"] <= by_agent["thompson"]["mean_regret"]
+        p90_ok = model["p90_regret"] <= by_agent["ucb1"]["p90_regret"]
+        rows.append({"seed": seed, "scenario_id": scenario, "model_mean": model["mean_regret"],
+                     "thompson_mean": by_agent["thompson"]["mean_regret"], "model_p90": model["p90_regret"],
+                     "ucb1_p90": by_agent["ucb1"]["p90_regret"], "mean_ok": mean_ok, "p90_ok": p90_ok,
+                     "sublinear": bool(model["sublinear"]), "met": mean_ok and p90_ok and bool(model["sublinear"])})
+    return pl.DataFrame(rows).sort("scenario_id", "seed") if rows else pl.DataFrame()
 
 
 def show(title: str, frame: pl.DataFrame) -> None:
@@ -151,6 +172,9 @@ def main() -> None:
     show(f"{args.part}: spread of the model's figures across seeds", spread)
     show(f"{args.part}: model minus reference agent, paired on the same held-out episodes, clustered by task "
          "(p: one-sided, model lower)", paired(args.seed_dirs, args.part))
+    target = bandit_target(tables)
+    if target.height:
+        show(f"{args.part}: the target per seed (mean <= Thompson's, p90 <= UCB1's, sublinear)", target)
     if args.png:
         plot(curves, tables, args.png)
         print(f"\nfigure: {args.png}")

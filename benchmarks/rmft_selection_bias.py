@@ -13,6 +13,8 @@ Numpy only (seconds). The benchmark's task: K=5 Bernoulli arms, T=100, best arm 
 2. Which (mean, p90) pairs can policies reach at all? Index and softmax policies with and
    without pull counts, so the issue's target (mean <= Thompson's, p90 <= UCB1's) can be
    located on the frontier.
+3. How often would a fixed policy meet the target on one master seed's held-out set (200
+   episodes), just by the noise of that set? UCB at several exploration constants and KL-UCB.
 """
 
 from __future__ import annotations
@@ -146,16 +148,67 @@ def frontier(episodes: int, rng) -> None:
               f"| {(regret > 15.8).mean():.3f} |")
 
 
+def kl_ucb(a: float):
+    """KL-UCB: the largest q with n kl(mean, q) <= a ln t (bisection)."""
+    def choose(s, n, t, rng):
+        p = np.clip(np.where(n > 0, s / np.maximum(n, 1), 0.5), 1e-12, 1 - 1e-12)
+        bound = a * np.log(t + 1) / np.maximum(n, 1)
+        low, high = p.copy(), np.ones_like(p)
+        for _ in range(20):
+            q = np.clip((low + high) / 2, 1e-12, 1 - 1e-12)
+            inside = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)) <= bound
+            low, high = np.where(inside, q, low), np.where(inside, high, q)
+        return (np.where(n > 0, low, np.inf) + _tie(rng, s.shape)).argmax(1)
+    return choose
+
+
+# the project's ucb1 agent: mean + sqrt(c ln t / n), i.e. ucb(sqrt(c)) here
+CANDIDATES = {**{f"ucb1 c={c} (agent setting)": ucb(np.sqrt(c)) for c in (0.4, 0.45, 0.5, 0.55, 0.6)},
+              **{f"kl-ucb a={a}": kl_ucb(a) for a in (1.0, 1.1)}}
+
+
+def pass_probability(episodes: int, heldout: int, resamples: int, rng) -> None:
+    """How often a fixed policy meets the target on one seed's held-out set of `heldout` episodes.
+
+    Every policy plays the same `episodes` worlds and reward draws; each resample draws `heldout` of them
+    (the same ones for every policy, as a seed's held-out instances are shared) and checks mean <= Thompson's
+    and p90 <= UCB1's (the agent's default c=2) on that sample.
+    """
+    best, draws = worlds(episodes, rng)
+    thompson = play(RULES["thompson"], best, draws, rng)
+    ucb1 = play(ucb(np.sqrt(2.0)), best, draws, rng)
+    print(f"\n## 3. chance of meeting the target on one seed ({heldout} held-out episodes, {resamples} resamples of "
+          f"{episodes} shared episodes)\n")
+    print(f"References on all {episodes}: thompson mean {thompson.mean():.2f}; ucb1 (c=2) p90 "
+          f"{np.quantile(ucb1, 0.9):.2f}, P(R > 15.6) {(ucb1 > 15.6).mean():.3f}\n")
+    print("| policy | mean | p90 | P(R > 15.6) | P(mean <= thompson's) | P(p90 <= ucb1's) | P(both) |")
+    print("|---|---|---|---|---|---|---|")
+    samples = rng.integers(episodes, size=(resamples, heldout))
+    reference_mean = thompson[samples].mean(1)
+    reference_p90 = np.quantile(ucb1[samples], 0.9, axis=1)
+    for name, choose in CANDIDATES.items():
+        regret = play(choose, best, draws, rng)
+        mean_ok = regret[samples].mean(1) <= reference_mean
+        p90_ok = np.quantile(regret[samples], 0.9, axis=1) <= reference_p90
+        print(f"| {name} | {regret.mean():.2f} | {np.quantile(regret, 0.9):.2f} | {(regret > 15.6).mean():.3f} "
+              f"| {mean_ok.mean():.2f} | {p90_ok.mean():.2f} | {(mean_ok & p90_ok).mean():.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=400)
     parser.add_argument("--rollouts", type=int, default=30)
     parser.add_argument("--episodes", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--heldout", type=int, default=200, help="section 3: held-out episodes of one seed")
+    parser.add_argument("--resamples", type=int, default=2000, help="section 3: held-out sets drawn")
+    parser.add_argument("--only-pass", action="store_true", help="run section 3 only")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    selector_preferences(args.tasks, args.rollouts, rng)
-    frontier(args.episodes, rng)
+    if not args.only_pass:
+        selector_preferences(args.tasks, args.rollouts, rng)
+        frontier(args.episodes, rng)
+    pass_probability(2 * args.episodes, args.heldout, args.resamples, rng)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from scenarios import ConfigError, RegretError
 STATE_FILE = "state.json"
 MODEL_LABEL = "model"
 SELECTORS = ("k-lowest", "top-reward", "threshold", "rise", "advantage")
+REPLAYS = ("none", "first", "all")
 _SELECTOR_ALIASES = {"reward-filtered": "top-reward", "k-lowest-regret": "k-lowest", "correct": "threshold"}
 SEED_SPACE = 2**31
 ROW_COLUMNS = (
@@ -98,6 +99,13 @@ class IterateConfig:
     signed: bool = field(default=True, metadata={
         "help": "advantage: train on worse-than-average rollouts too, pushing their actions down (else keep only "
                 "the better-than-average ones, weighted)"})
+    replay: str = field(default="none", metadata={
+        "help": "earlier iterations' kept trajectories that join every fit (torch backend): none; first (iteration "
+                "0's, i.e. the teacher's with a warm start, so the model stays anchored to what it first imitated); "
+                "all (every earlier iteration's: a growing replay buffer)",
+        "choices": ("none", "first", "all")})
+    replay_weight: float = field(default=1.0, metadata={
+        "help": "replay: each replayed trajectory's training weight is its selection weight times this"})
     max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})
     rise_filter: str = field(default="all", metadata={"help": "rise: which attempts are trained on (all, better, best, success)"})
     tau: float = field(default=0.4, metadata={"help": "rise: example weight exp(reward / tau)"})
@@ -149,6 +157,15 @@ class IterateConfig:
                               "per='decision' and the agent's history='summary'")
         if selector == "advantage" and self.backend != "torch":
             raise ConfigError(f"iterate: the advantage selector's signed weights need the torch backend, not {self.backend!r}")
+        if self.replay not in REPLAYS:
+            raise ConfigError(f"iterate: replay must be one of {', '.join(REPLAYS)}, got {self.replay!r}")
+        if isinstance(self.replay_weight, bool) or not isinstance(self.replay_weight, (int, float)) \
+                or not (math.isfinite(self.replay_weight) and self.replay_weight > 0):
+            raise ConfigError(f"iterate: replay_weight must be a finite number > 0, got {self.replay_weight!r}")
+        if self.replay != "none" and (self.backend != "torch" or selector == "rise"):
+            # the text backends find each example's prompts by run name, which every iteration shares
+            raise ConfigError("iterate: replay mixes earlier iterations' episode tables, so it needs the torch "
+                              f"backend and an episode selector (got backend {self.backend!r}, selector {selector!r})")
         if selector not in ("threshold", "advantage") and self.k > self.rollouts:  # the threshold selector keeps any number
             raise ConfigError(f"iterate: k ({self.k}) cannot exceed the rollouts per task ({self.rollouts})")
         object.__setattr__(self, "selector", selector)
@@ -460,7 +477,7 @@ def fit(loop: Loop, state: LoopState, iteration: int) -> StepRecord:
         fit_config = make_config(loop.backend, config.backend_config,
                                  output_dir=str(loop.folder(iteration + 1) / "checkpoint"),
                                  seed=derive_seed(config.seed, "fit", iteration) % SEED_SPACE)
-        trained = loop.backend.fit(base, _training_set(folder, config), fit_config)
+        trained = loop.backend.fit(base, _training_set(folder, config, replayed_folders(loop, iteration)), fit_config)
         # a fine-tune plays with its parent's agent settings unless the backend set its own
         trained = dataclasses.replace(trained, params={**dict(parent.params), **dict(trained.params)})
     trained.save(loop.folder(iteration + 1))
@@ -598,11 +615,31 @@ def _select_rise(folder: Path, config: IterateConfig, episodes) -> StepRecord:
                       rollout_regret=float(finished.select(pl.col("final_regret").mean()).collect().item() or math.nan))
 
 
-def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
+def _training_set(folder: Path, config: IterateConfig, replayed: Sequence[Path] = ()) -> TrainingSet | Path:
+    """What iteration `folder` fits on: its kept trajectories, plus those of the `replayed` iteration folders.
+
+    Replayed episodes get their iteration folder's name prefixed to `task_id` (so a task drawn again in a
+    later iteration stays a different episode) and their weight multiplied by `replay_weight`.
+    """
     import polars as pl
 
     if config.selector == "rise":  # rendered and weighted already: the text backends read the directory
         return folder / "dataset"
+
+    kept, rows = _kept_decisions(folder, config)
+    for earlier in replayed:
+        old_kept, old_rows = _kept_decisions(earlier, config)
+        tag = pl.lit(f"{earlier.name}/") + pl.col("task_id")
+        old_kept = old_kept.with_columns(task_id=tag, weight=pl.col("weight") * config.replay_weight)
+        kept = pl.concat([kept, old_kept], how="diagonal_relaxed")
+        rows = pl.concat([rows, old_rows.with_columns(task_id=tag)], how="diagonal_relaxed")
+    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per,
+                       config.relabel)
+
+
+def _kept_decisions(folder: Path, config: IterateConfig):
+    """One iteration's kept episodes (dataset/episodes.parquet) and their decision rows."""
+    import polars as pl
 
     from finetune._select import select_decisions
     from harness import load_run
@@ -619,8 +656,14 @@ def _training_set(folder: Path, config: IterateConfig) -> TrainingSet | Path:
         if not kept.height:
             raise DatasetError(f"{folder.name}: no kept trajectory has a decision with regret <= "
                                f"{config.max_decision_regret} (max_decision_regret)")
-    return TrainingSet(kept, rows, folder / "dataset", (folder / "rollouts",), config.selector, config.per,
-                       config.relabel)
+    return kept, rows
+
+
+def replayed_folders(loop: Loop, iteration: int) -> tuple[Path, ...]:
+    """The earlier iteration folders whose kept trajectories join iteration `iteration`'s fit (config.replay)."""
+    replay = loop.config.replay
+    earlier = range(iteration) if replay == "all" else range(min(iteration, 1)) if replay == "first" else ()
+    return tuple(loop.folder(j) for j in earlier)
 
 
 # --- table and plot ----------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
+# IterateConfig fields whose flags are derived from the fields themselves (harness.cli._flags)
+DERIVED_FIELDS = ("teacher", "teacher_params", "risk_aversion", "signed", "replay", "replay_weight")
 DEMO_SUITES = ("iterate-bandit", "iterate-experts")
 DEMO_BASELINES = {"iterate-bandit": ("uniform", "ucb1", "thompson"), "iterate-experts": ("uniform", "hedge", "ftl")}
 TABLE_COLUMNS = ("iteration", "scenario_id", "mean_regret", "ci_low", "ci_high", "median_regret", "p90_regret",
@@ -36,10 +38,10 @@ def register(subparsers) -> None:
                              "every rollout with regret <= --max-regret (0: the correct answers), rise (RISE: "
                              "reward-weighted attempts of self-correction scenarios), or advantage (every rollout "
                              "weighted by its regret against its task's mean, signed; torch backend)")
-    parser.add_argument("--risk-aversion", type=float, metavar="A",
-                        help="advantage selector: weigh by exp(A * regret) instead of regret (default 0)")
-    parser.add_argument("--teacher", metavar="AGENT",
-                        help="warm start: iteration 0's training rollouts are played by this agent (e.g. ucb1)")
+    from finetune._loop import IterateConfig
+    from harness.cli._flags import add_config_options
+
+    add_config_options(parser, IterateConfig, DERIVED_FIELDS)
     parser.add_argument("--max-regret", type=float, metavar="R", help="threshold selector's bound (default 0)")
     parser.add_argument("--rise-filter", choices=("all", "better", "best", "success"),
                         help="rise: attempts trained on (default all)")
@@ -92,14 +94,15 @@ def _parse_set(items: list[str]) -> dict:
 
 def handle(args: argparse.Namespace) -> int:
     from harness.cli import CommandError
+    from harness.cli._flags import config_values
     from harness.cli.run import agent_settings
 
     out = args.out or f"runs/iterate-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {name: getattr(args, name) for name in ("iterations", "rollouts", "k", "train_instances",
                                                       "eval_instances", "eval_rollouts", "seed", "max_regret",
-                                                      "max_decision_regret", "schedule", "advance_at",
-                                                      "risk_aversion", "teacher")
+                                                      "max_decision_regret", "schedule", "advance_at")
               if getattr(args, name) is not None}
+    common.update(config_values(args, DERIVED_FIELDS))
     if args.selector:
         common["selector"] = args.selector
     if args.rise_filter:
