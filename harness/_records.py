@@ -9,9 +9,9 @@ the Parquet exports follow the field order. Code reads rows by name (`record.fin
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, overload
 
 _TYPES = {"TEXT": "String", "INTEGER": "Int64", "REAL": "Float64"}
@@ -103,27 +103,63 @@ decision_values = attrgetter(*DECISION_NAMES)
 episode_values = attrgetter(*EPISODE_NAMES)
 
 
-class DecisionRows(Sequence[DecisionRecord]):
-    """One episode's decisions: a sequence of DecisionRecord, held as value tuples (DECISION_NAMES order).
+# the fields that are the same for every decision of one episode: held once by DecisionRows
+EPISODE_FIELDS = ("agent", "scenario_id", "task_id", "family", "instance_seed", "rollout")
+# the fields each decision has its own value of, in DECISION_NAMES order
+ROUND_FIELDS = tuple(name for name in DECISION_NAMES if name not in EPISODE_FIELDS)
 
-    Why tuples: a tuple of plain values (str, int, float, None) is one small object that the
+
+class DecisionRows(Sequence[DecisionRecord]):
+    """One episode's decisions: a sequence of DecisionRecord, held as columns of plain values.
+
+    Why not records: a tuple of plain values (str, int, float, None) is one small object that the
     garbage collector stops tracking at its first pass, where a record object stays tracked, is
     promoted while its episode runs and soon triggers full collections of the whole heap (measured
     on benchmarks/bench_runner.py: a 50 ms full pass per 20,000 decisions and 3x the young ones,
-    up to 40% of the harness's cost per decision). Records are built on access.
+    up to 40% of the harness's cost per decision). Why columns: the store writes columns, and the
+    episode's own fields (`EPISODE_FIELDS`) are then held once, never copied per decision. The
+    runner collects one tuple of `ROUND_FIELDS` per decision and transposes them once
+    (`for_episode`). Records are built on access.
     """
 
-    __slots__ = ("rows",)
+    __slots__ = ("n", "constants", "columns")
 
-    def __init__(self, rows: Iterable[tuple] = ()) -> None:
-        self.rows: list[tuple] = rows if isinstance(rows, list) else list(rows)
+    def __init__(self, columns: Mapping[str, Sequence[Any]] | None = None, n: int = 0,
+                 constants: Mapping[str, Any] | None = None) -> None:
+        """`columns` (name -> n values) and `constants` (name -> the value of all n decisions) hold
+        every name of DECISION_NAMES between them."""
+        self.n = n
+        self.constants: dict[str, Any] = dict(constants or {})
+        self.columns: dict[str, Sequence[Any]] = dict(columns or {})
+        if n and set(self.columns) | set(self.constants) != set(DECISION_NAMES):
+            missing = set(DECISION_NAMES) - set(self.columns) - set(self.constants)
+            raise ValueError(f"DecisionRows: no values for {sorted(missing)}")
+
+    @classmethod
+    def for_episode(cls, episode_values: Sequence[Any], rounds: list[tuple]) -> DecisionRows:
+        """The decisions of one episode: its EPISODE_FIELDS values and one ROUND_FIELDS tuple per decision."""
+        n = len(rounds)
+        if not n:
+            return cls()
+        return cls(dict(zip(ROUND_FIELDS, zip(*rounds))), n, dict(zip(EPISODE_FIELDS, episode_values)))
 
     @classmethod
     def of(cls, records: Iterable[DecisionRecord]) -> DecisionRows:
-        return records if isinstance(records, DecisionRows) else cls([decision_values(r) for r in records])
+        if isinstance(records, DecisionRows):
+            return records
+        rows = [decision_values(r) for r in records]
+        return cls(dict(zip(DECISION_NAMES, zip(*rows))), len(rows)) if rows else cls()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.n
+
+    def _full(self, name: str) -> Sequence[Any]:
+        values = self.columns.get(name)
+        return (self.constants[name],) * self.n if values is None else values
+
+    def value_rows(self) -> Iterator[tuple]:
+        """Each decision's values in DECISION_NAMES order."""
+        return zip(*(self._full(name) for name in DECISION_NAMES)) if self.n else iter(())
 
     @overload
     def __getitem__(self, index: int) -> DecisionRecord: ...
@@ -133,20 +169,26 @@ class DecisionRows(Sequence[DecisionRecord]):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return DecisionRows(self.rows[index])
-        return DecisionRecord(*self.rows[index])
+            n = len(range(self.n)[index])
+            return DecisionRows({name: tuple(values[index]) for name, values in self.columns.items()}, n,
+                                self.constants) if n else DecisionRows()
+        if not -self.n <= index < self.n:
+            raise IndexError("decision index out of range")
+        return DecisionRecord(*(self.constants[name] if name in self.constants else self.columns[name][index]
+                                for name in DECISION_NAMES))
 
     def __iter__(self) -> Iterator[DecisionRecord]:
-        for values in self.rows:
+        for values in self.value_rows():
             yield DecisionRecord(*values)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DecisionRows):
-            return self.rows == other.rows
+            return self.n == other.n and all(tuple(self._full(name)) == tuple(other._full(name))
+                                             for name in DECISION_NAMES)
         return NotImplemented
 
     def column(self, name: str) -> list[Any]:
-        return list(map(itemgetter(DECISION_NAMES.index(name)), self.rows))
+        return list(self._full(name))
 
     def total(self, name: str) -> Any:
-        return sum(map(itemgetter(DECISION_NAMES.index(name)), self.rows))
+        return sum(self._full(name))

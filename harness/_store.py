@@ -159,14 +159,14 @@ class RunStore:
         again, so a key's decision rows are written exactly once. The decisions are stored as
         one segment of named columns (harness._segments), so a run keeps reading when a column is added later.
         """
-        rows = DecisionRows.of(decisions).rows
-        block = segments.encode(dict(zip(DECISION_NAMES, zip(*rows))), _DECISION_TYPES) if rows else None
+        rows = DecisionRows.of(decisions)
+        block = segments.encode(rows.columns, _DECISION_TYPES, rows.constants, rows.n) if rows.n else None
         db = self._db
         db.execute("BEGIN")
         try:
             if block is not None:
                 db.execute("INSERT OR REPLACE INTO decision_segments VALUES (?, ?, ?, ?, ?)",
-                           (*episode.key, len(rows), block))
+                           (*episode.key, rows.n, block))
             db.execute(self._insert_episode, episode_values(episode))
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
             db.execute("UPDATE meta SET value = value + ? WHERE key = 'spent'", (float(episode.cost or 0.0),))
