@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, overload
 
+from harness._segments import decode as decode_segment
+from harness._segments import encode as encode_segment
+
 _TYPES = {"TEXT": "String", "INTEGER": "Int64", "REAL": "Float64"}
 
 
@@ -97,6 +100,7 @@ def columns_of(record_type: type) -> tuple[tuple[str, str, str], ...]:
 DECISION_COLUMNS = columns_of(DecisionRecord)
 EPISODE_COLUMNS = columns_of(EpisodeRecord)
 DECISION_NAMES = tuple(name for name, _, _ in DECISION_COLUMNS)
+DECISION_TYPES = {name: sql for name, sql, _ in DECISION_COLUMNS}
 EPISODE_NAMES = tuple(name for name, _, _ in EPISODE_COLUMNS)
 # a record's values in column order (for SQLite and the columnar blocks); attrgetter is C-fast
 decision_values = attrgetter(*DECISION_NAMES)
@@ -120,20 +124,70 @@ class DecisionRows(Sequence[DecisionRecord]):
     episode's own fields (`EPISODE_FIELDS`) are then held once, never copied per decision. The
     runner collects one tuple of `ROUND_FIELDS` per decision and transposes them once
     (`for_episode`). Records are built on access.
+
+    Between processes (the process and Ray executors) the decisions travel as the store's
+    compressed segment (harness._segments), encoded where the episode ran: a few bytes per
+    decision to pickle, and the driver commits the segment as it came, without re-encoding
+    (`segment()`). Read back, the values are the ones the store would return (a NaN reads as null).
     """
 
-    __slots__ = ("n", "constants", "columns")
+    __slots__ = ("n", "_constants", "_columns", "_segment")
 
     def __init__(self, columns: Mapping[str, Sequence[Any]] | None = None, n: int = 0,
                  constants: Mapping[str, Any] | None = None) -> None:
         """`columns` (name -> n values) and `constants` (name -> the value of all n decisions) hold
         every name of DECISION_NAMES between them."""
         self.n = n
-        self.constants: dict[str, Any] = dict(constants or {})
-        self.columns: dict[str, Sequence[Any]] = dict(columns or {})
-        if n and set(self.columns) | set(self.constants) != set(DECISION_NAMES):
-            missing = set(DECISION_NAMES) - set(self.columns) - set(self.constants)
+        self._constants: dict[str, Any] = dict(constants or {})
+        self._columns: dict[str, Sequence[Any]] = dict(columns or {})
+        self._segment: bytes | None = None
+        if n and set(self._columns) | set(self._constants) != set(DECISION_NAMES):
+            missing = set(DECISION_NAMES) - set(self._columns) - set(self._constants)
             raise ValueError(f"DecisionRows: no values for {sorted(missing)}")
+
+    @classmethod
+    def from_segment(cls, segment: bytes, n: int) -> DecisionRows:
+        """Decisions received as a segment: decoded only when read, committed as they are."""
+        rows = cls()
+        rows.n, rows._segment = n, segment
+        rows._columns = rows._constants = None  # type: ignore[assignment]
+        return rows
+
+    def _decode(self) -> None:
+        _, decoded = decode_segment(self._segment)
+        columns, constants = {}, {}
+        for name in DECISION_NAMES:
+            values = decoded.get(name, ("const", None))
+            if isinstance(values, tuple) and len(values) == 2 and values[0] == "const":
+                constants[name] = values[1]
+            else:
+                columns[name] = values.tolist() if hasattr(values, "tolist") else values
+        self._columns, self._constants = columns, constants
+
+    @property
+    def columns(self) -> dict[str, Sequence[Any]]:
+        """name -> the n values of each name not in `constants`."""
+        if self._columns is None:
+            self._decode()
+        return self._columns
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        """name -> the one value all n decisions share (the episode's own fields, at least)."""
+        if self._constants is None:
+            self._decode()
+        return self._constants
+
+    def segment(self) -> bytes:
+        """The decisions as the store's compressed segment (the one received, if they came as one)."""
+        if self._segment is None:
+            return encode_segment(self._columns, DECISION_TYPES, self._constants, self.n)
+        return self._segment
+
+    def __reduce__(self):
+        if not self.n:
+            return (DecisionRows, ())
+        return (DecisionRows.from_segment, (self.segment(), self.n))
 
     @classmethod
     def for_episode(cls, episode_values: Sequence[Any], rounds: list[tuple]) -> DecisionRows:
@@ -154,6 +208,8 @@ class DecisionRows(Sequence[DecisionRecord]):
         return self.n
 
     def _full(self, name: str) -> Sequence[Any]:
+        if not self.n:
+            return ()
         values = self.columns.get(name)
         return (self.constants[name],) * self.n if values is None else values
 

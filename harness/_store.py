@@ -54,7 +54,6 @@ FINISHED, FAILED = "finished", "failed"
 _UNNAMED_BLOCK_COLUMNS = tuple(name for name in DECISION_NAMES if name != "answer")
 
 
-_DECISION_TYPES = {name: sql for name, sql, _ in DECISION_COLUMNS}
 
 
 def _as_list(values: Any, n: int) -> list[Any]:
@@ -160,7 +159,7 @@ class RunStore:
         one segment of named columns (harness._segments), so a run keeps reading when a column is added later.
         """
         rows = DecisionRows.of(decisions)
-        block = segments.encode(rows.columns, _DECISION_TYPES, rows.constants, rows.n) if rows.n else None
+        block = rows.segment() if rows.n else None  # encoded where the episode ran, for other executors
         db = self._db
         db.execute("BEGIN")
         try:

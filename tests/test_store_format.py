@@ -1,6 +1,7 @@
 """The run store's on-disk form: compact segments, exact read-back, old run directories, message deltas."""
 
 import math
+import pickle
 import shutil
 import sqlite3
 import struct
@@ -96,6 +97,11 @@ def test_decision_rows_hold_the_episode_fields_once_and_equal_their_records():
     assert rows.total("reward") == 6.0 and rows.column("rollout") == [0] * 4
     with pytest.raises(IndexError):
         rows[4]
+    # between processes they travel as the store's segment, committed as received
+    received = pickle.loads(pickle.dumps(rows))
+    assert received == rows and received.segment() == rows.segment() and list(received) == records
+    assert len(pickle.dumps(rows)) < len(pickle.dumps(records))
+    assert pickle.loads(pickle.dumps(DecisionRows())) == DecisionRows()
 
 
 def _suite(agents, horizon=60):
