@@ -68,40 +68,44 @@ async def _play(episode: Episode, factory: AgentFactory, agent, env, info: Episo
     observation = env.reset(episode.env_seed)
     name, scenario_id, task_id, family = factory.name, task.scenario_id, task.task_id, task.family
     instance_seed, rollout = task.instance_seed, episode.rollout
-    rows: list[tuple] = []  # DECISION_NAMES order: see DecisionRows for why tuples, not records
+    rows: list[tuple] = []  # ROUND_FIELDS order: see DecisionRows for why tuples, not records
     append = rows.append
     cumulative = total_reward = 0.0
     is_async = agent.is_async
-    decide = agent.decide
-    dumps = _json
+    decide, update, env_step = agent.decide, agent.update, env.step
+    # the JSON columns inline (no helper call per value): this loop is the runner's hot path
+    dumps, numpy_option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
     while True:
         decision = await agent.adecide(observation) if is_async else decide(observation)
-        step = env.step(decision.played)
-        cumulative += step.regret
-        total_reward += step.reward
-        feedback = step.feedback
-        policy, answer, context, messages, details = (decision.policy, decision.answer, observation.context,
-                                                      decision.messages, decision.info)
+        policy, answer, details = decision.policy, decision.answer, decision.info
+        # Decision.played, inlined
+        step = env_step(answer if answer is not None else decision.action if policy is None else policy)
+        reward, regret, feedback = step.reward, step.regret, step.feedback
+        cumulative += regret
+        total_reward += reward
+        context, messages = observation.context, decision.messages
         append((
-            name, scenario_id, task_id, family, instance_seed, rollout, step.t, decision.action,
-            None if policy is None else dumps(policy), None if answer is None else _answer_text(answer),
-            None if context is None else dumps(context),
-            dumps(feedback) if len(feedback) > 1 or "reward" not in feedback else None,
-            step.reward, step.regret, cumulative, step.optimal_action,
+            step.t, decision.action,
+            None if policy is None else dumps(policy, option=numpy_option).decode(),
+            None if answer is None else _answer_text(answer),
+            None if context is None else dumps(context, option=numpy_option).decode(),
+            dumps(feedback, option=numpy_option).decode() if len(feedback) > 1 or "reward" not in feedback else None,
+            reward, regret, cumulative, step.optimal_action,
             decision.reasoning, decision.raw_output, decision.parse_status,
             decision.prompt_tokens, decision.completion_tokens, decision.cost, decision.latency_s, decision.attempts,
-            None if messages is None else dumps(messages), None if details is None else dumps(details),
+            None if messages is None else dumps(messages, option=numpy_option).decode(),
+            None if details is None else dumps(details, option=numpy_option).decode(),
         ))
-        agent.update(observation, decision, step)
+        update(observation, decision, step)
         if step.done:
             break
         observation = step.observation
-    decisions = DecisionRows(rows)
-    valid = VALID_PARSE_STATUSES
+    decisions = DecisionRows.for_episode((name, scenario_id, task_id, family, instance_seed, rollout), rows)
+    statuses = decisions.column("parse_status")
     record = EpisodeRecord(
         name, scenario_id, task_id, family, env.kind, framing, instance_seed, rollout, episode.env_seed,
         episode.agent_seed, FINISHED, None, env.horizon, env.n_actions, len(rows), cumulative, total_reward,
-        n_invalid=sum(1 for status in decisions.column("parse_status") if status not in valid),
+        n_invalid=len(statuses) - sum(map(statuses.count, VALID_PARSE_STATUSES)),
         prompt_tokens=decisions.total("prompt_tokens"), completion_tokens=decisions.total("completion_tokens"),
         cost=decisions.total("cost"), latency_s=decisions.total("latency_s"), attempts=decisions.total("attempts"),
         scenario_summary=json.dumps(env.summary(), sort_keys=True), explainer=getattr(agent, "explainer", None),

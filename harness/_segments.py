@@ -7,14 +7,16 @@ left out when it is 0..n-1. Each column is encoded by what it holds:
 - one value for the whole episode (baselines' empty reasoning, "ok", zero tokens): stored once;
 - integers and floats: a little-endian numpy array of the smallest integer type that holds
   them, or float64, with the positions of nulls;
-- text: a list, or a dictionary of distinct values plus codes when values repeat;
+- text: a dictionary of distinct values plus codes when values repeat, else the texts joined
+  (UTF-8) with their lengths, or a list where some value is not text;
 - `messages`: a pool of distinct messages and, per decision, indices into it. A message that
   grew from the one at the same place in the previous decision (the history in a single-turn
   prompt) is stored as a delta: kept prefix, kept suffix and the new middle. An episode's
   messages then take space linear in its horizon, not quadratic, and `decode` rebuilds the
   exact JSON text every decision was recorded with (tests compare it with what was sent).
 
-The whole segment is zlib-compressed. `encode(columns)` / `decode(blob)` are exact inverses
+The whole segment is zstd-compressed (level 1; segments written before were zlib, level 1, and
+stay readable: the first bytes tell them apart). `encode(columns)` / `decode(blob)` are exact inverses
 for the values the runner records (floats stay float64 bit for bit; NaN reads back as null,
 as the JSON blocks of earlier runs stored it).
 """
@@ -29,10 +31,14 @@ from typing import Any
 
 import numpy as np
 import orjson
+import zstandard
 
 FORMAT = 2  # 1: the orjson column blocks of earlier runs (table decision_blocks); 2: segments
-_LEVEL = 1  # zlib level: 1 is within 10% of 6 in size here (38 against 34 bytes per core-suite decision) at half the time
-_INT_TYPES = ("<i1", "<i2", "<i4", "<i8")
+# zstd level 1 against zlib level 1 on a ucb1 episode (benchmarks/bench_runner.py): a third of the
+# time (compression was the store's largest per-decision cost) and 20 instead of 27 bytes per decision
+_ZSTD_LEVEL = 1
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_INT_TYPES = tuple((dtype, int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)) for dtype in ("<i1", "<i2", "<i4", "<i8"))
 _HEADER = struct.Struct("<I")
 
 
@@ -64,7 +70,7 @@ def _array(values: Sequence[Any], sql: str) -> tuple[list[int], np.ndarray] | No
     except OverflowError:
         return None
     low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
-    dtype = next(d for d in _INT_TYPES if np.iinfo(d).min <= low and high <= np.iinfo(d).max)
+    dtype = next(d for d, smallest, largest in _INT_TYPES if smallest <= low and high <= largest)
     return nulls, array.astype(dtype)
 
 
@@ -153,10 +159,31 @@ def _decode_messages(pool: list, refs: list) -> list[str | None]:
     return out
 
 
-def encode(columns: Mapping[str, Sequence[Any]], types: Mapping[str, str]) -> bytes:
-    """One episode's decision columns (name -> values, SQL types in `types`) as a compressed segment."""
-    n = len(next(iter(columns.values()))) if columns else 0
-    specs: dict[str, list] = {}
+def _joined(values: Sequence[Any]) -> tuple[bytes, bytes] | None:
+    """Distinct texts (the JSON of algorithms' info) as their UTF-8 concatenation and their lengths
+    in characters (<u4); None when some value is not a str. Kept out of the JSON header, which would
+    escape every quote of the JSON texts (measured: 4x the time of joining them)."""
+    if set(map(type, values)) != {str}:
+        return None
+    try:
+        data = "".join(values).encode()
+    except UnicodeEncodeError:  # a lone surrogate: left to the list (whose JSON header refuses it, as before)
+        return None
+    return data, np.fromiter(map(len, values), dtype="<u4", count=len(values)).tobytes()
+
+
+def _split(text: str, lengths: np.ndarray) -> list[str]:
+    ends = np.cumsum(lengths, dtype=np.int64).tolist()
+    return [text[start:end] for start, end in zip([0, *ends], ends)]
+
+
+def encode(columns: Mapping[str, Sequence[Any]], types: Mapping[str, str],
+           constants: Mapping[str, Any] | None = None, n: int | None = None) -> bytes:
+    """One episode's decision columns (name -> values, SQL types in `types`) as a compressed segment;
+    `constants` (name -> the value of all `n` decisions) are stored as they are, unscanned."""
+    if n is None:
+        n = len(next(iter(columns.values()))) if columns else 0
+    specs: dict[str, list] = {name: ["const", value] for name, value in (constants or {}).items()}
     buffers: list[bytes] = []
     offset = 0
     for name, values in columns.items():
@@ -165,9 +192,10 @@ def encode(columns: Mapping[str, Sequence[Any]], types: Mapping[str, str]) -> by
             specs[name] = ["range"]
             continue
         first = values[0] if n else None
-        # C-speed checks: equal values of one type (0 and 0.0 or 1 and True stay apart)
-        if n and values.count(first) == n and (first is None or len(set(map(type, values))) == 1) and not (
-                isinstance(first, float) and math.isnan(first)):
+        # C-speed checks: equal values of one type (0 and 0.0 or 1 and True stay apart; a value equal
+        # to a str or to None is one, so those skip the type pass); the last value rules most columns out
+        if n and values[-1] == first and values.count(first) == n and (first is None or type(first) is str or len(set(map(type, values))) == 1) \
+                and not (isinstance(first, float) and math.isnan(first)):
             specs[name] = ["const", first]
             continue
         if name == "messages":
@@ -184,10 +212,24 @@ def encode(columns: Mapping[str, Sequence[Any]], types: Mapping[str, str]) -> by
         distinct = list(dict.fromkeys(values))
         if len(distinct) * 2 <= n:
             specs[name] = ["dict", distinct, list(map({v: i for i, v in enumerate(distinct)}.__getitem__, values))]
-        else:
+            continue
+        joined = _joined(values)
+        if joined is None:
             specs[name] = ["text", list(values)]
+            continue
+        data, lengths = joined
+        specs[name] = ["joined", offset, len(data), offset + len(data), len(lengths)]
+        buffers += (data, lengths)
+        offset += len(data) + len(lengths)
     header = orjson.dumps({"n": n, "columns": specs})
-    return zlib.compress(_HEADER.pack(len(header)) + header + b"".join(buffers), _LEVEL)
+    # the frame records its size, so decompression needs no size bound
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(_HEADER.pack(len(header)) + header + b"".join(buffers))
+
+
+def _decompress(blob: bytes) -> bytes:
+    if blob[:4] == _ZSTD_MAGIC:
+        return zstandard.ZstdDecompressor().decompress(blob)
+    return zlib.decompress(blob)  # a segment written before zstd
 
 
 def decode(blob: bytes) -> tuple[int, dict[str, Any]]:
@@ -195,7 +237,7 @@ def decode(blob: bytes) -> tuple[int, dict[str, Any]]:
 
     Constant columns come back as ("const", value) pairs, so readers can broadcast them cheaply
     (`column_values` expands one)."""
-    raw = zlib.decompress(blob)
+    raw = _decompress(blob)
     (size,) = _HEADER.unpack_from(raw)
     header = orjson.loads(raw[_HEADER.size:_HEADER.size + size])
     body = memoryview(raw)[_HEADER.size + size:]
@@ -223,6 +265,10 @@ def decode(blob: bytes) -> tuple[int, dict[str, Any]]:
             out[name] = [distinct[i] for i in spec[2]]
         elif kind == "messages":
             out[name] = _decode_messages(spec[1], spec[2])
+        elif kind == "joined":
+            _, start, length, lengths_start, lengths_length = spec
+            lengths = np.frombuffer(body[lengths_start:lengths_start + lengths_length], dtype="<u4")
+            out[name] = _split(bytes(body[start:start + length]).decode(), lengths)
         else:
             out[name] = spec[1]
     return n, out

@@ -54,7 +54,6 @@ FINISHED, FAILED = "finished", "failed"
 _UNNAMED_BLOCK_COLUMNS = tuple(name for name in DECISION_NAMES if name != "answer")
 
 
-_DECISION_TYPES = {name: sql for name, sql, _ in DECISION_COLUMNS}
 
 
 def _as_list(values: Any, n: int) -> list[Any]:
@@ -159,14 +158,14 @@ class RunStore:
         again, so a key's decision rows are written exactly once. The decisions are stored as
         one segment of named columns (harness._segments), so a run keeps reading when a column is added later.
         """
-        rows = DecisionRows.of(decisions).rows
-        block = segments.encode(dict(zip(DECISION_NAMES, zip(*rows))), _DECISION_TYPES) if rows else None
+        rows = DecisionRows.of(decisions)
+        block = rows.segment() if rows.n else None  # encoded where the episode ran, for other executors
         db = self._db
         db.execute("BEGIN")
         try:
             if block is not None:
                 db.execute("INSERT OR REPLACE INTO decision_segments VALUES (?, ?, ?, ?, ?)",
-                           (*episode.key, len(rows), block))
+                           (*episode.key, rows.n, block))
             db.execute(self._insert_episode, episode_values(episode))
             db.execute("UPDATE meta SET value = value + 1 WHERE key = 'commits'")
             db.execute("UPDATE meta SET value = value + ? WHERE key = 'spent'", (float(episode.cost or 0.0),))

@@ -1,19 +1,22 @@
 """The run store's on-disk form: compact segments, exact read-back, old run directories, message deltas."""
 
 import math
+import pickle
 import shutil
 import sqlite3
 import struct
 import tomllib
+import zlib
 from pathlib import Path
 
 import orjson
 import polars as pl
 import pytest
+import zstandard
 
 from harness import load_run, parse_suite, run_plan
 from harness import _segments as segments
-from harness._records import DECISION_COLUMNS
+from harness._records import DECISION_COLUMNS, DecisionRows
 from harness._store import RunStore
 from harness.testing.openai_server import ScriptedServer, round_robin_policy
 
@@ -70,6 +73,35 @@ def test_segments_read_back_every_value_exactly():
     # a t that is not 0..n-1 and a float in an INTEGER column are kept as written
     n, decoded = segments.decode(segments.encode({"t": [0, 2, 1], "action": [1, 2.5, 3]}, TYPES))
     assert decoded["t"].tolist() == [0, 2, 1] and decoded["action"] == [1, 2.5, 3]
+
+
+def test_joined_texts_and_zlib_segments_of_earlier_runs_read_back_exactly():
+    # distinct texts are stored joined with their lengths in characters: non-ASCII and empty ones too
+    texts = ['{"a":"é"}', "", "日本語", '{"q":"\\"x\\""}', "🙂🙂", "plain"]
+    blob = segments.encode({"info": texts, "reasoning": ["x", None, "y", "z", "w", "v"]}, TYPES)
+    n, decoded = segments.decode(blob)
+    assert n == 6 and decoded["info"] == texts and decoded["reasoning"] == ["x", None, "y", "z", "w", "v"]
+    # a segment written by an earlier version (zlib instead of zstd) still decodes to the same columns
+    raw = zstandard.ZstdDecompressor().decompress(blob)
+    assert segments.decode(zlib.compress(raw, 1)) == (n, decoded)
+
+
+def test_decision_rows_hold_the_episode_fields_once_and_equal_their_records():
+    rounds = [(t, t % 3, None, None, None, None, 1.0 * t, 0.5, 0.5 * (t + 1), 2, "", "", "ok", 0, 0, 0.0, 0.0, 0,
+               None, f'{{"t":{t}}}') for t in range(4)]
+    rows = DecisionRows.for_episode(("ucb1", "b", "b#1", "bandit/bernoulli", 1, 0), rounds)
+    records = list(rows)
+    assert len(rows) == 4 and rows[2] == records[2] and rows[-1] == records[3]
+    assert (records[1].agent, records[1].task_id, records[1].t, records[1].info) == ("ucb1", "b#1", 1, '{"t":1}')
+    assert DecisionRows.of(records) == rows and list(rows[1:3]) == records[1:3]
+    assert rows.total("reward") == 6.0 and rows.column("rollout") == [0] * 4
+    with pytest.raises(IndexError):
+        rows[4]
+    # between processes they travel as the store's segment, committed as received
+    received = pickle.loads(pickle.dumps(rows))
+    assert received == rows and received.segment() == rows.segment() and list(received) == records
+    assert len(pickle.dumps(rows)) < len(pickle.dumps(records))
+    assert pickle.loads(pickle.dumps(DecisionRows())) == DecisionRows()
 
 
 def _suite(agents, horizon=60):
