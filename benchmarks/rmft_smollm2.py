@@ -203,6 +203,55 @@ def choice_probe(checkpoints: list[Path], run: Path, limit: int = 40) -> list[st
     return lines
 
 
+def extra_evaluation(out: Path, instances: int, horizon: int, gap: float) -> list[str]:
+    """Every checkpoint of the loop in `out`, and the reference agents, on `instances` further held-out
+    instances (seeds 10,000+, none a training or held-out seed of the loop), one episode each with the
+    same episode seeds for every agent: a larger held-out set than the loop's own evaluation."""
+    import polars as pl
+
+    from agents import AgentSpec
+    from finetune._backend import Checkpoint, get_backend
+    from harness import load_run, run_plan
+    from harness._plan import Plan, ScenarioEntry
+    from harness._stats import clustered_mean, paired_difference
+
+    state = json.loads((out / "state.json").read_text())
+    used = {seed for seeds in state["seeds"].values() for values in seeds.values() for seed in values}
+    entry = plan(horizon, gap).scenarios[0]
+    seeds = tuple(s for s in range(10_000, 10_000 + 2 * instances) if s not in used)[:instances]
+    entry = ScenarioEntry(entry.id, entry.family, entry.params, entry.framing, seeds)
+    checkpoints = {int(i): Checkpoint.from_dict(c) for i, c in state["checkpoints"].items()}
+    directory = out / f"extra-eval-{instances}"
+    with get_backend("hf").serving(out / "serve-extra", checkpoints[0]) as serving:
+        agents = [AgentSpec(serving.spec(c).agent, {**dict(serving.spec(c).params)}, f"model-{i}")
+                  for i, c in sorted(checkpoints.items())]
+        agents += [AgentSpec(name, {}, name) for name in BASELINES]
+        started = time.perf_counter()
+        run_plan(Plan(tuple(agents), (entry,), 1, 1, "smollm2-extra-eval"), directory,
+                 resume=(directory / "plan.json").exists(), concurrency=2)
+        wall = time.perf_counter() - started
+    decisions, episodes = load_run(directory)
+    frame = episodes.filter(pl.col("status") == "finished").select("agent", "task_id", "final_regret").collect()
+    position = pl.col("info").str.json_path_match("$.position").cast(pl.Int64)
+    first = dict(decisions.group_by("agent").agg((position == 0).mean()).collect().iter_rows())
+    base = frame.filter(pl.col("agent") == "model-0")
+    lines = [f"# larger held-out evaluation: {len(seeds)} further instances x 1 episode, same episode seeds for "
+             f"every agent ({wall:.0f} s wall); diff: paired vs model-0, clustered by task",
+             "agent       mean_regret  ci_low  ci_high  episodes  diff_vs_0  p_value  first_listed"]
+    for agent in [a.label for a in agents]:
+        part = frame.filter(pl.col("agent") == agent).sort("task_id")
+        e = clustered_mean(part["final_regret"], part["task_id"])
+        diff = ("", "")
+        if agent.startswith("model-") and agent != "model-0":
+            joined = base.join(part, on="task_id", suffix="_new")
+            d = paired_difference(joined["final_regret_new"], joined["final_regret"], joined["task_id"])
+            diff = (f"{d.estimate:+.2f}", f"{d.pvalue():.4f}")
+        share = first.get(agent)
+        lines.append(f"{agent:<10}  {e.estimate:>11.2f}  {e.ci_low:>6.2f}  {e.ci_high:>7.2f}  {e.n_episodes:>8}  "
+                     f"{diff[0]:>9}  {diff[1]:>7}  {_f(share) if agent.startswith('model-') else '':>12}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint from `regret init-model --from smollm2 DIR`")
@@ -232,6 +281,8 @@ def main() -> None:
                              "per checkpoint, one model per process)")
     parser.add_argument("--results", default=str(RESULTS / "rmft_smollm2.txt"))
     parser.add_argument("--summarise-only", action="store_true", help="rewrite the results from --out, run nothing")
+    parser.add_argument("--extra-eval", type=int, default=0, metavar="N", help="after the loop: every checkpoint and "
+                        "the reference agents on N further held-out instances (appended to the results)")
     args = parser.parse_args()
     for name, value in (("LITELLM_LOCAL_MODEL_COST_MAP", "True"), ("LITELLM_MODE", "PRODUCTION"),
                         ("HF_HUB_OFFLINE", "1"), ("REGRET_SERVE_ENGINE", args.engine),
@@ -261,6 +312,8 @@ def main() -> None:
         iterate(config, log=lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True))
     lines, table, references = summarise(Path(args.out), {**settings, "horizon": args.horizon, "gap": args.gap,
                                        "agent": agent_params, "per": "decision"}, started)
+    if args.extra_eval:
+        lines += extra_evaluation(Path(args.out), args.extra_eval, args.horizon, args.gap)
     print("\n".join(lines))
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
