@@ -44,9 +44,9 @@ AGENT_PARAMS = {
     "reasoning": False, "history": "summary", "max_invalid_retries": 1, "seed": 0,
     "system_prompt": "You choose one option per round to earn as much reward as possible.",
 }
-FULL = {"iterations": 1, "rollouts": 4, "k": 2, "train_instances": 4, "eval_instances": 8, "eval_rollouts": 1,
+FULL = {"iterations": 2, "rollouts": 6, "k": 2, "train_instances": 8, "eval_instances": 8, "eval_rollouts": 1,
         "max_decision_regret": 0.0, "relabel": True,
-        "backend_config": {"top_layers": 6, "lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-3, "epochs": 2.0,
+        "backend_config": {"top_layers": 6, "lora_r": 16, "lora_alpha": 32, "learning_rate": 3e-3, "epochs": 4.0,
                            "batch_size": 4, "max_length": 512}}
 QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_instances": 3, "eval_rollouts": 1,
          "backend_config": {"top_layers": 2, "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 4,
