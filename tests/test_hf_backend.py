@@ -146,8 +146,9 @@ def test_cached_frozen_layers_train_the_same_adapter(tiny_model, tmp_path):
     import torch
     from safetensors.torch import load_file
 
+    # answers of different lengths, so batches are padded (the cached states are padded the same way)
     rows = [{"messages": [SYSTEM, USER, {"role": "assistant", "content": f"ANSWER: {colour}"}]}
-            for colour in ("green", "red", "blue", "green", "green")]
+            for colour in ("green", "red, because it paid most so far", "blue", "green then red", "green")]
     data = _write(tmp_path / "d.jsonl", rows)
     runs = {}
     for cached in (True, False):
