@@ -211,7 +211,7 @@ def extra_evaluation(out: Path, instances: int, horizon: int, gap: float) -> lis
 
     from agents import AgentSpec
     from finetune._backend import Checkpoint, get_backend
-    from harness import load_run, run_plan
+    from harness import build_factories, load_run, run_plan
     from harness._plan import Plan, ScenarioEntry
     from harness._stats import clustered_mean, paired_difference
 
@@ -227,8 +227,10 @@ def extra_evaluation(out: Path, instances: int, horizon: int, gap: float) -> lis
                   for i, c in sorted(checkpoints.items())]
         agents += [AgentSpec(name, {}, name) for name in BASELINES]
         started = time.perf_counter()
-        run_plan(Plan(tuple(agents), (entry,), 1, 1, "smollm2-extra-eval"), directory,
-                 resume=(directory / "plan.json").exists(), concurrency=2)
+        run = Plan(tuple(agents), (entry,), 1, 1, "smollm2-extra-eval")
+        resume = (directory / "plan.json").exists()  # resumed through today's server (a new api_base)
+        # one episode at a time: the server switches models when a request names another checkpoint
+        run_plan(run, directory, resume=resume, concurrency=1, factories=build_factories(run) if resume else None)
         wall = time.perf_counter() - started
     decisions, episodes = load_run(directory)
     frame = episodes.filter(pl.col("status") == "finished").select("agent", "task_id", "final_regret").collect()
