@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -52,6 +53,8 @@ QUICK = {"iterations": 1, "rollouts": 3, "k": 1, "train_instances": 2, "eval_ins
          "backend_config": {"top_layers": 2, "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 4,
                             "batch_size": 2, "max_length": 512}}
 BASELINES = ("uniform", "ucb1", "thompson")
+# one line of the summary history: an option's name and its average reward (None: not tried yet)
+SUMMARY_LINE = re.compile(r"^- (\w+): chosen \d+ times?, (?:average reward ([0-9.]+)|not tried yet)$", re.M)
 
 
 def plan(horizon: int, gap: float):
@@ -162,7 +165,6 @@ def choice_probe(checkpoints: list[Path], run: Path, limit: int = 40) -> list[st
     model saw (rounds 2.. of `run`), read from the logits of the three possible JSON answers.
     Reports the probability given to the first-listed option and to the option whose summary
     average is highest (untried options count as not highest)."""
-    import re
 
     import polars as pl
     import torch
@@ -174,7 +176,6 @@ def choice_probe(checkpoints: list[Path], run: Path, limit: int = 40) -> list[st
     decisions, _ = load_run(run)
     rows = decisions.filter(pl.col("t") >= 2).sort("task_id", "rollout", "t").collect()
     rows = rows.gather_every(max(1, rows.height // limit))[:limit]
-    line = re.compile(r"^- (\w+): chosen \d+ times?, (?:average reward ([0-9.]+)|not tried yet)$", re.M)
     lines = ["# choice probe: mean probability of the first-listed option / of the highest-average option, "
              f"{rows.height} prompts of {run}"]
     for checkpoint in checkpoints:
@@ -185,7 +186,7 @@ def choice_probe(checkpoints: list[Path], run: Path, limit: int = 40) -> list[st
             import json as _json
 
             messages = _json.loads(row["messages"])
-            listed = line.findall(messages[-1]["content"])
+            listed = SUMMARY_LINE.findall(messages[-1]["content"])
             names = [name for name, _ in listed]
             means = [float(m) if m else -1.0 for _, m in listed]
             prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -223,8 +224,8 @@ def extra_evaluation(out: Path, instances: int, horizon: int, gap: float) -> lis
     checkpoints = {int(i): Checkpoint.from_dict(c) for i, c in state["checkpoints"].items()}
     directory = out / f"extra-eval-{instances}"
     with get_backend("hf").serving(out / "serve-extra", checkpoints[0]) as serving:
-        agents = [AgentSpec(serving.spec(c).agent, {**dict(serving.spec(c).params)}, f"model-{i}")
-                  for i, c in sorted(checkpoints.items())]
+        specs = {i: serving.spec(c) for i, c in sorted(checkpoints.items())}
+        agents = [AgentSpec(spec.agent, dict(spec.params), f"model-{i}") for i, spec in specs.items()]
         agents += [AgentSpec(name, {}, name) for name in BASELINES]
         started = time.perf_counter()
         run = Plan(tuple(agents), (entry,), 1, 1, "smollm2-extra-eval")

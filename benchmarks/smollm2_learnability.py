@@ -21,14 +21,11 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-SUMMARY_LINE = re.compile(r"^- (\w+): chosen \d+ times?, (?:average reward ([0-9.]+)|not tried yet)$", re.M)
 
 
 def random_policy(messages, request):
@@ -74,13 +71,13 @@ def heldout_prompts(directory: Path, limit: int) -> list[tuple[list[dict], list[
         entry = ScenarioEntry(entry.id, entry.family, entry.params, entry.framing, tuple(range(1000, 1008)))
         with ScriptedServer(random_policy) as server:
             spec = AgentSpec("openai/random", {**bench.AGENT_PARAMS, "shuffle_options": "round",
-                                               "api_base": server.api_base}, "random")
+                                               "api_base": server.api_base}, "rand")  # the label seeds the option orders: these prompts
             run_plan(Plan((spec,), (entry,), 7, 4, "probe-prompts"), directory, concurrency=8)
     decisions, _ = load_run(directory)
     items = []
     for row in decisions.filter(pl.col("t") >= 3).sort("task_id", "rollout", "t").collect().iter_rows(named=True):
         messages = json.loads(row["messages"])
-        listed = SUMMARY_LINE.findall(messages[-1]["content"])
+        listed = bench.SUMMARY_LINE.findall(messages[-1]["content"])
         means = [float(value) if value else None for _, value in listed]
         tried = [value for value in means if value is not None]
         if len(tried) >= 2 and max(tried) > 0 and tried.count(max(tried)) == 1:

@@ -103,7 +103,7 @@ class IterateConfig:
         "help": "earlier iterations' kept trajectories that join every fit (torch backend): none; first (iteration "
                 "0's, i.e. the teacher's with a warm start, so the model stays anchored to what it first imitated); "
                 "all (every earlier iteration's: a growing replay buffer)",
-        "choices": ("none", "first", "all")})
+        "choices": REPLAYS})
     replay_weight: float = field(default=1.0, metadata={
         "help": "replay: each replayed trajectory's training weight is its selection weight times this"})
     max_regret: float = field(default=0.0, metadata={"help": "threshold selector: keep rollouts with final regret <= this"})

@@ -223,7 +223,7 @@ class FrozenLayerCache:
         self.boundary = boundary
         self.states: list[Any] = []
 
-    def _boundary_input(self, model, ids: list[int]):
+    def boundary_input(self, model, ids: list[int]):
         import torch
 
         captured = {}
@@ -239,9 +239,6 @@ class FrozenLayerCache:
         finally:
             handle.remove()
         return captured["h"][0]
-
-    def fill(self, model, examples: list[list[int]]) -> None:
-        self.states = [self._boundary_input(model, ids).cpu() for ids in examples]
 
     def batch(self, indices, length: int):
         import torch
@@ -431,10 +428,10 @@ class HFBackend(BaseBackend):
             cache = FrozenLayerCache(model, top[0])
         except AttributeError:  # no decoder with a `layers` list
             return None
-        cache.fill(model, examples[:1])
-        if not cache.matches(model, examples[0], cache.states[0]):
+        first = cache.boundary_input(model, examples[0])
+        if not cache.matches(model, examples[0], first):
             return None
-        cache.fill(model, examples)
+        cache.states = [first.cpu()] + [cache.boundary_input(model, ids).cpu() for ids in examples[1:]]
         return cache
 
     def _save_merged(self, trained, tokenizer, merged_dir: Path) -> None:
@@ -490,9 +487,7 @@ class LocalServing(Serving):
         directory = local_model_dir(checkpoint.path)
         if directory is None:  # a hosted model or a hub id: played as it is
             return checkpoint.agent_spec()
-        if self.server is not None and self.server.exit_problem():
-            self.died.append(self.server.exit_problem())  # a server that died mid-loop is started again
-            self.close()
+        self._reap()  # a server that died mid-loop is started again below
         if self.server is not None and not self.server.serves(directory):
             self.close()
         if self.server is None:
@@ -511,10 +506,15 @@ class LocalServing(Serving):
     def cpu_s(self) -> float:
         return self.finished_cpu_s + (self.server.cpu_s() if self.server is not None else 0.0)
 
-    def problem(self) -> str | None:
-        if self.server is not None and self.server.exit_problem():
-            self.died.append(self.server.exit_problem())
+    def _reap(self) -> None:
+        """Record and drop a server that has died."""
+        problem = self.server.exit_problem() if self.server is not None else None
+        if problem:
+            self.died.append(problem)
             self.close()
+
+    def problem(self) -> str | None:
+        self._reap()
         died, self.died = self.died, []
         return "; ".join(died) or None
 
