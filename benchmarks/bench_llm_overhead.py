@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from harness import parse_suite, run_plan
 LATENCY_S = 0.05
 HORIZON = 16  # rounds per episode; C episodes per measurement, so C * HORIZON decisions
 ROUNDS = 3
+PAIRS = int(os.environ.get("BENCH_PAIRS", "8"))  # paired rounds of the overhead test
 TARGET_OVERHEAD = 0.05
 TARGET_DIRECT_SPEEDUP = 5.0
 MODEL = "openai/bench"
@@ -101,28 +103,45 @@ def through_harness(api_base: str, concurrency: int, directory, client: str = "l
 
 @pytest.mark.parametrize("concurrency", [64, 256])
 def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
+    """PAIRS paired rounds, the order alternated (harness first, then bare first): this machine's
+    speed drifts by 10-20% within a minute, which a best-of-3 of each path mistook for overhead
+    (+3.6% to +10.3% for the same code). The overhead is the mean of the rounds' log time ratios,
+    with its 95% interval across rounds; the target is on the mean."""
+    import math
+
+    from harness import clustered_mean
+
     counter = itertools.count()
     through_harness(api_base, 4, tmp_path / "warm")  # warm-up: litellm's lazy imports and clients
-    bare(api_base, sent_messages(tmp_path / "warm" / "run"))
-    bare_runs, harness_runs = [], []
-    for _ in range(ROUNDS):  # interleaved, best of ROUNDS: both paths see the same machine load
-        directory = tmp_path / f"h{next(counter)}"
-        harness_runs.append(through_harness(api_base, concurrency, directory))
-        bare_runs.append(bare(api_base, sent_messages(directory / "run")))
+    first = tmp_path / f"h{next(counter)}"
+    through_harness(api_base, concurrency, first)
+    sent = sent_messages(first / "run")  # the same requests every run: the server's replies are scripted
+    bare(api_base, sent)
+    log_ratios, bare_runs, harness_runs = [], [], []
+    for round_ in range(PAIRS):
+        pair = {}
+        for path in (("harness", "bare") if round_ % 2 == 0 else ("bare", "harness")):
+            pair[path] = (through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}") if path == "harness"
+                          else bare(api_base, sent))
+        harness_runs.append(pair["harness"])
+        bare_runs.append(pair["bare"])
+        log_ratios.append(math.log(pair["harness"][0] / pair["bare"][0]))
+    estimate = clustered_mean(log_ratios)
+    overhead, low, high = (math.exp(x) - 1 for x in (estimate.estimate, estimate.ci_low, estimate.ci_high))
+    cpu_overhead = sum(c for _, c in harness_runs) / sum(c for _, c in bare_runs) - 1
     (bare_s, bare_cpu), (harness_s, harness_cpu) = min(bare_runs), min(harness_runs)
-    ratio = bare_s / harness_s
     decisions = concurrency * HORIZON
     benchmark.group = f"LLM decisions, concurrency {concurrency}, {LATENCY_S * 1000:.0f} ms server latency"
     benchmark.extra_info.update(rates(decisions, bare=(bare_s, bare_cpu), harness=(harness_s, harness_cpu)),
-                                harness_speed_over_bare=ratio)
+                                overhead=overhead, overhead_low=low, overhead_high=high, pairs=PAIRS)
     benchmark.pedantic(lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"),
                        rounds=1, iterations=1)
-    print(f"\nconcurrency {concurrency}, {decisions} decisions: bare litellm {decisions / bare_s:,.0f} decisions/s "
-          f"({1000 * bare_cpu / decisions:.2f} ms CPU each), harness {decisions / harness_s:,.0f} decisions/s "
-          f"({1000 * harness_cpu / decisions:.2f} ms CPU each), harness/bare speed = {ratio:.3f} "
-          f"(overhead {1 / ratio - 1:+.1%} wall, {harness_cpu / bare_cpu - 1:+.1%} CPU; target <= "
-          f"{TARGET_OVERHEAD:.0%}; {load()})")
-    assert 1 / ratio - 1 <= TARGET_OVERHEAD, f"harness overhead {1 / ratio - 1:.1%} > {TARGET_OVERHEAD:.0%}"
+    print(f"\nconcurrency {concurrency}, {decisions} decisions, {PAIRS} paired rounds: bare litellm "
+          f"{decisions / bare_s:,.0f} decisions/s ({1000 * bare_cpu / decisions:.2f} ms CPU each), harness "
+          f"{decisions / harness_s:,.0f} decisions/s ({1000 * harness_cpu / decisions:.2f} ms CPU each); overhead "
+          f"{overhead:+.1%} wall [95% CI {low:+.1%}, {high:+.1%}], {cpu_overhead:+.1%} CPU; per round "
+          f"{', '.join(f'{math.exp(x) - 1:+.1%}' for x in log_ratios)} (target <= {TARGET_OVERHEAD:.0%}; {load()})")
+    assert overhead <= TARGET_OVERHEAD, f"harness overhead {overhead:.1%} > {TARGET_OVERHEAD:.0%}"
 
 
 @pytest.mark.parametrize("concurrency", [64, 256])
