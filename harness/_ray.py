@@ -27,7 +27,8 @@ from agents import AgentFactory, AgentSpec
 from harness._executor import EpisodeWorker, Outcome
 from harness._plan import Episode
 from harness._process import check_workers
-from harness._remote import BudgetAddress, BudgetLink, WorkerLost, budget_server, dispatch, worker_specs
+from harness._remote import (BudgetAddress, BudgetLink, WorkerLost, WorkerStartError, budget_server, dispatch,
+                             last_error_line, worker_specs)
 from scenarios import ConfigError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'regret-harness[ray]'"
@@ -69,8 +70,6 @@ class RayEpisodeWorker:
         # Ray's and our modules, imported by now, are a large heap that every full collection
         # would walk again while episodes allocate; frozen, they are left out (actor CPU -10%)
         gc.freeze()
-        import gc
-        gc.freeze()
 
     async def play(self, episode: Episode) -> Outcome:
         return await self._worker.play(episode)
@@ -82,14 +81,31 @@ class RayEpisodeWorker:
         await self._worker.aclose()
 
 
+def _start_failure(exc: Exception) -> WorkerStartError | None:
+    """Ray never restarts an actor whose constructor raised: waiting for it would hang the run."""
+    if getattr(exc, "actor_init_failed", False):
+        return WorkerStartError(f"a Ray actor could not start: {last_error_line(str(exc))}")
+    return None
+
+
+async def _ready(actors: list, errors: tuple[type[Exception], ...]) -> None:
+    """Every actor answers once before the first episode, or the run stops with the reason."""
+    for outcome in await asyncio.gather(*(handle.pid.remote() for handle in actors), return_exceptions=True):
+        if isinstance(outcome, errors) and (failure := _start_failure(outcome)) is not None:
+            raise failure from None
+
+
 async def _restarted(handle, errors: tuple[type[Exception], ...], timeout_s: float = 300.0) -> None:
-    """Wait until a restarting actor answers again (else WorkerLost: the episode is not started)."""
+    """Wait until a restarting actor answers again (else WorkerLost: the episode is not started;
+    WorkerStartError when the restarted actor's constructor raised)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
             await handle.pid.remote()
             return
         except errors as exc:
+            if (failure := _start_failure(exc)) is not None:
+                raise failure from None
             if asyncio.get_running_loop().time() > deadline:
                 raise WorkerLost(f"Ray actor did not come back: {str(exc).splitlines()[0][:300]}") from None
             await asyncio.sleep(0.2)
@@ -123,6 +139,7 @@ class RayExecutor:
             actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0, max_concurrency=slots)(RayEpisodeWorker)
             specs, env = worker_specs(factories), forwarded_env()
             actors = [actor.remote(specs, budget.address if budget else None, env) for _ in range(workers)]
+            await _ready(actors, (RayActorError, ActorUnavailableError))
 
             def player(handle):
                 lost = False  # the actor died: wait for Ray's restart before handing it the next episode
