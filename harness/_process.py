@@ -21,7 +21,8 @@ from typing import Any
 from agents import AgentFactory, AgentSpec
 from harness._executor import EpisodeWorker, Outcome
 from harness._plan import Episode
-from harness._remote import BudgetAddress, BudgetLink, WorkerLost, budget_server, dispatch, worker_specs
+from harness._remote import (BudgetAddress, BudgetLink, WorkerLost, WorkerStartError, budget_server, dispatch,
+                             worker_specs)
 from scenarios import ConfigError
 
 
@@ -29,6 +30,9 @@ def check_workers(workers: int | None) -> int | None:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
     return workers
+
+
+START_FAILED = -1  # the id of a worker's message that it could not start (then the reason)
 
 
 def serve_episodes(connection, specs: Mapping[str, AgentSpec], budget: BudgetAddress | None) -> None:
@@ -39,7 +43,12 @@ def serve_episodes(connection, specs: Mapping[str, AgentSpec], budget: BudgetAdd
 
 async def _serve(connection, specs: Mapping[str, AgentSpec], budget: BudgetAddress | None) -> None:
     loop = asyncio.get_running_loop()
-    worker = EpisodeWorker(specs, BudgetLink(budget) if budget is not None else None)
+    try:
+        worker = EpisodeWorker(specs, BudgetLink(budget) if budget is not None else None)
+    except Exception as exc:  # noqa: BLE001 - every episode here would fail the same way: the driver stops the run
+        connection.send((START_FAILED, f"{type(exc).__name__}: {exc}"[:300]))
+        connection.close()
+        return
     inbox: asyncio.Queue = asyncio.Queue()
 
     def readable() -> None:
@@ -92,16 +101,19 @@ class _WorkerProcess:
         except (EOFError, OSError):
             self._lost()
             return
+        if ident == START_FAILED:
+            self._lost(WorkerStartError(f"a worker process could not start: {outcome}"))
+            return
         future = self._pending.pop(ident, None)
         if future is not None and not future.done():
             future.set_result(outcome)
 
-    def _lost(self) -> None:
+    def _lost(self, why: Exception | None = None) -> None:
         asyncio.get_running_loop().remove_reader(self._connection.fileno())
         self._connection.close()
         self._connection = None
         self.process.join(5)
-        why = WorkerLost(f"worker process {self.process.pid} exited (code {self.process.exitcode})")
+        why = why or WorkerLost(f"worker process {self.process.pid} exited (code {self.process.exitcode})")
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(why)

@@ -241,33 +241,34 @@ def test_regret_iterate_refuses_a_bad_executor_before_writing(tmp_path, capsys):
     assert not (tmp_path / "loop").exists()
 
 
-def test_a_ray_actor_that_cannot_start_stops_the_run_with_the_reason(tmp_path, ray_head, monkeypatch):
-    """An actor whose constructor raises (here: it cannot reach the driver's budget, as a node behind
-    a firewall would not) is never restarted by Ray; the run must stop with that reason, not wait."""
+@pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
+def test_a_worker_that_cannot_start_stops_the_run_with_the_reason(tmp_path, executor, monkeypatch):
+    """A worker whose start raises (here: it cannot reach the driver's budget, as a node behind a
+    firewall would not) stops the run with that reason. Ray never restarts an actor whose
+    constructor raised, so waiting for it hung the run; processes failed every episode unexplained."""
     import dataclasses
+    import importlib
     import socket
 
-    import harness._ray
-    from harness import get_executor
     from harness._remote import WorkerStartError
 
-    real = harness._ray.budget_server
+    module = importlib.import_module("harness._ray" if type(executor).__name__ == "RayExecutor" else "harness._process")
+    real = module.budget_server
 
-    def unreachable(host):
-        server = real(host)
+    def unreachable(*host):
+        server = real(*host)
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         server.address = dataclasses.replace(server.address, address=("127.0.0.1", port))
         return server
 
-    monkeypatch.setattr(harness._ray, "budget_server", unreachable)
+    monkeypatch.setattr(module, "budget_server", unreachable)
     outcome: list[BaseException | None] = []
 
     def run():
         try:
-            run_plan(_baseline_plan(), tmp_path / "run", max_cost=1.0,
-                     executor=get_executor("ray", address=ray_head.address, workers=2))
+            run_plan(_baseline_plan(), tmp_path / "run", max_cost=1.0, executor=executor)
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
             outcome.append(exc)
@@ -275,7 +276,7 @@ def test_a_ray_actor_that_cannot_start_stops_the_run_with_the_reason(tmp_path, r
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(timeout=120)
-    assert outcome, "the run waited for an actor that cannot start"
+    assert outcome, "the run waited for a worker that cannot start"
     assert isinstance(outcome[0], WorkerStartError), outcome[0]
-    assert "a Ray actor could not start: ConnectionRefusedError" in str(outcome[0])
+    assert "could not start: ConnectionRefusedError" in str(outcome[0])
     assert main(["run", "--resume", str(tmp_path / "run")]) == 0  # the run directory stays usable
