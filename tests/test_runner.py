@@ -230,3 +230,23 @@ def test_master_seed_redraws_instances_and_sweeps_expand_in_written_order():
     # a frozen plan round-trips and still redraws under another seed
     frozen = parse_suite(plan.to_dict())
     assert frozen == plan and frozen.replace(seed=3) == in_file
+
+
+def test_the_run_freezes_the_callers_heap_only_while_it_runs(tmp_path):
+    """The collector skips the heap that existed before the run while it runs (full collections
+    walked it again and again) and sees it again after, also when the run raises."""
+    import gc
+
+    seen = []
+
+    class Recording:
+        async def run(self, episodes, deliver, *, factories, concurrency):
+            seen.append(gc.get_freeze_count())
+            raise RuntimeError("executor failed")
+
+    assert gc.get_freeze_count() == 0
+    run_plan(small_plan(horizon=5, rollouts=1), tmp_path / "ok")
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError, match="executor failed"):
+        run_plan(small_plan(horizon=5, rollouts=1), tmp_path / "raised", executor=Recording())
+    assert seen and seen[0] > 0 and gc.get_freeze_count() == 0
