@@ -11,9 +11,9 @@ their decisions as in a real run. At concurrency C:
   exact messages one harness episode sent (read back from its decisions table), with no prompt
   building, parsing, cache, scenario or store.
 
-Both send the same requests; the ratio bare_time / harness_time is the harness's speed relative
-to bare litellm (wall clock), and the CPU seconds per decision of this process are reported
-beside it. Target: overhead at most 5%, i.e. ratio >= 1 / 1.05 = 0.95.
+Both send the same requests, in paired rounds (`BENCH_PAIRS`, order alternated); the overhead is
+the mean over rounds of log(harness_time / bare_time) (wall clock), with its 95% interval, and
+the CPU seconds per decision of this process are reported beside it. Target: overhead at most 5%.
 
 The direct client (`client = "direct"`, agents.llm._transport) runs the same plan beside the
 harness on litellm (`client = "litellm"`), interleaved: target at least 5x the decisions per second.
@@ -117,12 +117,12 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
     through_harness(api_base, concurrency, first)
     sent = sent_messages(first / "run")  # the same requests every run: the server's replies are scripted
     bare(api_base, sent)
+    paths = {"harness": lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"),
+             "bare": lambda: bare(api_base, sent)}
     log_ratios, bare_runs, harness_runs = [], [], []
     for round_ in range(PAIRS):
-        pair = {}
-        for path in (("harness", "bare") if round_ % 2 == 0 else ("bare", "harness")):
-            pair[path] = (through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}") if path == "harness"
-                          else bare(api_base, sent))
+        order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
+        pair = {name: paths[name]() for name in order}
         harness_runs.append(pair["harness"])
         bare_runs.append(pair["bare"])
         log_ratios.append(math.log(pair["harness"][0] / pair["bare"][0]))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 
 from agents import AgentFactory, AgentSpec
@@ -28,7 +29,7 @@ from harness._executor import EpisodeWorker, Outcome
 from harness._plan import Episode
 from harness._process import check_workers
 from harness._remote import (BudgetAddress, BudgetLink, WorkerLost, WorkerStartError, budget_server, dispatch,
-                             last_error_line, worker_specs)
+                             worker_specs)
 from scenarios import ConfigError
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'regret-harness[ray]'"
@@ -81,10 +82,17 @@ class RayEpisodeWorker:
         await self._worker.aclose()
 
 
+def _error_line(text: str) -> str:
+    """The line of a remote traceback that names the error ("OSError: ..."), else its last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
+    return (named or lines or [""])[-1][:300]
+
+
 def _start_failure(exc: Exception) -> WorkerStartError | None:
     """Ray never restarts an actor whose constructor raised: waiting for it would hang the run."""
     if getattr(exc, "actor_init_failed", False):
-        return WorkerStartError(f"a Ray actor could not start: {last_error_line(str(exc))}")
+        return WorkerStartError(f"a Ray actor could not start: {_error_line(str(exc))}")
     return None
 
 

@@ -19,7 +19,6 @@ Shared by the executors that play elsewhere (`harness._process`, `harness._ray`)
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -44,13 +43,6 @@ class WorkerLost(Exception):
 class WorkerStartError(RegretError):
     """A worker could not start (for example it cannot reach the driver's budget): the run stops,
     with what finished committed, instead of waiting for a worker that never comes."""
-
-
-def last_error_line(text: str) -> str:
-    """The line of a remote traceback that names the error ("OSError: ..."), else its last line."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b", line)]
-    return (named or lines or [""])[-1][:300]
 
 
 # --- the cost cap across processes ----------------------------------------------------------

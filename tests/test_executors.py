@@ -242,7 +242,7 @@ def test_regret_iterate_refuses_a_bad_executor_before_writing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("executor", EXECUTORS, indirect=True)
-def test_a_worker_that_cannot_start_stops_the_run_with_the_reason(tmp_path, executor, monkeypatch):
+def test_a_worker_that_cannot_start_stops_the_run_with_the_reason(tmp_path, executor, monkeypatch, request):
     """A worker whose start raises (here: it cannot reach the driver's budget, as a node behind a
     firewall would not) stops the run with that reason. Ray never restarts an actor whose
     constructor raised, so waiting for it hung the run; processes failed every episode unexplained."""
@@ -252,7 +252,7 @@ def test_a_worker_that_cannot_start_stops_the_run_with_the_reason(tmp_path, exec
 
     from harness._remote import WorkerStartError
 
-    module = importlib.import_module("harness._ray" if type(executor).__name__ == "RayExecutor" else "harness._process")
+    module = importlib.import_module(f"harness._{request.node.callspec.params['executor']}")
     real = module.budget_server
 
     def unreachable(*host):
