@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agents import AgentFactory, AgentSpec
-from harness._executor import EpisodeWorker, Outcome
+from harness._executor import EpisodeWorker, Outcome, tune_collector
 from harness._plan import Episode
 from harness._remote import (BudgetAddress, BudgetLink, WorkerLost, WorkerStartError, budget_server, dispatch,
                              worker_specs)
@@ -49,6 +49,7 @@ async def _serve(connection, specs: Mapping[str, AgentSpec], budget: BudgetAddre
         connection.send((START_FAILED, f"{type(exc).__name__}: {exc}"[:300]))
         connection.close()
         return
+    tune_collector()  # the worker's process is the run's
     inbox: asyncio.Queue = asyncio.Queue()
 
     def readable() -> None:

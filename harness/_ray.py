@@ -19,13 +19,12 @@ shut down after it; with one, the driver connects to that cluster (`auto`, `HOST
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 
 from agents import AgentFactory, AgentSpec
-from harness._executor import EpisodeWorker, Outcome
+from harness._executor import EpisodeWorker, Outcome, tune_collector
 from harness._plan import Episode
 from harness._process import check_workers
 from harness._remote import (BudgetAddress, BudgetLink, WorkerLost, WorkerStartError, budget_server, dispatch,
@@ -68,9 +67,7 @@ class RayEpisodeWorker:
                  env: Mapping[str, str] | None = None) -> None:
         os.environ.update(env or {})
         self._worker = EpisodeWorker(specs, BudgetLink(budget) if budget is not None else None)
-        # Ray's and our modules, imported by now, are a large heap that every full collection
-        # would walk again while episodes allocate; frozen, they are left out (actor CPU -10%)
-        gc.freeze()
+        tune_collector()  # the actor's process is the run's: Ray's and our modules frozen (actor CPU -10%)
 
     async def play(self, episode: Episode) -> Outcome:
         return await self._worker.play(episode)

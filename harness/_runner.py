@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents import RUN_BUDGET, AgentFactory, CostBudget, resolve
-from harness._executor import Executor, Outcome, get_executor
+from harness._executor import Executor, Outcome, episode_collector, get_executor
 from harness._files import PLAN_FILE
 from harness._plan import Episode, Plan, PlanError, scenario_kind
 from harness._store import FAILED, FINISHED, RunStore, RunStoreError
@@ -163,14 +162,10 @@ async def execute(
                 progress.advance(episode, FINISHED)
 
         token = RUN_BUDGET.set(budget)  # the run's tasks see it (a context variable, reset after)
-        # the heap that existed before the run (imported modules, litellm's price table: ~490k objects
-        # in a test process) is left out of the run's full collections, each of which walked it for
-        # 0.3 s; unfrozen after, so the caller's garbage from before is collected as usual
-        gc.freeze()
         try:
-            await runner.run(episodes(), deliver, factories=factories, concurrency=concurrency)
+            with episode_collector():
+                await runner.run(episodes(), deliver, factories=factories, concurrency=concurrency)
         finally:
-            gc.unfreeze()
             RUN_BUDGET.reset(token)
         if budget.refused and result.stopped is None:
             result.stopped = f"cost limit ${max_cost:g} reached (${budget.spent:.4f} spent)"

@@ -232,21 +232,30 @@ def test_master_seed_redraws_instances_and_sweeps_expand_in_written_order():
     assert frozen == plan and frozen.replace(seed=3) == in_file
 
 
-def test_the_run_freezes_the_callers_heap_only_while_it_runs(tmp_path):
-    """The collector skips the heap that existed before the run while it runs (full collections
-    walked it again and again) and sees it again after, also when the run raises."""
+def test_the_run_tunes_the_collector_only_while_it_runs(tmp_path):
+    """While the run runs, the collector skips the heap from before it (full collections walked it
+    again and again) and lets a young generation hold an episode's rows; after it, also when the
+    run raises, the caller's thresholds and heap are as they were."""
     import gc
+
+    from harness._executor import YOUNG_THRESHOLD
 
     seen = []
 
     class Recording:
         async def run(self, episodes, deliver, *, factories, concurrency):
-            seen.append(gc.get_freeze_count())
+            seen.append((gc.get_freeze_count(), gc.get_threshold()))
             raise RuntimeError("executor failed")
 
-    assert gc.get_freeze_count() == 0
-    run_plan(small_plan(horizon=5, rollouts=1), tmp_path / "ok")
-    assert gc.get_freeze_count() == 0
-    with pytest.raises(RuntimeError, match="executor failed"):
-        run_plan(small_plan(horizon=5, rollouts=1), tmp_path / "raised", executor=Recording())
-    assert seen and seen[0] > 0 and gc.get_freeze_count() == 0
+    before = gc.get_threshold()
+    gc.set_threshold(500, 7, 9)
+    try:
+        run_plan(small_plan(horizon=5, rollouts=1), tmp_path / "ok")
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == (500, 7, 9)
+        with pytest.raises(RuntimeError, match="executor failed"):
+            run_plan(small_plan(horizon=5, rollouts=1), tmp_path / "raised", executor=Recording())
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*before)
+    (frozen, during), = seen
+    assert frozen > 0 and during == (YOUNG_THRESHOLD, 7, 9)
