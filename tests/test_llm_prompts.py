@@ -77,3 +77,36 @@ def test_compile_template_refuses_what_it_cannot_render_exactly():
     # a value is substituted as it is, never formatted again
     assert render(compile_template(ChatPromptTemplate.from_messages([("human", "{a}!")])), a="{b}") == [
         {"role": "user", "content": "{b}!"}]
+
+
+
+@pytest.mark.parametrize("family, params", [
+    ("bandit/bernoulli", {"n_arms": 3, "horizon": 12}),
+    ("experts/full-info", {"n_experts": 3, "horizon": 12}),
+])
+@pytest.mark.parametrize("orders", [None, "episode", "round"])
+def test_the_history_renders_each_round_once_and_as_a_fresh_rendering_would(monkeypatch, family, params, orders):
+    """The full history is kept rendered between rounds (re-rendering it every round cost time
+    quadratic in the horizon); what the model sees is what rendering every past round anew gives,
+    in the order of the round that shows it (a per-round shuffle renders them all again)."""
+    env = make(family, params, 3)
+    framing = get_framing("buttons")
+    info = EpisodeInfo(env.family, env.kind, env.feedback, env.n_actions, env.horizon, env.accepts_policy, "x#3",
+                       "x", 0, 7, description=framing.describe(env))
+    prompts = EpisodePrompts(info, framing, history="full", orders=OptionOrders(env.n_actions, 11, orders))
+    rendered = []
+    line = prompts._line
+    monkeypatch.setattr(prompts, "_line", lambda past, order: rendered.append(past) or line(past, order))
+    env.reset(5)
+    for t in range(12):
+        order = prompts.orders.at(t)
+        before = len(rendered)
+        history = prompts.messages(t)[1]["content"]
+        new_lines = len(rendered) - before
+        if t:
+            fresh = "\n".join(line(past, order) for past in prompts.rounds)
+            assert "History of the rounds so far:\n" + fresh in history, f"round {t}"
+            assert new_lines == (t if orders == "round" and order != prompts.orders.at(t - 1) else 1), f"round {t}"
+        policy = tuple([1.0 / env.n_actions] * env.n_actions) if env.kind == "experts" and t % 2 else None
+        step = env.step(list(policy) if policy else t % env.n_actions)
+        prompts.record(t, None if policy else t % env.n_actions, policy, dict(step.feedback), None, "")

@@ -183,6 +183,8 @@ class EpisodePrompts:
         self.values = [0.0] * n  # reward sums (bandits) or cumulative losses (experts), scenario numbering
         self.conversation: list[tuple[str, str]] = []  # multi-turn: (role, text)
         self._pending_feedback = ""
+        self._lines: list[str] = []  # the past rounds' lines as `_lines_order` shows them
+        self._lines_order: OptionOrder | None = None
 
     # --- what the model sees -----------------------------------------------------------------
     def question(self, t: int, context: Any = None) -> str:
@@ -201,7 +203,16 @@ class EpisodePrompts:
                 values = [s / c if c else None for s, c in zip(self.values, self.counts)]
             return self.framing.summary_text(kind, self.episode.n_actions, order.shown_values(self.counts),
                                              order.shown_values(values), rounds=len(self.rounds))
-        return "History of the rounds so far:\n" + "\n".join(self._line(past, order) for past in self.rounds)
+        return "History of the rounds so far:\n" + "\n".join(self._history_lines(order))
+
+    def _history_lines(self, order: OptionOrder) -> list[str]:
+        """Each past round rendered once while the order stays (re-rendering the whole history
+        every round cost time quadratic in the horizon); a new order renders them all again."""
+        if order != self._lines_order:
+            self._lines, self._lines_order = [], order
+        for past in self.rounds[len(self._lines):]:
+            self._lines.append(self._line(past, order))
+        return self._lines
 
     def _line(self, past: tuple, order: OptionOrder) -> str:
         t, action, policy, feedback = past
