@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import math
 import os
 import resource
 import time
 
 import pytest
+from _paired import paired_ratio
 
 from harness.testing.ray_head import LOOPBACK_ENV
 
@@ -91,7 +91,8 @@ def test_executors_side_by_side(benchmark, tmp_path):
         for mine, theirs in zip(reference, tables(directories[name])):
             assert mine.equals(theirs), f"{name} executor: tables differ from the local executor's"
     decisions = reference[0].height
-    speedups = {name: speedup(timings["local"], timings[name]) for name in timings}
+    local = [wall for wall, _ in timings["local"]]
+    speedups = {name: paired_ratio(local, [wall for wall, _ in runs]) for name, runs in timings.items()}
     lines = [f"decisions: {decisions:,} ({plan().name}: linucb + thompson, horizon {HORIZON}); {ROUNDS} rounds; "
              f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min), {os.cpu_count()} CPUs"]
     for name, runs in timings.items():
@@ -107,11 +108,3 @@ def test_executors_side_by_side(benchmark, tmp_path):
         ratio = speedups[name][0]
         assert ratio >= TARGET, f"{name} executor runs at {ratio:.2f}x the single process (target >= {TARGET})"
 
-
-def speedup(reference: list[tuple[float, float]], runs: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """The geometric mean over rounds of reference wall / run wall, with its 95% interval: rounds are
-    paired (the machine's speed drifts by 10-20% within minutes, which a best-of-N of each took for speed)."""
-    from harness import clustered_mean
-
-    estimate = clustered_mean([math.log(mine[0] / theirs[0]) for mine, theirs in zip(reference, runs)])
-    return tuple(math.exp(x) for x in (estimate.estimate, estimate.ci_low, estimate.ci_high))

@@ -31,6 +31,7 @@ import sys
 import time
 
 import pytest
+from _paired import paired_ratio
 
 from harness import parse_suite, run_plan
 
@@ -103,14 +104,9 @@ def through_harness(api_base: str, concurrency: int, directory, client: str = "l
 
 @pytest.mark.parametrize("concurrency", [64, 256])
 def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
-    """PAIRS paired rounds, the order alternated (harness first, then bare first): this machine's
-    speed drifts by 10-20% within a minute, which a best-of-3 of each path mistook for overhead
-    (+3.6% to +10.3% for the same code). The overhead is the mean of the rounds' log time ratios,
-    with its 95% interval across rounds; the target is on the mean."""
-    import math
-
-    from harness import clustered_mean
-
+    """PAIRS paired rounds, the order alternated (harness first, then bare first; benchmarks/_paired.py):
+    a best-of-3 of each path mistook the machine's drift for overhead (+3.6% to +10.3% for the same
+    code). The target is on the geometric mean of the rounds' time ratios."""
     counter = itertools.count()
     through_harness(api_base, 4, tmp_path / "warm")  # warm-up: litellm's lazy imports and clients
     first = tmp_path / f"h{next(counter)}"
@@ -119,15 +115,14 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
     bare(api_base, sent)
     paths = {"harness": lambda: through_harness(api_base, concurrency, tmp_path / f"h{next(counter)}"),
              "bare": lambda: bare(api_base, sent)}
-    log_ratios, bare_runs, harness_runs = [], [], []
+    bare_runs, harness_runs = [], []
     for round_ in range(PAIRS):
         order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
         pair = {name: paths[name]() for name in order}
         harness_runs.append(pair["harness"])
         bare_runs.append(pair["bare"])
-        log_ratios.append(math.log(pair["harness"][0] / pair["bare"][0]))
-    estimate = clustered_mean(log_ratios)
-    overhead, low, high = (math.exp(x) - 1 for x in (estimate.estimate, estimate.ci_low, estimate.ci_high))
+    ratios = paired_ratio([wall for wall, _ in harness_runs], [wall for wall, _ in bare_runs])
+    overhead, low, high = (ratio - 1 for ratio in ratios)
     cpu_overhead = sum(c for _, c in harness_runs) / sum(c for _, c in bare_runs) - 1
     (bare_s, bare_cpu), (harness_s, harness_cpu) = min(bare_runs), min(harness_runs)
     decisions = concurrency * HORIZON
@@ -140,7 +135,7 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
           f"{decisions / bare_s:,.0f} decisions/s ({1000 * bare_cpu / decisions:.2f} ms CPU each), harness "
           f"{decisions / harness_s:,.0f} decisions/s ({1000 * harness_cpu / decisions:.2f} ms CPU each); overhead "
           f"{overhead:+.1%} wall [95% CI {low:+.1%}, {high:+.1%}], {cpu_overhead:+.1%} CPU; per round "
-          f"{', '.join(f'{math.exp(x) - 1:+.1%}' for x in log_ratios)} (target <= {TARGET_OVERHEAD:.0%}; {load()})")
+          f"{', '.join(f'{h / b - 1:+.1%}' for (h, _), (b, _) in zip(harness_runs, bare_runs))} (target <= {TARGET_OVERHEAD:.0%}; {load()})")
     assert overhead <= TARGET_OVERHEAD, f"harness overhead {overhead:.1%} > {TARGET_OVERHEAD:.0%}"
 
 

@@ -10,11 +10,11 @@ runs at no less than 0.8x the speed of the bare loop.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import time
 
 import pytest
+from _paired import paired_ratio
 
 from agents import EpisodeInfo, resolve
 from harness import parse_suite, run_plan
@@ -80,12 +80,8 @@ PAIRS = int(os.environ.get("BENCH_PAIRS", "30"))
 
 
 def test_ratio(tmp_path):
-    """PAIRS paired rounds, the order alternated (this machine's speed drifts by 10-20% within a
-    minute: a best-of-N of each path measures the drift as much as the harness). The ratio is the
-    geometric mean of the rounds' speed ratios (wall clock), with its 95% interval across rounds;
-    the harness must keep >= 0.8x the bare loop's speed."""
-    from harness import clustered_mean
-
+    """PAIRS paired rounds, the order alternated (benchmarks/_paired.py); the harness must keep
+    >= 0.8x the bare loop's speed (wall clock)."""
     counter = itertools.count()
     paths = {"bare": bare_loop, "harness": lambda: run_plan(plan(), tmp_path / f"run{next(counter)}")}
     wall: dict[str, list[float]] = {name: [] for name in paths}
@@ -96,8 +92,7 @@ def test_ratio(tmp_path):
             paths[name]()
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
-    estimate = clustered_mean([math.log(b / h) for b, h in zip(wall["bare"], wall["harness"])])
-    ratio, low, high = (math.exp(x) for x in (estimate.estimate, estimate.ci_low, estimate.ci_high))
+    ratio, low, high = paired_ratio(wall["bare"], wall["harness"])
     decisions = HORIZON * EPISODES
     print(f"\nbare loop: {decisions / min(wall['bare']):,.0f} decisions/s; harness: "
           f"{decisions / min(wall['harness']):,.0f} decisions/s (best of {PAIRS}); harness speed / bare speed = "
