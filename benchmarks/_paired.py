@@ -12,6 +12,11 @@ from collections.abc import Sequence
 
 from harness import clustered_mean
 
+def round_order(names: Sequence[str], round_: int) -> list[str]:
+    """The paths in round `round_`'s order: rotated by one each round (two paths alternate)."""
+    shift = round_ % len(names)
+    return [*names[shift:], *names[:shift]]
+
 
 def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float, float]:
     """The geometric mean of numerators[i] / denominators[i] over the rounds, and its 95% interval."""

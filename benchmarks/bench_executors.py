@@ -24,7 +24,7 @@ import resource
 import time
 
 import pytest
-from _paired import paired_ratio
+from _paired import paired_ratio, round_order
 
 from harness.testing.ray_head import LOOPBACK_ENV
 
@@ -73,9 +73,7 @@ def test_executors_side_by_side(benchmark, tmp_path):
         rounds = itertools.count()
 
         def one_round():  # the three executors back to back, in an order rotated each round
-            names = list(executors)
-            shift = next(rounds) % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in round_order(list(executors), next(rounds)):
                 directory = tmp_path / f"{name}{next(counter)}"
                 cpu, wall = cpu_seconds(), time.perf_counter()
                 result = run_plan(plan(), directory, executor=executors[name]())  # concurrency 8: 4 episodes queued per worker

@@ -31,7 +31,7 @@ import sys
 import time
 
 import pytest
-from _paired import paired_ratio
+from _paired import paired_ratio, round_order
 
 from harness import parse_suite, run_plan
 
@@ -117,8 +117,7 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
              "bare": lambda: bare(api_base, sent)}
     bare_runs, harness_runs = [], []
     for round_ in range(PAIRS):
-        order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
-        pair = {name: paths[name]() for name in order}
+        pair = {name: paths[name]() for name in round_order(list(paths), round_)}
         harness_runs.append(pair["harness"])
         bare_runs.append(pair["bare"])
     ratios = paired_ratio([wall for wall, _ in harness_runs], [wall for wall, _ in bare_runs])
@@ -135,7 +134,8 @@ def test_llm_overhead(benchmark, api_base, tmp_path, concurrency):
           f"{decisions / bare_s:,.0f} decisions/s ({1000 * bare_cpu / decisions:.2f} ms CPU each), harness "
           f"{decisions / harness_s:,.0f} decisions/s ({1000 * harness_cpu / decisions:.2f} ms CPU each); overhead "
           f"{overhead:+.1%} wall [95% CI {low:+.1%}, {high:+.1%}], {cpu_overhead:+.1%} CPU; per round "
-          f"{', '.join(f'{h / b - 1:+.1%}' for (h, _), (b, _) in zip(harness_runs, bare_runs))} (target <= {TARGET_OVERHEAD:.0%}; {load()})")
+          f"{', '.join(f'{h / b - 1:+.1%}' for (h, _), (b, _) in zip(harness_runs, bare_runs))} "
+          f"(target <= {TARGET_OVERHEAD:.0%}; {load()})")
     assert overhead <= TARGET_OVERHEAD, f"harness overhead {overhead:.1%} > {TARGET_OVERHEAD:.0%}"
 
 

@@ -14,7 +14,7 @@ import os
 import time
 
 import pytest
-from _paired import paired_ratio
+from _paired import paired_ratio, round_order
 
 from agents import EpisodeInfo, resolve
 from harness import parse_suite, run_plan
@@ -87,7 +87,7 @@ def test_ratio(tmp_path):
     wall: dict[str, list[float]] = {name: [] for name in paths}
     cpu: dict[str, list[float]] = {name: [] for name in paths}
     for round_ in range(PAIRS):
-        for name in list(paths) if round_ % 2 == 0 else list(paths)[::-1]:
+        for name in round_order(list(paths), round_):
             start, start_cpu = time.perf_counter(), time.process_time()
             paths[name]()
             wall[name].append(time.perf_counter() - start)

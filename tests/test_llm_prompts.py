@@ -79,7 +79,6 @@ def test_compile_template_refuses_what_it_cannot_render_exactly():
         {"role": "user", "content": "{b}!"}]
 
 
-
 @pytest.mark.parametrize("family, params", [
     ("bandit/bernoulli", {"n_arms": 3, "horizon": 12}),
     ("experts/full-info", {"n_experts": 3, "horizon": 12}),
