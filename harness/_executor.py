@@ -77,8 +77,8 @@ async def play_outcome(episode: Episode, factory: AgentFactory) -> Outcome:
 
 # Each decision's row lives until its episode ends, so an episode of n decisions adds n tracked
 # objects that die together: at CPython's default young threshold (700) they were traversed by 4x
-# the bare loop's collections, and promoted, only to die soon after (0.34 us of the runner's
-# ~4 us per decision, bench_runner.py). A young generation of 10,000 lets most die uncollected.
+# the bare loop's collections, and promoted, only to die soon after (0.55-0.7 us of the runner's
+# ~4 us per decision: benchmarks/gc_collections.py). A young generation of 10,000 lets most die uncollected.
 YOUNG_THRESHOLD = 10_000
 
 
